@@ -1,0 +1,254 @@
+// ShmConnection: the data path and the access changes of the shm backend.
+//
+// The initiator performs each operation itself. It announces the operation in the
+// target's connection slot (peer_in_flight += 1, sequentially consistent), checks there
+// that the target is alive, that the connection is still the one it connected to, that
+// the access word allows the operation and that the region and range are valid, copies
+// the bytes, and withdraws the announcement (-= 1). A count rather than a flag, so that a
+// stale initiator whose announcement is refused can never erase a legitimate one. A target narrowing access stores its access
+// word (sequentially consistent) and then waits until it reads peer_in_flight == 0 or
+// the peer is dead: an operation that announced itself before the store may still land,
+// so the change is `pending` until the announcement clears; one that announces itself
+// after the store reads the new access word and is refused. Once settled, nothing the
+// new flags forbid can land: the guarantee an RDMA NIC gives when ibv_modify_qp returns.
+#include <immintrin.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <chrono>
+#include <cstring>
+
+#include "fabric/shm/shm_internal.hpp"
+
+namespace mu::fabric::shm {
+namespace {
+
+// How long change_access() spins for the peer's announcement to clear before it answers
+// `pending`. An operation holds the announcement for well under a microsecond; only a
+// peer that is descheduled or stopped in that window outlasts this.
+constexpr auto settle_spin_limit = std::chrono::microseconds(50);
+
+ConnectionState load_state(const ConnectionSlot& slot) {
+  return static_cast<ConnectionState>(slot.state.load(std::memory_order_acquire));
+}
+
+}  // namespace
+
+ShmConnection::ShmConnection(std::shared_ptr<NodeContext> node, ShmCompletionQueue& queue)
+    : node_(std::move(node)),
+      queue_(queue),
+      slot_(node_->allocate_connection_slot()),
+      own_(node_->control().connections[slot_]),
+      max_outstanding_(node_->config().max_outstanding_operations) {
+  // A fresh life of the slot: a new generation fails any peer still holding the old one.
+  own_.generation.fetch_add(1);
+  own_.access.store(access_none);
+  own_.peer_node.store(max_node_count);
+  own_.peer_slot.store(max_connections_per_node);
+  own_.peer_in_flight.store(0);
+  own_.state.store(static_cast<std::uint32_t>(ConnectionState::unconnected));
+  own_.in_use.store(1);
+  auto& accounting = node_->accounting(slot_);
+  accounting.epoch.fetch_add(1);
+  accounting.completed_sequence.store(0);
+  queue_.attach();
+}
+
+ShmConnection::~ShmConnection() {
+  reset();
+  own_.in_use.store(0);
+  queue_.detach();
+  node_->free_connection_slot(slot_);
+}
+
+EndpointInfo ShmConnection::local_endpoint() const {
+  EndpointInfo endpoint;
+  endpoint.node_id = node_->config().node_id;
+  endpoint.queue_number = slot_;
+  endpoint.process_id = static_cast<std::uint32_t>(::getpid());
+  return endpoint;
+}
+
+void ShmConnection::connect(const EndpointInfo& remote, AccessFlags access) {
+  if (load_state(own_) != ConnectionState::unconnected) {
+    throw FabricError("shm: connect() on a connection that is not reset");
+  }
+  if (remote.queue_number >= max_connections_per_node) {
+    throw FabricError("shm: remote endpoint names a connection slot out of range");
+  }
+  auto peer = node_->peer(remote.node_id);
+  // An announcement left by a peer that died mid-operation would otherwise hold every
+  // later access change pending forever. A live previous peer clears its own.
+  if (own_.peer_in_flight.load() != 0 && (!peer_ || !peer_->alive())) own_.peer_in_flight.store(0);
+  remote_ = remote;
+  peer_ = std::move(peer);
+  target_ = &peer_->control->connections[remote.queue_number];
+  target_generation_ = target_->generation.load();
+  posted_sequence_ = 0;
+  own_.peer_node.store(remote.node_id);
+  own_.peer_slot.store(remote.queue_number);
+  own_.access.store(access, std::memory_order_seq_cst);
+  own_.state.store(static_cast<std::uint32_t>(ConnectionState::connected), std::memory_order_release);
+}
+
+ConnectionState ShmConnection::state() const { return load_state(own_); }
+
+void ShmConnection::reset() {
+  // The peer's operations now fail the generation check. Reset does not wait for one
+  // already past it; narrowing access with a guarantee is change_access()'s job.
+  own_.generation.fetch_add(1);
+  own_.access.store(access_none, std::memory_order_seq_cst);
+  own_.state.store(static_cast<std::uint32_t>(ConnectionState::unconnected), std::memory_order_release);
+  auto& accounting = node_->accounting(slot_);
+  accounting.epoch.fetch_add(1);  // completions still queued no longer retire anything
+  accounting.completed_sequence.store(0);
+  posted_sequence_ = 0;
+  target_ = nullptr;
+  access_change_pending_ = false;
+}
+
+AccessFlags ShmConnection::access() const { return static_cast<AccessFlags>(own_.access.load()); }
+
+ChangeStatus ShmConnection::change_access(AccessFlags access, AccessPath path) {
+  const auto previous = static_cast<AccessFlags>(own_.access.load());
+  if (path == AccessPath::robust) {
+    // Cycling the connection: the peer's end is out of step and must reset and connect
+    // again, as after RESET -> RTS on verbs.
+    own_.generation.fetch_add(1);
+  }
+  own_.access.store(access, std::memory_order_seq_cst);
+  const bool narrowing = (previous & ~access) != 0;
+  if (!narrowing) return ChangeStatus::settled;
+  access_change_pending_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + settle_spin_limit;
+  while (!access_change_settled()) {
+    if (std::chrono::steady_clock::now() > deadline) return ChangeStatus::pending;
+    _mm_pause();
+  }
+  return ChangeStatus::settled;
+}
+
+bool ShmConnection::access_change_settled() {
+  if (!access_change_pending_) return true;
+  // Pairs with the seq_cst store of the access word: see the file comment.
+  if (own_.peer_in_flight.load(std::memory_order_seq_cst) == 0 || !peer_ || !peer_->alive()) {
+    access_change_pending_ = false;
+  }
+  return !access_change_pending_;
+}
+
+PostStatus ShmConnection::post_write(const WriteRequest& request) {
+  const std::byte* source = nullptr;
+  std::uint32_t length = request.length;
+  if (!request.inline_payload.empty()) {
+    if (request.inline_payload.size() > shm_max_inline_bytes) return PostStatus::invalid_request;
+    source = request.inline_payload.data();
+    length = static_cast<std::uint32_t>(request.inline_payload.size());
+  } else if (length > 0) {
+    if (request.local_region == nullptr || request.local_offset > request.local_region->size_bytes() ||
+        length > request.local_region->size_bytes() - request.local_offset) {
+      return PostStatus::invalid_request;
+    }
+    source = request.local_region->data() + request.local_offset;
+  }
+  return post(Operation{Opcode::write, request.work_id, request.remote, request.remote_offset, nullptr, source,
+                        length, request.signaled});
+}
+
+PostStatus ShmConnection::post_read(const ReadRequest& request) {
+  std::byte* destination = nullptr;
+  if (request.length > 0) {
+    if (request.local_region == nullptr || request.local_offset > request.local_region->size_bytes() ||
+        request.length > request.local_region->size_bytes() - request.local_offset) {
+      return PostStatus::invalid_request;
+    }
+    destination = request.local_region->data() + request.local_offset;
+  }
+  return post(Operation{Opcode::read, request.work_id, request.remote, request.remote_offset, destination, nullptr,
+                        request.length, request.signaled});
+}
+
+PostStatus ShmConnection::post(const Operation& operation) {
+  const ConnectionState current = load_state(own_);
+  if (current == ConnectionState::unconnected || target_ == nullptr) return PostStatus::not_connected;
+  if (operation.remote == nullptr || operation.remote->descriptor().node_id != remote_.node_id) {
+    return PostStatus::invalid_request;
+  }
+  const auto& accounting = node_->accounting(slot_);
+  const std::uint64_t outstanding =
+      posted_sequence_ - accounting.completed_sequence.load(std::memory_order_relaxed);
+  // Room for a completion is needed even for an unsignaled operation: it may fail.
+  if (outstanding >= max_outstanding_ || queue_.full()) return PostStatus::queue_full;
+
+  const std::uint64_t sequence = ++posted_sequence_;
+  // On a connection in the error state every operation is flushed, as on RC.
+  const CompletionStatus status =
+      current == ConnectionState::error ? CompletionStatus::flushed : perform(operation);
+  if (status != CompletionStatus::success && status != CompletionStatus::flushed) {
+    enter_error(is_remote_rejection(status));
+  }
+  if (operation.signaled || status != CompletionStatus::success) {
+    queue_.push(Completion{operation.work_id, slot_, operation.opcode, status},
+                accounting.epoch.load(std::memory_order_relaxed), sequence);
+  }
+  return PostStatus::posted;
+}
+
+CompletionStatus ShmConnection::perform(const Operation& operation) {
+  // Every backend object handed to this connection comes from the same backend.
+  const auto& region = static_cast<const ShmRemoteRegion&>(*operation.remote);
+  const AccessFlags needed = operation.opcode == Opcode::write ? access_remote_write : access_remote_read;
+  ConnectionSlot& target = *target_;
+
+  target.peer_in_flight.fetch_add(1, std::memory_order_seq_cst);
+  const CompletionStatus status = check_target(region, operation.remote_offset, operation.length, needed);
+  if (status == CompletionStatus::success && operation.length > 0) {
+    // The target may read these bytes concurrently; the engine above never trusts an
+    // entry before its checksum, exactly as with a NIC's DMA.
+    std::byte* remote = region.memory() + operation.remote_offset;
+    if (operation.opcode == Opcode::write) {
+      std::memcpy(remote, operation.source, operation.length);
+    } else {
+      std::memcpy(operation.local, remote, operation.length);
+    }
+  }
+  target.peer_in_flight.fetch_sub(1, std::memory_order_release);
+  return status;
+}
+
+CompletionStatus ShmConnection::check_target(const ShmRemoteRegion& region, std::uint64_t offset,
+                                             std::uint32_t length, AccessFlags needed) const {
+  const ConnectionSlot& target = *target_;
+  // A dead or restarted peer does not answer: a NIC would exhaust its retries.
+  if (!peer_->alive()) return CompletionStatus::peer_unreachable;
+  if (target.generation.load(std::memory_order_seq_cst) != target_generation_ ||
+      load_state(target) != ConnectionState::connected ||
+      target.peer_node.load(std::memory_order_relaxed) != node_->config().node_id ||
+      target.peer_slot.load(std::memory_order_relaxed) != slot_) {
+    return CompletionStatus::peer_unreachable;
+  }
+  if ((target.access.load(std::memory_order_seq_cst) & needed) == 0) return CompletionStatus::remote_access_error;
+  // The region must belong to the incarnation this connection reaches, and still exist.
+  if (&region.owner() != peer_.get() && region.owner().file.inode() != peer_->file.inode()) {
+    return CompletionStatus::remote_access_error;
+  }
+  const RegionSlot& entry = region.owner().control->regions[region.slot()];
+  if (entry.valid.load(std::memory_order_seq_cst) != 1 ||
+      entry.generation.load(std::memory_order_relaxed) != region.generation()) {
+    return CompletionStatus::remote_access_error;
+  }
+  const std::uint64_t size_bytes = entry.size_bytes.load(std::memory_order_relaxed);
+  if (offset > size_bytes || length > size_bytes - offset) return CompletionStatus::remote_access_error;
+  return CompletionStatus::success;
+}
+
+void ShmConnection::enter_error(bool target_refused) {
+  own_.state.store(static_cast<std::uint32_t>(ConnectionState::error), std::memory_order_release);
+  if (target_refused && target_ != nullptr && target_->generation.load() == target_generation_) {
+    // On RC the responder's queue pair also goes to the error state after a refusal.
+    auto expected = static_cast<std::uint32_t>(ConnectionState::connected);
+    target_->state.compare_exchange_strong(expected, static_cast<std::uint32_t>(ConnectionState::error));
+  }
+}
+
+}  // namespace mu::fabric::shm
