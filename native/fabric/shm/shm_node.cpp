@@ -35,6 +35,9 @@ NodeContext::~NodeContext() {
   // Children keep this context alive, so every region and connection is gone by now.
   ::unlink(control_path(config_.node_id).c_str());
   liveness_.reset();
+  // The last node of a cluster to leave removes the directory; rmdir fails harmlessly
+  // while other nodes' files remain.
+  ::rmdir(directory_.c_str());
 }
 
 std::string NodeContext::control_path(NodeId node_id) const {
