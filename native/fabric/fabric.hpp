@@ -62,8 +62,10 @@
 // peer's in-flight operation to finish or for the peer process to die; that wait is
 // reported as `pending` instead of blocking, so an agent can keep working meanwhile.
 //
-// Threads. A Fabric and its objects may be used from several threads, but each
-// Connection and each CompletionQueue must be used by one thread at a time.
+// Threads. A Fabric and its objects may be used from several threads, but a
+// CompletionQueue and every Connection that posts to it must be used by one thread at a
+// time, together (shm completes operations at post time, into the queue): in the engine,
+// one agent owns a queue and its connections.
 #pragma once
 
 #include <cstddef>
