@@ -39,16 +39,9 @@ MappedFile MappedFile::create(const std::string& path, std::size_t size_bytes) {
   // The umask may have narrowed the mode further; never let it be wider than 0600.
   if (::fchmod(fd.get(), 0600) != 0) fail("cannot chmod", path);
   if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) fail("cannot size", path);
-  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (memory == MAP_FAILED) fail("cannot map", path);
   struct stat status{};
-  ::fstat(fd.get(), &status);
-  MappedFile file;
-  file.data_ = static_cast<std::byte*>(memory);
-  file.size_bytes_ = size_bytes;
-  file.device_ = status.st_dev;
-  file.inode_ = status.st_ino;
-  return file;
+  if (::fstat(fd.get(), &status) != 0) fail("cannot stat", path);
+  return map(fd.get(), size_bytes, status, path);
 }
 
 MappedFile MappedFile::open(const std::string& path, std::size_t minimum_bytes) {
@@ -65,7 +58,11 @@ MappedFile MappedFile::open(const std::string& path, std::size_t minimum_bytes) 
     errno = EINVAL;
     fail("file is smaller than expected", path);
   }
-  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  return map(fd.get(), size_bytes, status, path);
+}
+
+MappedFile MappedFile::map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path) {
+  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (memory == MAP_FAILED) fail("cannot map", path);
   MappedFile file;
   file.data_ = static_cast<std::byte*>(memory);

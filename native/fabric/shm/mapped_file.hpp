@@ -3,6 +3,7 @@
 // cluster's own processes (same uid) can map them.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -31,6 +32,8 @@ class MappedFile {
   ino_t inode() const { return inode_; }
 
  private:
+  static MappedFile map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path);
+
   std::byte* data_ = nullptr;
   std::size_t size_bytes_ = 0;
   dev_t device_ = 0;

@@ -97,15 +97,24 @@ std::shared_ptr<PeerControl> NodeContext::peer(NodeId node_id) {
   return mapped;
 }
 
-std::uint32_t NodeContext::allocate_connection_slot() {
-  std::lock_guard guard(mutex_);
-  for (std::uint32_t slot = 0; slot < max_connections_per_node; ++slot) {
-    if (!connection_slot_used_[slot]) {
-      connection_slot_used_[slot] = true;
+namespace {
+
+template <std::size_t N>
+std::uint32_t take_free_slot(std::array<bool, N>& used, const char* what) {
+  for (std::uint32_t slot = 0; slot < N; ++slot) {
+    if (!used[slot]) {
+      used[slot] = true;
       return slot;
     }
   }
-  throw FabricError("shm: all " + std::to_string(max_connections_per_node) + " connection slots are in use");
+  throw FabricError("shm: all " + std::to_string(N) + " " + what + " slots are in use");
+}
+
+}  // namespace
+
+std::uint32_t NodeContext::allocate_connection_slot() {
+  std::lock_guard guard(mutex_);
+  return take_free_slot(connection_slot_used_, "connection");
 }
 
 void NodeContext::free_connection_slot(std::uint32_t slot) {
@@ -116,13 +125,7 @@ void NodeContext::free_connection_slot(std::uint32_t slot) {
 
 std::uint32_t NodeContext::allocate_region_slot() {
   std::lock_guard guard(mutex_);
-  for (std::uint32_t slot = 0; slot < max_regions_per_node; ++slot) {
-    if (!region_slot_used_[slot]) {
-      region_slot_used_[slot] = true;
-      return slot;
-    }
-  }
-  throw FabricError("shm: all " + std::to_string(max_regions_per_node) + " region slots are in use");
+  return take_free_slot(region_slot_used_, "region");
 }
 
 void NodeContext::free_region_slot(std::uint32_t slot) {
