@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-sanitizers -DCMAKE_BUILD_TYPE=Debug -DMU_SANITIZE=address,undefined >/dev/null
-cmake --build build-sanitizers -j"$(nproc)" --target mu-fabric-tests
+cmake --build build-sanitizers -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 ctest --test-dir build-sanitizers --output-on-failure
