@@ -27,7 +27,8 @@ namespace mu::engine {
 enum class EntryKind : std::uint32_t {
   commands = 1,  // a batch of client commands for the application
   no_op = 2,     // written by a new leader to commit what it recovered
-  wrap = 3,      // nothing more fits before the end of the log: continue at offset 0
+  wrap = 3,      // nothing more fits before the end of the log: continue at offset 0;
+                 // carries the log_index of the entry that follows it
 };
 
 struct EntryHeader {
