@@ -45,15 +45,29 @@
 // A peer that is dead or unreachable yields `peer_unreachable` (possibly after the
 // backend's retry timeout). Backends differ in which remote error they report for a
 // refused write (rxe says `remote_invalid_request`, mlx5 NICs `remote_access_error`);
-// callers test is_remote_rejection() rather than one status.
+// callers test is_remote_rejection() rather than one status. Zero-length operations are
+// refused at post (`invalid_request`): a NIC checks neither key nor bounds for them, so
+// they would prove nothing.
+//
+// Resets are paired. After an error both ends reset() and connect() again, and neither
+// posts until the control plane has seen both ends connected. An end that resets and
+// reconnects alone while its peer's end keeps running is out of step, and on verbs its
+// writes may then be taken for retransmissions: acknowledged with `success` and never
+// executed. So never reset one end alone; shm detects that case (`peer_unreachable`),
+// verbs cannot. Operations outstanding at a reset: verbs reports each as `flushed`
+// (whether it reached the target is unknown); shm has already executed them and reports
+// nothing more for unsignaled ones.
 //
 // Access changes (the heart of Mu's one-writer-per-log rule). change_access() at the
 // target sets what the connection's peer may do: remote write, remote read, both or none.
 //   - AccessPath::fast changes the flags in place (ibv_modify_qp(IBV_QP_ACCESS_FLAGS)).
-//     The connection stays usable by both ends.
-//   - AccessPath::robust cycles this end through reset and reconnect with the new flags
-//     (RESET -> INIT -> RTR -> RTS on verbs). The peer's end is then out of step: its next
-//     operation fails and it must reset() and connect() again before posting.
+//   - AccessPath::robust cycles this end through RESET -> INIT -> RTR -> RTS with the new
+//     flags, for devices that refuse the in-place change. On a healthy connection it keeps
+//     both packet sequence numbers, so the peer does not notice: as after the fast path,
+//     its next operation is judged by the new flags.
+//   On an unconnected end the flags are recorded for the next connect(). An end in the
+//   error state can only be cycled (either path): it comes back connected with the new
+//   flags as one half of a paired reset.
 // Revocation is strong: once change_access() has returned ChangeStatus::settled (or
 // access_change_settled() has returned true after ChangeStatus::pending), no operation
 // from the peer that the new flags forbid takes effect, including one that was in flight
@@ -61,6 +75,7 @@
 // On shm the initiator itself writes the target's memory, so the revoker waits for the
 // peer's in-flight operation to finish or for the peer process to die; that wait is
 // reported as `pending` instead of blocking, so an agent can keep working meanwhile.
+// ChangeStatus::failed means the device refused the change; treat access as revoked.
 //
 // Threads. A Fabric and its objects may be used from several threads, but a
 // CompletionQueue and every Connection that posts to it must be used by one thread at a

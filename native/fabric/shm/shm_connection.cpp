@@ -83,7 +83,9 @@ void ShmConnection::connect(const EndpointInfo& remote, AccessFlags access) {
   remote_ = remote;
   peer_ = std::move(peer);
   target_ = &peer_->control->connections[remote.queue_number];
-  target_generation_ = target_->generation.load();
+  // Bound at the first operation, not now: the peer's end may reset and connect after this
+  // one (a paired reset in either order), as PSNs on verbs meet whatever the order.
+  target_generation_bound_ = false;
   posted_sequence_ = 0;
   own_.peer_node.store(remote.node_id);
   own_.peer_slot.store(remote.queue_number);
@@ -110,12 +112,23 @@ void ShmConnection::reset() {
 AccessFlags ShmConnection::access() const { return static_cast<AccessFlags>(own_.access.load()); }
 
 ChangeStatus ShmConnection::change_access(AccessFlags access, AccessPath path) {
-  const auto previous = static_cast<AccessFlags>(own_.access.load());
-  if (path == AccessPath::robust) {
-    // Cycling the connection: the peer's end is out of step and must reset and connect
-    // again, as after RESET -> RTS on verbs.
-    own_.generation.fetch_add(1);
+  // Both paths are the same store here: shm has no queue-pair state for a cycle to clear,
+  // and from a healthy connection the verbs robust path, too, leaves the peer in step.
+  static_cast<void>(path);
+  const ConnectionState current = load_state(own_);
+  if (current == ConnectionState::unconnected) {
+    own_.access.store(access, std::memory_order_seq_cst);  // nobody can reach this end
+    return ChangeStatus::settled;
   }
+  if (current == ConnectionState::error) {
+    // As on verbs, an end in the error state can only be cycled: it comes back connected
+    // with the new flags, one half of a paired reset (the peer resets and connects too).
+    const EndpointInfo remote = remote_;
+    reset();
+    connect(remote, access);
+    return ChangeStatus::settled;
+  }
+  const auto previous = static_cast<AccessFlags>(own_.access.load());
   own_.access.store(access, std::memory_order_seq_cst);
   const bool narrowing = (previous & ~access) != 0;
   if (!narrowing) return ChangeStatus::settled;
@@ -140,11 +153,12 @@ bool ShmConnection::access_change_settled() {
 PostStatus ShmConnection::post_write(const WriteRequest& request) {
   const std::byte* source = nullptr;
   std::uint32_t length = request.length;
+  if (request.inline_payload.empty() && length == 0) return PostStatus::invalid_request;
   if (!request.inline_payload.empty()) {
     if (request.inline_payload.size() > shm_max_inline_bytes) return PostStatus::invalid_request;
     source = request.inline_payload.data();
     length = static_cast<std::uint32_t>(request.inline_payload.size());
-  } else if (length > 0) {
+  } else {
     if (request.local_region == nullptr || request.local_offset > request.local_region->size_bytes() ||
         length > request.local_region->size_bytes() - request.local_offset) {
       return PostStatus::invalid_request;
@@ -157,7 +171,8 @@ PostStatus ShmConnection::post_write(const WriteRequest& request) {
 
 PostStatus ShmConnection::post_read(const ReadRequest& request) {
   std::byte* destination = nullptr;
-  if (request.length > 0) {
+  if (request.length == 0) return PostStatus::invalid_request;
+  {
     if (request.local_region == nullptr || request.local_offset > request.local_region->size_bytes() ||
         request.length > request.local_region->size_bytes() - request.local_offset) {
       return PostStatus::invalid_request;
@@ -199,10 +214,14 @@ CompletionStatus ShmConnection::perform(const Operation& operation) {
   const auto& region = static_cast<const ShmRemoteRegion&>(*operation.remote);
   const AccessFlags needed = operation.opcode == Opcode::write ? access_remote_write : access_remote_read;
   ConnectionSlot& target = *target_;
+  if (!target_generation_bound_) {
+    target_generation_ = target.generation.load(std::memory_order_seq_cst);
+    target_generation_bound_ = true;
+  }
 
   target.peer_in_flight.fetch_add(1, std::memory_order_seq_cst);
   const CompletionStatus status = check_target(region, operation.remote_offset, operation.length, needed);
-  if (status == CompletionStatus::success && operation.length > 0) {
+  if (status == CompletionStatus::success) {
     // The target may read these bytes concurrently; the engine above never trusts an
     // entry before its checksum, exactly as with a NIC's DMA.
     std::byte* remote = region.memory() + operation.remote_offset;

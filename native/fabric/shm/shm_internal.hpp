@@ -183,6 +183,7 @@ class ShmConnection final : public Connection {
   std::shared_ptr<PeerControl> peer_;   // the peer's incarnation we are connected to
   ConnectionSlot* target_ = nullptr;    // the peer's end, in its control file
   std::uint32_t target_generation_ = 0;
+  bool target_generation_bound_ = false;
   bool access_change_pending_ = false;
 };
 

@@ -46,19 +46,6 @@ class Conformance : public ::testing::TestWithParam<Backend> {
     to_target_->connect(from_initiator_->local_endpoint(), access_none);
   }
 
-  void reconnect_both(AccessFlags target_grants) {
-    to_target_->reset();
-    from_initiator_->reset();
-    drain(*initiator_queue_);
-    connect(target_grants);
-  }
-
-  static void drain(CompletionQueue& queue) {
-    std::array<Completion, 64> batch;
-    while (queue.poll(batch) > 0) {
-    }
-  }
-
   PostStatus write_from_source(std::uint64_t work_id, std::uint64_t remote_offset, std::uint64_t source_offset,
                                std::uint32_t length, bool signaled = true) {
     WriteRequest request;
@@ -291,47 +278,97 @@ TEST_P(Conformance, RegrantAfterRevokeAllowsWritesAgain) {
   EXPECT_EQ(from_initiator_->state(), ConnectionState::connected);
 }
 
-TEST_P(Conformance, ErrorStateFlushesLaterOperationsUntilReset) {
+// The robust path cycles the target's end through RESET -> RTS. From a healthy
+// connection the writer, which has sent before, stays in step: its next write is judged
+// by the new flags, refused, and changes nothing.
+TEST_P(Conformance, RobustPathRevokeRefusesTheOldWriter) {
+  for (std::uint64_t work_id = 1; work_id <= 20; ++work_id) {
+    fill_source(0, 64, static_cast<std::uint8_t>(work_id));
+    ASSERT_EQ(write_from_source(work_id, 0, 0, 64), PostStatus::posted);
+    expect_success(work_id);
+  }
+  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_read, AccessPath::robust)));
+  EXPECT_EQ(from_initiator_->access(), access_remote_read);
+  EXPECT_EQ(from_initiator_->state(), ConnectionState::connected);
+  const auto before = target_snapshot();
+  fill_source(0, 64, 99);
+  ASSERT_EQ(write_from_source(100, 0, 0, 64), PostStatus::posted);
+  const Completion refused = expect_completion(100);
+  EXPECT_TRUE(is_remote_rejection(refused.status)) << completion_status_name(refused.status);
+  EXPECT_EQ(target_snapshot(), before);
+  EXPECT_EQ(to_target_->state(), ConnectionState::error);
+}
+
+TEST_P(Conformance, RobustRevokeThenGrantLeavesTheWriterInStep) {
+  for (std::uint64_t work_id = 1; work_id <= 20; ++work_id) {
+    ASSERT_EQ(write_from_source(work_id, 0, 0, 64), PostStatus::posted);
+    expect_success(work_id);
+  }
+  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_none, AccessPath::robust)));
+  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_all, AccessPath::robust)));
+  fill_source(0, 32, 10);
+  ASSERT_EQ(write_from_source(21, 64, 0, 32), PostStatus::posted);
+  expect_success(21);
+  EXPECT_EQ(std::memcmp(memory_->data() + 64, source_->data(), 32), 0);
+  EXPECT_EQ(to_target_->state(), ConnectionState::connected);
+}
+
+// After a refusal both ends are in the error state. Granting again cycles the target's
+// end back (either path: an errored queue pair cannot be changed in place); the writer's
+// end stays in error until it, too, resets and connects: a paired reset, in either order.
+TEST_P(Conformance, ErrorStateFlushesLaterOperationsUntilAPairedReset) {
   ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_none, AccessPath::fast)));
   ASSERT_EQ(write_from_source(1, 0, 0, 8), PostStatus::posted);
   EXPECT_TRUE(is_remote_rejection(expect_completion(1).status));
+  EXPECT_EQ(from_initiator_->state(), ConnectionState::error);
 
-  // Granting again does not revive a connection in the error state.
   ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_all, AccessPath::fast)));
+  EXPECT_EQ(from_initiator_->state(), ConnectionState::connected);
   ASSERT_EQ(write_from_source(2, 0, 0, 8), PostStatus::posted);
   EXPECT_EQ(expect_completion(2).status, CompletionStatus::flushed);
+  EXPECT_EQ(to_target_->state(), ConnectionState::error);
 
-  reconnect_both(access_remote_all);
-  EXPECT_EQ(to_target_->state(), ConnectionState::connected);
+  to_target_->reset();
+  to_target_->connect(from_initiator_->local_endpoint(), access_none);
   fill_source(0, 8, 6);
   ASSERT_EQ(write_from_source(3, 0, 0, 8), PostStatus::posted);
   expect_success(3);
   EXPECT_EQ(std::memcmp(memory_->data(), source_->data(), 8), 0);
 }
 
-// The robust path cycles the target's end through reset; the initiator's end falls out
-// of step and fails until it, too, is reset and connected again.
-TEST_P(Conformance, RobustPathRevokeRefusesTheOldWriter) {
-  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_read, AccessPath::robust)));
-  EXPECT_EQ(from_initiator_->access(), access_remote_read);
-  const auto before = target_snapshot();
-  fill_source(0, 64, 8);
-  ASSERT_EQ(write_from_source(1, 0, 0, 64), PostStatus::posted);
-  const Completion refused = expect_completion(1);
-  EXPECT_NE(refused.status, CompletionStatus::success);
-  EXPECT_EQ(target_snapshot(), before);
-  EXPECT_EQ(to_target_->state(), ConnectionState::error);
-}
+TEST_P(Conformance, PairedResetWorksWhicheverEndReconnectsFirst) {
+  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_none, AccessPath::fast)));
+  ASSERT_EQ(write_from_source(1, 0, 0, 8), PostStatus::posted);
+  EXPECT_TRUE(is_remote_rejection(expect_completion(1).status));
 
-TEST_P(Conformance, RobustPathGrantAdmitsAReconnectedWriter) {
-  reconnect_both(access_none);
-  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_all, AccessPath::robust)));
+  // The writer first, then the target cycles its end back with write access.
   to_target_->reset();
   to_target_->connect(from_initiator_->local_endpoint(), access_none);
-  fill_source(0, 32, 10);
-  ASSERT_EQ(write_from_source(1, 64, 0, 32), PostStatus::posted);
-  expect_success(1);
-  EXPECT_EQ(std::memcmp(memory_->data() + 64, source_->data(), 32), 0);
+  ASSERT_TRUE(wait_until_settled(*from_initiator_, from_initiator_->change_access(access_remote_all, AccessPath::robust)));
+  fill_source(0, 8, 7);
+  ASSERT_EQ(write_from_source(2, 0, 0, 8), PostStatus::posted);
+  expect_success(2);
+  EXPECT_EQ(std::memcmp(memory_->data(), source_->data(), 8), 0);
+}
+
+TEST_P(Conformance, AccessChangeOnAnUnconnectedEndIsRecordedForConnect) {
+  auto fresh = target_->create_connection(*target_queue_);
+  EXPECT_EQ(fresh->change_access(access_remote_read, AccessPath::fast), ChangeStatus::settled);
+  EXPECT_EQ(fresh->access(), access_remote_read);
+}
+
+TEST_P(Conformance, ZeroLengthOperationsAreRejectedAtPost) {
+  EXPECT_EQ(write_from_source(1, 0, 0, 0), PostStatus::invalid_request);
+  EXPECT_EQ(read_into_source(2, 0, 0, 0), PostStatus::invalid_request);
+  EXPECT_EQ(to_target_->state(), ConnectionState::connected);
+}
+
+// The leader must never count an acknowledgement from a replica whose end is gone.
+TEST_P(Conformance, WriteToAPeerWhoseEndIsGoneReportsItUnreachable) {
+  from_initiator_.reset();
+  ASSERT_EQ(write_from_source(1, 0, 0, 8), PostStatus::posted);
+  EXPECT_EQ(expect_completion(1).status, CompletionStatus::peer_unreachable);
+  EXPECT_EQ(to_target_->state(), ConnectionState::error);
 }
 
 TEST_P(Conformance, DeregisteredRegionIsRefused) {
