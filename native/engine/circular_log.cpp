@@ -17,6 +17,9 @@ std::optional<CircularLog::Placement> CircularLog::place_entry(std::uint64_t tai
                                                                std::uint32_t payload_bytes,
                                                                std::uint64_t recycled_position) const {
   assert(tail_position % 8 == 0);
+  // A tail too close to the end for even a wrap marker is really the next lap's start,
+  // where a reader that has caught up already stands.
+  tail_position = readable_position(tail_position);
   assert(recycled_position <= tail_position);
   if (payload_bytes > max_payload_bytes_) return std::nullopt;
   const std::uint64_t entry_bytes = encoded_entry_bytes(payload_bytes);

@@ -11,6 +11,7 @@ std::string_view backend_name(Backend backend) {
   switch (backend) {
     case Backend::shm: return "shm";
     case Backend::verbs: return "verbs";
+    case Backend::sim: return "sim";
   }
   return "unknown";
 }
@@ -18,7 +19,8 @@ std::string_view backend_name(Backend backend) {
 Backend parse_backend(std::string_view name) {
   if (name == "shm") return Backend::shm;
   if (name == "verbs") return Backend::verbs;
-  throw FabricError("unknown fabric backend '" + std::string(name) + "' (expected shm or verbs)");
+  if (name == "sim") return Backend::sim;
+  throw FabricError("unknown fabric backend '" + std::string(name) + "' (expected shm, verbs or sim)");
 }
 
 std::vector<Backend> compiled_backends() {
@@ -57,6 +59,8 @@ std::shared_ptr<Fabric> create_fabric(const FabricConfig& config) {
 #else
       throw FabricError("fabric backend 'verbs' is not compiled in (libibverbs was not found at build time)");
 #endif
+    case Backend::sim:
+      throw FabricError("fabric backend 'sim' nodes come from sim::SimNetwork::create_node()");
   }
   throw FabricError("unknown fabric backend");
 }

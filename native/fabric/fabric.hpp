@@ -96,12 +96,15 @@
 
 namespace mu::fabric {
 
-enum class Backend : std::uint8_t { shm, verbs };
+// `sim` is the deterministic in-process backend for tests and the simulator; its nodes
+// come from sim::SimNetwork (fabric/sim/sim_network.hpp), not from create_fabric().
+enum class Backend : std::uint8_t { shm, verbs, sim };
 
 std::string_view backend_name(Backend backend);
-// Parses "shm" or "verbs"; throws FabricError for anything else.
+// Parses "shm", "verbs" or "sim"; throws FabricError for anything else.
 Backend parse_backend(std::string_view name);
-// The backends this build contains (verbs only when libibverbs was found at build time).
+// The deployable backends this build contains (verbs only when libibverbs was found at
+// build time). `sim` is always there and never deployable.
 std::vector<Backend> compiled_backends();
 
 // Raised for setup failures (bad configuration, missing device, exhausted resources).

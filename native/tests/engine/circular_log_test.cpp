@@ -34,6 +34,8 @@ TEST(CircularLog, NoMarkerWhenEvenAMarkerDoesNotFit) {
   EXPECT_FALSE(placement->wrap_marker_position.has_value());
   EXPECT_EQ(placement->entry_position, 1024u);
   EXPECT_EQ(log.readable_position(1000), 1024u);
+  // A reader that caught up already stands at the next lap: still a valid recycled point.
+  EXPECT_TRUE(log.place_entry(1000, 8, 1024).has_value());
 }
 
 // The trap of the original fast path: it never checked free space.

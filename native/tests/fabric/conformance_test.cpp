@@ -1,5 +1,5 @@
 // The fabric contract (native/fabric/fabric.hpp), checked against every backend a run
-// selects (MU_FABRIC_BACKENDS): shm natively, verbs inside the Soft-RoCE VM
+// selects (MU_FABRIC_BACKENDS): shm and sim natively, verbs inside the Soft-RoCE VM
 // (scripts/rdma-vm). Two Fabric objects in one process play an initiator node and a
 // target node connected by one reliable connection.
 #include <gtest/gtest.h>
@@ -23,8 +23,8 @@ class Conformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     const std::string cluster = testing::unique_cluster_name("conformance");
-    initiator_ = create_fabric(testing::config_for(GetParam(), 0, cluster));
-    target_ = create_fabric(testing::config_for(GetParam(), 1, cluster));
+    initiator_ = testing::create_test_fabric(GetParam(), 0, cluster);
+    target_ = testing::create_test_fabric(GetParam(), 1, cluster);
     initiator_queue_ = initiator_->create_completion_queue(1024);
     target_queue_ = target_->create_completion_queue(1024);
     to_target_ = initiator_->create_connection(*initiator_queue_);

@@ -6,19 +6,21 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fabric/fabric.hpp"
+#include "fabric/sim/sim_network.hpp"
 
 namespace mu::fabric::testing {
 
-// MU_FABRIC_BACKENDS (comma-separated, default "shm") picks the backends a run covers. A
+// MU_FABRIC_BACKENDS (comma-separated, default "shm,sim") picks the backends a run covers. A
 // named backend that is absent makes the tests fail; it never skips them.
 inline std::vector<Backend> selected_backends() {
   const char* list = std::getenv("MU_FABRIC_BACKENDS");
-  std::string names = list != nullptr && *list != '\0' ? list : "shm";
+  std::string names = list != nullptr && *list != '\0' ? list : "shm,sim";
   std::vector<Backend> backends;
   std::size_t start = 0;
   while (start <= names.size()) {
@@ -39,6 +41,21 @@ inline FabricConfig config_for(Backend backend, NodeId node_id, const std::strin
     config.verbs_gid_index = static_cast<std::uint8_t>(std::atoi(gid_index));
   }
   return config;
+}
+
+// Creates a node of the backend. sim nodes of one cluster share a network, seeded
+// from the cluster name so a failing test replays; its writes are torn a third of the time.
+inline std::shared_ptr<Fabric> create_test_fabric(Backend backend, NodeId node_id, const std::string& cluster_name) {
+  if (backend != Backend::sim) return create_fabric(config_for(backend, node_id, cluster_name));
+  static std::map<std::string, std::weak_ptr<sim::SimNetwork>> networks;
+  auto network = networks[cluster_name].lock();
+  if (!network) {
+    sim::SimFaults faults;
+    faults.tear_probability = 0.3;
+    network = sim::SimNetwork::create(std::hash<std::string>{}(cluster_name), faults);
+    networks[cluster_name] = network;
+  }
+  return network->create_node(node_id);
 }
 
 inline std::string unique_cluster_name(const std::string& stem) {
