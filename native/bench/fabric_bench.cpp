@@ -115,7 +115,7 @@ struct TargetInfo {
 int run_target(Backend backend, const std::string& cluster, int to_initiator, int from_initiator, int switches) {
   auto fabric = create_fabric(config_for(backend, 1, cluster));
   auto queue = fabric->create_completion_queue(64);
-  auto connection = fabric->create_connection(*queue);
+  auto connection = fabric->create_connection(queue);
   auto region = fabric->register_region(1 << 20);
   std::array<std::byte, EndpointInfo::encoded_bytes> initiator_endpoint;
   receive_all(from_initiator, initiator_endpoint.data(), initiator_endpoint.size());
@@ -180,7 +180,7 @@ int run_backend(Backend backend, const Options& options) {
   // The target creates its node first; node 0 is this process.
   auto fabric = create_fabric(config_for(backend, 0, cluster));
   auto queue = fabric->create_completion_queue(64);
-  auto connection = fabric->create_connection(*queue);
+  auto connection = fabric->create_connection(queue);
   auto local = fabric->register_region(1 << 20);
   const auto endpoint = connection->local_endpoint().encode();
   send_all(to_target[1], endpoint.data(), endpoint.size());

@@ -34,7 +34,8 @@ struct EndpointInfo {
 // A registered region as a peer addresses it.
 //   verbs: key is the rkey, address the region's virtual address on its node.
 //   shm:   key packs the region's slot and generation in its node's control file,
-//          address is 0 (offsets are relative to the region).
+//          address is the owner's incarnation (offsets are relative to the region), so a
+//          descriptor from before the owner restarted is refused at attach.
 struct RegionDescriptor {
   NodeId node_id = 0;
   std::uint32_t key = 0;

@@ -17,7 +17,8 @@
 //     the peer may do to this node's regions through it.
 //   - RemoteRegion: a peer's region as seen from here, resolved from a RegionDescriptor.
 // Every child keeps its parent alive (it holds a shared_ptr to the Fabric's internals),
-// so teardown order is right by construction.
+// and a Connection keeps its CompletionQueue alive, so teardown order is right by
+// construction.
 //
 // Connecting. create_connection() gives an unconnected end; local_endpoint() is the plain
 // data (EndpointInfo) its peer needs; connect(remote, access) brings it to the connected
@@ -53,8 +54,9 @@
 // posts until the control plane has seen both ends connected. An end that resets and
 // reconnects alone while its peer's end keeps running is out of step, and on verbs its
 // writes may then be taken for retransmissions: acknowledged with `success` and never
-// executed. So never reset one end alone; shm detects that case (`peer_unreachable`),
-// verbs cannot. Operations outstanding at a reset: verbs reports each as `flushed`
+// executed. So never reset one end alone. shm detects a target end that reset alone
+// (`peer_unreachable`) and executes an initiator's writes after a one-sided reset of the
+// initiator's end; verbs does neither reliably. Operations outstanding at a reset: verbs reports each as `flushed`
 // (whether it reached the target is unknown); shm has already executed them and reports
 // nothing more for unsignaled ones.
 //
@@ -73,8 +75,11 @@
 // from the peer that the new flags forbid takes effect, including one that was in flight
 // when the change began. On verbs the NIC enforces this the moment ibv_modify_qp returns.
 // On shm the initiator itself writes the target's memory, so the revoker waits for the
-// peer's in-flight operation to finish or for the peer process to die; that wait is
-// reported as `pending` instead of blocking, so an agent can keep working meanwhile.
+// peer's in-flight operation to finish or for the peer process to exit; that wait is
+// reported as `pending` instead of blocking, so an agent can keep working meanwhile. A
+// reset does not wait, so an operation in flight across a reset keeps every later access
+// change on that end pending until it ends; settled always means "nothing forbidden can
+// still land", whatever happened in between.
 // ChangeStatus::failed means the device refused the change; treat access as revoked.
 //
 // Threads. A Fabric and its objects may be used from several threads, but a
@@ -264,8 +269,8 @@ class Fabric {
   // Allocates and registers `size_bytes` of zeroed memory. Remote access to it is then
   // governed by the access flags of each connection.
   virtual std::unique_ptr<LocalRegion> register_region(std::size_t size_bytes) = 0;
-  virtual std::unique_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) = 0;
-  virtual std::unique_ptr<Connection> create_connection(CompletionQueue& queue) = 0;
+  virtual std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) = 0;
+  virtual std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) = 0;
   // Resolves a peer's region; throws FabricError if the descriptor cannot be attached.
   virtual std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) = 0;
 };

@@ -1,6 +1,10 @@
 #include "fabric/shm/liveness.hpp"
 
 #include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cassert>
@@ -9,6 +13,7 @@
 #include <cstring>
 #include <future>
 #include <string>
+#include <utility>
 
 #include "fabric/fabric.hpp"
 
@@ -21,6 +26,15 @@ static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0);
 
 void check(int result, const char* what) {
   if (result != 0) throw FabricError(std::string("shm liveness: ") + what + ": " + std::strerror(result));
+}
+
+int open_pidfd(std::uint32_t process_id) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(process_id), 0));
+}
+
+bool pidfd_readable(int pidfd) {
+  pollfd entry{.fd = pidfd, .events = POLLIN, .revents = 0};
+  return ::poll(&entry, 1, 0) == 1;
 }
 
 }  // namespace
@@ -64,6 +78,46 @@ bool is_alive(const pthread_mutex_t* word) {
   const auto* futex_word = reinterpret_cast<const int*>(word);
   const auto value = static_cast<unsigned>(__atomic_load_n(futex_word, __ATOMIC_SEQ_CST));
   return (value & FUTEX_TID_MASK) != 0 && (value & FUTEX_OWNER_DIED) == 0;
+}
+
+ProcessExitWatch::ProcessExitWatch(std::uint32_t process_id, const pthread_mutex_t* liveness)
+    : process_id_(process_id) {
+  const int pidfd = open_pidfd(process_id);
+  if (pidfd < 0) return;
+  if (is_alive(liveness)) {
+    pidfd_ = pidfd;
+  } else {
+    ::close(pidfd);
+  }
+}
+
+ProcessExitWatch::~ProcessExitWatch() {
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+ProcessExitWatch::ProcessExitWatch(ProcessExitWatch&& other) noexcept
+    : pidfd_(std::exchange(other.pidfd_, -1)), process_id_(other.process_id_) {}
+
+ProcessExitWatch& ProcessExitWatch::operator=(ProcessExitWatch&& other) noexcept {
+  if (this != &other) {
+    if (pidfd_ >= 0) ::close(pidfd_);
+    pidfd_ = std::exchange(other.pidfd_, -1);
+    process_id_ = other.process_id_;
+  }
+  return *this;
+}
+
+bool ProcessExitWatch::exited() const {
+  if (pidfd_ >= 0) return pidfd_readable(pidfd_);
+  const int pidfd = open_pidfd(process_id_);
+  if (pidfd >= 0) {
+    const bool readable = pidfd_readable(pidfd);
+    ::close(pidfd);
+    return readable;
+  }
+  if (errno == ESRCH) return true;
+  // No pidfd support (Linux < 5.3): a pid that kill(2) cannot find has been reaped.
+  return ::kill(static_cast<pid_t>(process_id_), 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace mu::fabric::shm

@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 
@@ -37,5 +38,32 @@ class LivenessHolder {
 
 // True while the word's owner is alive: locked, by a live thread, never marked dead.
 bool is_alive(const pthread_mutex_t* word);
+
+// Confirms that a process has exited entirely. The liveness word turns dead when the
+// thread holding it goes, but other threads of a dying process can still run for a moment
+// (each must take its SIGKILL), so a revoker that must know a peer's write can no longer
+// land waits for the whole process, which a pidfd reports by becoming readable.
+class ProcessExitWatch {
+ public:
+  ProcessExitWatch() = default;
+  // Opens a pidfd for `process_id`, then reads `liveness`: if its owner is still alive,
+  // the pid cannot have been reused, so the pidfd names that owner ("bound"). Otherwise the
+  // watch stays unbound and exited() resolves the pid afresh each time: a pid that no longer
+  // exists, or a zombie, has exited; a live process under a reused pid makes it wait
+  // (errs on the side of safety).
+  ProcessExitWatch(std::uint32_t process_id, const pthread_mutex_t* liveness);
+  ~ProcessExitWatch();
+  ProcessExitWatch(ProcessExitWatch&& other) noexcept;
+  ProcessExitWatch& operator=(ProcessExitWatch&& other) noexcept;
+  ProcessExitWatch(const ProcessExitWatch&) = delete;
+  ProcessExitWatch& operator=(const ProcessExitWatch&) = delete;
+
+  // True once no thread of the process can run again. One non-blocking poll(2).
+  bool exited() const;
+
+ private:
+  int pidfd_ = -1;
+  std::uint32_t process_id_ = 0;
+};
 
 }  // namespace mu::fabric::shm

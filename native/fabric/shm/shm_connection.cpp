@@ -1,22 +1,29 @@
 // ShmConnection: the data path and the access changes of the shm backend.
 //
-// The initiator performs each operation itself. It announces the operation in the
-// target's connection slot (peer_in_flight += 1, sequentially consistent), checks there
-// that the target is alive, that the connection is still the one it connected to, that
-// the access word allows the operation and that the region and range are valid, copies
-// the bytes, and withdraws the announcement (-= 1). A count rather than a flag, so that a
-// stale initiator whose announcement is refused can never erase a legitimate one. A target narrowing access stores its access
-// word (sequentially consistent) and then waits until it reads peer_in_flight == 0 or
-// the peer is dead: an operation that announced itself before the store may still land,
-// so the change is `pending` until the announcement clears; one that announces itself
-// after the store reads the new access word and is refused. Once settled, nothing the
-// new flags forbid can land: the guarantee an RDMA NIC gives when ibv_modify_qp returns.
+// The initiator performs each operation itself. It announces the operation in its own
+// connection slot (operation_sequence becomes odd, sequentially consistent), checks the
+// target's slot (alive, same connection generation, naming this initiator's node, slot and
+// incarnation, access word allowing the operation) and the target's region table, copies
+// the bytes, and ends the announcement (operation_sequence becomes even again).
+//
+// A target narrowing access stores its access word (sequentially consistent) and then
+// "drains" the peer: it reads the peer's operation_sequence until it is even, or differs
+// from an odd value seen earlier, or the peer process has exited. An operation announced
+// before the store may still land, so until then the change is `pending`; one announced
+// after the store reads the new access word and is refused. Once settled, nothing the new
+// flags forbid can land: the guarantee an RDMA NIC gives when ibv_modify_qp returns.
+//
+// A reset leaves the same obligation behind: an operation that passed its checks just
+// before the reset may still be copying. Drains therefore outlive resets and reconnects,
+// and every later access change stays pending until all of them are settled.
 #include <immintrin.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 
 #include "fabric/shm/shm_internal.hpp"
 
@@ -34,9 +41,9 @@ ConnectionState load_state(const ConnectionSlot& slot) {
 
 }  // namespace
 
-ShmConnection::ShmConnection(std::shared_ptr<NodeContext> node, ShmCompletionQueue& queue)
+ShmConnection::ShmConnection(std::shared_ptr<NodeContext> node, std::shared_ptr<ShmCompletionQueue> queue)
     : node_(std::move(node)),
-      queue_(queue),
+      queue_(std::move(queue)),
       slot_(node_->allocate_connection_slot()),
       own_(node_->control().connections[slot_]),
       max_outstanding_(node_->config().max_outstanding_operations) {
@@ -45,19 +52,19 @@ ShmConnection::ShmConnection(std::shared_ptr<NodeContext> node, ShmCompletionQue
   own_.access.store(access_none);
   own_.peer_node.store(max_node_count);
   own_.peer_slot.store(max_connections_per_node);
-  own_.peer_in_flight.store(0);
+  own_.peer_incarnation.store(0);
+  // operation_sequence keeps counting across lives of the slot: a peer draining an earlier
+  // life must see it change, never go back.
   own_.state.store(static_cast<std::uint32_t>(ConnectionState::unconnected));
   own_.in_use.store(1);
   auto& accounting = node_->accounting(slot_);
   accounting.epoch.fetch_add(1);
   accounting.completed_sequence.store(0);
-  queue_.attach();
 }
 
 ShmConnection::~ShmConnection() {
   reset();
   own_.in_use.store(0);
-  queue_.detach();
   node_->free_connection_slot(slot_);
 }
 
@@ -77,9 +84,6 @@ void ShmConnection::connect(const EndpointInfo& remote, AccessFlags access) {
     throw FabricError("shm: remote endpoint names a connection slot out of range");
   }
   auto peer = node_->peer(remote.node_id);
-  // An announcement left by a peer that died mid-operation would otherwise hold every
-  // later access change pending forever. A live previous peer clears its own.
-  if (own_.peer_in_flight.load() != 0 && (!peer_ || !peer_->alive())) own_.peer_in_flight.store(0);
   remote_ = remote;
   peer_ = std::move(peer);
   target_ = &peer_->control->connections[remote.queue_number];
@@ -89,6 +93,7 @@ void ShmConnection::connect(const EndpointInfo& remote, AccessFlags access) {
   posted_sequence_ = 0;
   own_.peer_node.store(remote.node_id);
   own_.peer_slot.store(remote.queue_number);
+  own_.peer_incarnation.store(peer_->incarnation());
   own_.access.store(access, std::memory_order_seq_cst);
   own_.state.store(static_cast<std::uint32_t>(ConnectionState::connected), std::memory_order_release);
 }
@@ -96,17 +101,18 @@ void ShmConnection::connect(const EndpointInfo& remote, AccessFlags access) {
 ConnectionState ShmConnection::state() const { return load_state(own_); }
 
 void ShmConnection::reset() {
-  // The peer's operations now fail the generation check. Reset does not wait for one
-  // already past it; narrowing access with a guarantee is change_access()'s job.
+  // The peer's operations now fail the generation check. One already past it may still be
+  // copying: reset does not wait, but leaves a drain that later access changes honour.
+  const bool was_reachable = load_state(own_) != ConnectionState::unconnected && peer_ != nullptr;
   own_.generation.fetch_add(1);
   own_.access.store(access_none, std::memory_order_seq_cst);
+  if (was_reachable) add_drain();
   own_.state.store(static_cast<std::uint32_t>(ConnectionState::unconnected), std::memory_order_release);
   auto& accounting = node_->accounting(slot_);
   accounting.epoch.fetch_add(1);  // completions still queued no longer retire anything
   accounting.completed_sequence.store(0);
   posted_sequence_ = 0;
   target_ = nullptr;
-  access_change_pending_ = false;
 }
 
 AccessFlags ShmConnection::access() const { return static_cast<AccessFlags>(own_.access.load()); }
@@ -116,23 +122,20 @@ ChangeStatus ShmConnection::change_access(AccessFlags access, AccessPath path) {
   // and from a healthy connection the verbs robust path, too, leaves the peer in step.
   static_cast<void>(path);
   const ConnectionState current = load_state(own_);
-  if (current == ConnectionState::unconnected) {
-    own_.access.store(access, std::memory_order_seq_cst);  // nobody can reach this end
-    return ChangeStatus::settled;
-  }
   if (current == ConnectionState::error) {
     // As on verbs, an end in the error state can only be cycled: it comes back connected
     // with the new flags, one half of a paired reset (the peer resets and connects too).
     const EndpointInfo remote = remote_;
     reset();
     connect(remote, access);
-    return ChangeStatus::settled;
+  } else {
+    // On an unconnected end nobody passes the generation check; the flags wait for
+    // connect(). Earlier drains (from a reset) still decide when the change is settled.
+    const auto previous = static_cast<AccessFlags>(own_.access.load());
+    own_.access.store(access, std::memory_order_seq_cst);
+    const bool narrowing = (previous & ~access) != 0;
+    if (current == ConnectionState::connected && narrowing) add_drain();
   }
-  const auto previous = static_cast<AccessFlags>(own_.access.load());
-  own_.access.store(access, std::memory_order_seq_cst);
-  const bool narrowing = (previous & ~access) != 0;
-  if (!narrowing) return ChangeStatus::settled;
-  access_change_pending_ = true;
   const auto deadline = std::chrono::steady_clock::now() + settle_spin_limit;
   while (!access_change_settled()) {
     if (std::chrono::steady_clock::now() > deadline) return ChangeStatus::pending;
@@ -142,12 +145,29 @@ ChangeStatus ShmConnection::change_access(AccessFlags access, AccessPath path) {
 }
 
 bool ShmConnection::access_change_settled() {
-  if (!access_change_pending_) return true;
-  // Pairs with the seq_cst store of the access word: see the file comment.
-  if (own_.peer_in_flight.load(std::memory_order_seq_cst) == 0 || !peer_ || !peer_->alive()) {
-    access_change_pending_ = false;
+  std::erase_if(drains_, [this](Drain& drain) { return drained(drain); });
+  return drains_.empty();
+}
+
+void ShmConnection::add_drain() {
+  for (const Drain& drain : drains_) {
+    if (drain.peer == peer_ && drain.peer_slot == remote_.queue_number) return;  // one suffices
   }
-  return !access_change_pending_;
+  drains_.push_back(Drain{peer_, remote_.queue_number, 0});
+}
+
+bool ShmConnection::drained(Drain& drain) const {
+  // Pairs with the seq_cst store of the access word (or generation): see the file comment.
+  const std::uint64_t sequence =
+      drain.peer->control->connections[drain.peer_slot].operation_sequence.load(std::memory_order_seq_cst);
+  if (sequence % 2 == 0) return true;  // nothing in flight now; anything later sees the change
+  if (drain.sequence_seen == 0) {
+    drain.sequence_seen = sequence;
+  } else if (sequence != drain.sequence_seen) {
+    return true;  // the operation seen in flight has ended
+  }
+  // A peer stopped or dying inside an operation: only its exit ends the wait.
+  return drain.peer->exited();
 }
 
 PostStatus ShmConnection::post_write(const WriteRequest& request) {
@@ -193,7 +213,7 @@ PostStatus ShmConnection::post(const Operation& operation) {
   const std::uint64_t outstanding =
       posted_sequence_ - accounting.completed_sequence.load(std::memory_order_relaxed);
   // Room for a completion is needed even for an unsignaled operation: it may fail.
-  if (outstanding >= max_outstanding_ || queue_.full()) return PostStatus::queue_full;
+  if (outstanding >= max_outstanding_ || queue_->full()) return PostStatus::queue_full;
 
   const std::uint64_t sequence = ++posted_sequence_;
   // On a connection in the error state every operation is flushed, as on RC.
@@ -203,7 +223,7 @@ PostStatus ShmConnection::post(const Operation& operation) {
     enter_error(is_remote_rejection(status));
   }
   if (operation.signaled || status != CompletionStatus::success) {
-    queue_.push(Completion{operation.work_id, slot_, operation.opcode, status},
+    queue_->push(Completion{operation.work_id, slot_, operation.opcode, status},
                 accounting.epoch.load(std::memory_order_relaxed), sequence);
   }
   return PostStatus::posted;
@@ -219,7 +239,9 @@ CompletionStatus ShmConnection::perform(const Operation& operation) {
     target_generation_bound_ = true;
   }
 
-  target.peer_in_flight.fetch_add(1, std::memory_order_seq_cst);
+  // Single writer: a plain increment of our own word, published sequentially consistent.
+  const std::uint64_t sequence = own_.operation_sequence.load(std::memory_order_relaxed);
+  own_.operation_sequence.store(sequence + 1, std::memory_order_seq_cst);
   const CompletionStatus status = check_target(region, operation.remote_offset, operation.length, needed);
   if (status == CompletionStatus::success) {
     // The target may read these bytes concurrently; the engine above never trusts an
@@ -231,7 +253,7 @@ CompletionStatus ShmConnection::perform(const Operation& operation) {
       std::memcpy(operation.local, remote, operation.length);
     }
   }
-  target.peer_in_flight.fetch_sub(1, std::memory_order_release);
+  own_.operation_sequence.store(sequence + 2, std::memory_order_release);
   return status;
 }
 
@@ -243,12 +265,13 @@ CompletionStatus ShmConnection::check_target(const ShmRemoteRegion& region, std:
   if (target.generation.load(std::memory_order_seq_cst) != target_generation_ ||
       load_state(target) != ConnectionState::connected ||
       target.peer_node.load(std::memory_order_relaxed) != node_->config().node_id ||
-      target.peer_slot.load(std::memory_order_relaxed) != slot_) {
+      target.peer_slot.load(std::memory_order_relaxed) != slot_ ||
+      target.peer_incarnation.load(std::memory_order_relaxed) != node_->incarnation()) {
     return CompletionStatus::peer_unreachable;
   }
   if ((target.access.load(std::memory_order_seq_cst) & needed) == 0) return CompletionStatus::remote_access_error;
   // The region must belong to the incarnation this connection reaches, and still exist.
-  if (&region.owner() != peer_.get() && region.owner().file.inode() != peer_->file.inode()) {
+  if (&region.owner() != peer_.get() && region.owner().incarnation() != peer_->incarnation()) {
     return CompletionStatus::remote_access_error;
   }
   const RegionSlot& entry = region.owner().control->regions[region.slot()];
@@ -256,7 +279,9 @@ CompletionStatus ShmConnection::check_target(const ShmRemoteRegion& region, std:
       entry.generation.load(std::memory_order_relaxed) != region.generation()) {
     return CompletionStatus::remote_access_error;
   }
-  const std::uint64_t size_bytes = entry.size_bytes.load(std::memory_order_relaxed);
+  // Bounded by the table and by our own mapping of the region, whichever is smaller.
+  const std::uint64_t size_bytes =
+      std::min<std::uint64_t>(entry.size_bytes.load(std::memory_order_relaxed), region.mapped_bytes());
   if (offset > size_bytes || length > size_bytes - offset) return CompletionStatus::remote_access_error;
   return CompletionStatus::success;
 }

@@ -20,13 +20,13 @@ std::unique_ptr<LocalRegion> ShmFabric::register_region(std::size_t size_bytes) 
   return std::make_unique<ShmLocalRegion>(node_, size_bytes);
 }
 
-std::unique_ptr<CompletionQueue> ShmFabric::create_completion_queue(std::uint32_t depth) {
+std::shared_ptr<CompletionQueue> ShmFabric::create_completion_queue(std::uint32_t depth) {
   return std::make_unique<ShmCompletionQueue>(node_, depth);
 }
 
-std::unique_ptr<Connection> ShmFabric::create_connection(CompletionQueue& queue) {
+std::unique_ptr<Connection> ShmFabric::create_connection(std::shared_ptr<CompletionQueue> queue) {
   // Every queue this backend hands out is a ShmCompletionQueue; mixing backends is a bug.
-  return std::make_unique<ShmConnection>(node_, static_cast<ShmCompletionQueue&>(queue));
+  return std::make_unique<ShmConnection>(node_, std::static_pointer_cast<ShmCompletionQueue>(queue));
 }
 
 std::unique_ptr<RemoteRegion> ShmFabric::attach_remote_region(const RegionDescriptor& region) {
@@ -64,7 +64,8 @@ ShmLocalRegion::~ShmLocalRegion() {
 }
 
 RegionDescriptor ShmLocalRegion::descriptor() const {
-  return RegionDescriptor{node_->config().node_id, region_key(slot_, generation_), 0, size_bytes_};
+  // The address field carries the owner's incarnation: offsets are region-relative on shm.
+  return RegionDescriptor{node_->config().node_id, region_key(slot_, generation_), node_->incarnation(), size_bytes_};
 }
 
 // --- remote regions ----------------------------------------------------------------
@@ -75,8 +76,12 @@ ShmRemoteRegion::ShmRemoteRegion(std::shared_ptr<NodeContext> node, const Region
   const std::uint32_t generation = region_key_generation(descriptor.key);
   if (slot >= max_regions_per_node) throw FabricError("shm: region descriptor names a slot out of range");
   const RegionSlot& entry = owner_->control->regions[slot];
+  if (descriptor.address != owner_->incarnation()) {
+    throw FabricError("shm: region descriptor names an earlier incarnation of node " +
+                      std::to_string(descriptor.node_id) + " (it restarted)");
+  }
   if (entry.valid.load() != 1 || entry.generation.load() != generation ||
-      entry.size_bytes.load() != descriptor.length_bytes || descriptor.address != 0) {
+      entry.size_bytes.load() != descriptor.length_bytes) {
     throw FabricError("shm: node " + std::to_string(descriptor.node_id) + " has no region matching the descriptor");
   }
   file_ = MappedFile::open(node_->region_path(descriptor.node_id, slot, generation), descriptor.length_bytes);
@@ -87,11 +92,6 @@ ShmRemoteRegion::ShmRemoteRegion(std::shared_ptr<NodeContext> node, const Region
 ShmCompletionQueue::ShmCompletionQueue(std::shared_ptr<NodeContext> node, std::uint32_t depth)
     : node_(std::move(node)), entries_(depth) {
   if (depth == 0) throw FabricError("shm: completion queue depth must be positive");
-}
-
-ShmCompletionQueue::~ShmCompletionQueue() {
-  // The contract: a completion queue outlives the connections that post to it.
-  assert(attached_connections_.load() == 0);
 }
 
 void ShmCompletionQueue::push(const Completion& completion, std::uint32_t epoch, std::uint64_t sequence) {

@@ -30,7 +30,12 @@ struct PeerControl {
   NodeId node_id = 0;
   MappedFile file;
   ControlBlock* control = nullptr;
+  ProcessExitWatch process;
+  std::uint64_t incarnation() const { return control->incarnation; }
+  // One load: the process is running (used on the data path).
   bool alive() const { return is_alive(&control->liveness); }
+  // No thread of the process can run again (a syscall; used only while a revoke waits).
+  bool exited() const { return !alive() && process.exited(); }
 };
 
 // Everything one shm Fabric owns; shared by its children so that it outlives them.
@@ -43,6 +48,7 @@ class NodeContext {
 
   const FabricConfig& config() const { return config_; }
   ControlBlock& control() { return *control_; }
+  std::uint64_t incarnation() const { return control_->incarnation; }
   std::string control_path(NodeId node_id) const;
   std::string region_path(NodeId node_id, std::uint32_t slot, std::uint32_t generation) const;
 
@@ -105,6 +111,7 @@ class ShmRemoteRegion final : public RemoteRegion {
   std::uint32_t slot() const { return region_key_slot(descriptor_.key); }
   std::uint32_t generation() const { return region_key_generation(descriptor_.key); }
   std::byte* memory() const { return file_.data(); }
+  std::size_t mapped_bytes() const { return file_.size_bytes(); }
 
  private:
   std::shared_ptr<NodeContext> node_;
@@ -116,14 +123,11 @@ class ShmRemoteRegion final : public RemoteRegion {
 class ShmCompletionQueue final : public CompletionQueue {
  public:
   ShmCompletionQueue(std::shared_ptr<NodeContext> node, std::uint32_t depth);
-  ~ShmCompletionQueue() override;
   std::size_t poll(std::span<Completion> out) override;
 
   // Called by connections posting to this queue (same thread as poll, by the contract).
   bool full() const { return tail_ - head_ == entries_.size(); }
   void push(const Completion& completion, std::uint32_t epoch, std::uint64_t sequence);
-  void attach() { ++attached_connections_; }
-  void detach() { --attached_connections_; }
 
  private:
   struct Entry {
@@ -135,12 +139,11 @@ class ShmCompletionQueue final : public CompletionQueue {
   std::vector<Entry> entries_;
   std::uint64_t head_ = 0;  // next to poll
   std::uint64_t tail_ = 0;  // next to fill
-  std::atomic<std::uint32_t> attached_connections_{0};
 };
 
 class ShmConnection final : public Connection {
  public:
-  ShmConnection(std::shared_ptr<NodeContext> node, ShmCompletionQueue& queue);
+  ShmConnection(std::shared_ptr<NodeContext> node, std::shared_ptr<ShmCompletionQueue> queue);
   ~ShmConnection() override;
 
   std::uint32_t id() const override { return slot_; }
@@ -172,9 +175,18 @@ class ShmConnection final : public Connection {
   CompletionStatus check_target(const ShmRemoteRegion& region, std::uint64_t offset,
                                 std::uint32_t length, AccessFlags needed) const;
   void enter_error(bool target_refused);
+  // Operations that some peer may have in flight into this node, which an access change
+  // or reset must see end before it is settled (see shm_connection.cpp).
+  struct Drain {
+    std::shared_ptr<PeerControl> peer;
+    std::uint32_t peer_slot;
+    std::uint64_t sequence_seen;  // odd operation_sequence observed in flight, 0 = none yet
+  };
+  void add_drain();
+  bool drained(Drain& drain) const;
 
   std::shared_ptr<NodeContext> node_;
-  ShmCompletionQueue& queue_;
+  std::shared_ptr<ShmCompletionQueue> queue_;  // kept alive by every connection posting to it
   std::uint32_t slot_;
   ConnectionSlot& own_;  // this end, in our own control file
   std::uint32_t max_outstanding_;
@@ -184,7 +196,7 @@ class ShmConnection final : public Connection {
   ConnectionSlot* target_ = nullptr;    // the peer's end, in its control file
   std::uint32_t target_generation_ = 0;
   bool target_generation_bound_ = false;
-  bool access_change_pending_ = false;
+  std::vector<Drain> drains_;
 };
 
 class ShmFabric final : public Fabric {
@@ -194,8 +206,8 @@ class ShmFabric final : public Fabric {
   NodeId node_id() const override { return node_->config().node_id; }
   std::size_t max_inline_bytes() const override { return shm_max_inline_bytes; }
   std::unique_ptr<LocalRegion> register_region(std::size_t size_bytes) override;
-  std::unique_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override;
-  std::unique_ptr<Connection> create_connection(CompletionQueue& queue) override;
+  std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override;
+  std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) override;
   std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) override;
 
  private:

@@ -1,6 +1,7 @@
 // NodeContext: this node's control file, its liveness word, slot allocation and the map
 // of peers' control files.
 #include <dirent.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -16,6 +17,16 @@ std::uint64_t load_magic(const ControlBlock& control) {
   return __atomic_load_n(&control.magic, __ATOMIC_ACQUIRE);
 }
 
+std::uint64_t random_incarnation() {
+  std::uint64_t value = 0;
+  while (value == 0) {  // 0 means "no peer" in a connection slot
+    if (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
+      throw FabricError(std::string("shm: getrandom failed: ") + std::strerror(errno));
+    }
+  }
+  return value;
+}
+
 }  // namespace
 
 NodeContext::NodeContext(const FabricConfig& config)
@@ -26,6 +37,7 @@ NodeContext::NodeContext(const FabricConfig& config)
   control_->version = control_version;
   control_->node_id = config.node_id;
   control_->process_id = static_cast<std::uint32_t>(::getpid());
+  control_->incarnation = random_incarnation();
   liveness_ = std::make_unique<LivenessHolder>(&control_->liveness);
   // Published last: a peer that sees the magic sees an initialized block.
   __atomic_store_n(&control_->magic, control_magic, __ATOMIC_RELEASE);
@@ -93,6 +105,7 @@ std::shared_ptr<PeerControl> NodeContext::peer(NodeId node_id) {
       mapped->control->node_id != node_id) {
     throw FabricError("shm: node " + std::to_string(node_id) + " has no initialized control file yet");
   }
+  mapped->process = ProcessExitWatch(mapped->control->process_id, &mapped->control->liveness);
   cached = mapped;
   return mapped;
 }

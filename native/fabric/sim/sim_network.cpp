@@ -208,13 +208,13 @@ class SimRemoteRegion final : public RemoteRegion {
 
 class SimConnection final : public Connection {
  public:
-  SimConnection(std::shared_ptr<NetworkImpl> network, NodeId node_id, SimCompletionQueue& queue,
+  SimConnection(std::shared_ptr<NetworkImpl> network, NodeId node_id, std::shared_ptr<SimCompletionQueue> queue,
                 std::uint32_t max_outstanding)
-      : network_(std::move(network)) {
+      : network_(std::move(network)), queue_(std::move(queue)) {
     NodeState& node = network_->node(node_id);
     end_.node_id = node_id;
     end_.queue_number = node.next_queue_number++;
-    end_.queue = &queue;
+    end_.queue = queue_.get();
     end_.max_outstanding = max_outstanding;
     node.ends[end_.queue_number] = &end_;
   }
@@ -319,6 +319,7 @@ class SimConnection final : public Connection {
   }
 
   std::shared_ptr<NetworkImpl> network_;
+  std::shared_ptr<SimCompletionQueue> queue_;  // outlives this end, which posts into it
   EndState end_;
 };
 
@@ -339,12 +340,13 @@ class SimFabric final : public Fabric {
     node.regions[storage->key] = storage;
     return std::make_unique<SimLocalRegion>(network_, std::move(storage));
   }
-  std::unique_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override {
+  std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override {
     if (depth == 0) throw FabricError("sim: completion queue depth must be positive");
     return std::make_unique<SimCompletionQueue>(network_, depth);
   }
-  std::unique_ptr<Connection> create_connection(CompletionQueue& queue) override {
-    return std::make_unique<SimConnection>(network_, node_id_, static_cast<SimCompletionQueue&>(queue),
+  std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) override {
+    // Every queue this backend hands out is a SimCompletionQueue; mixing backends is a bug.
+    return std::make_unique<SimConnection>(network_, node_id_, std::static_pointer_cast<SimCompletionQueue>(queue),
                                            max_outstanding_);
   }
   std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) override {

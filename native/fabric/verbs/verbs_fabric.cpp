@@ -278,6 +278,17 @@ struct CompletionQueueCore {
   void release(std::uint64_t count) {
     reserved_completions.fetch_sub(static_cast<std::uint32_t>(count), std::memory_order_relaxed);
   }
+  // A reset or a destroyed queue pair leaves up to `count` completions of dropped
+  // operations in the device queue (libmlx5 keeps those generated before the RESET; rxe
+  // discards them). They occupy device entries until polled, so their reservations are
+  // kept until a poll finds the device queue empty: after that none can remain, because a
+  // queue pair in RESET (or destroyed) generates nothing more.
+  void hold_for_leftovers(std::uint64_t count) {
+    possible_leftovers.fetch_add(static_cast<std::uint32_t>(count), std::memory_order_relaxed);
+  }
+  void device_queue_seen_empty() {
+    release(possible_leftovers.exchange(0, std::memory_order_relaxed));
+  }
 
   void register_ledger(const std::shared_ptr<SendLedger>& ledger) {
     const std::lock_guard lock(ledgers_mutex);
@@ -300,6 +311,7 @@ struct CompletionQueueCore {
   ibv_cq* completion_queue;
   const std::uint32_t depth_completions;
   std::atomic<std::uint32_t> reserved_completions{0};
+  std::atomic<std::uint32_t> possible_leftovers{0};  // part of reserved_completions
 
   std::mutex ledgers_mutex;
   std::unordered_map<std::uint32_t, std::shared_ptr<SendLedger>> ledgers;
@@ -319,12 +331,18 @@ class VerbsCompletionQueue final : public CompletionQueue {
     while (produced < out.size()) {
       const int wanted = static_cast<int>(std::min(batch.size(), out.size() - produced));
       const int polled = ibv_poll_cq(core_->completion_queue, wanted, batch.data());
-      if (polled <= 0) break;  // empty (0) or a device error (< 0): nothing more to give
+      if (polled <= 0) {  // empty (0) or a device error (< 0): nothing more to give
+        if (polled == 0) core_->device_queue_seen_empty();
+        break;
+      }
       const std::lock_guard lock(core_->ledgers_mutex);
       for (int i = 0; i < polled; ++i) {
         if (translate(batch[static_cast<std::size_t>(i)], out[produced])) ++produced;
       }
-      if (polled < wanted) break;
+      if (polled < wanted) {
+        core_->device_queue_seen_empty();
+        break;
+      }
     }
     return produced;
   }
@@ -395,15 +413,20 @@ class VerbsConnection final : public Connection {
     if (queue_pair_ == nullptr) {
       throw FabricError("verbs: ibv_create_qp failed on " + device_->device_name + ": " + errno_text(errno));
     }
-    std::random_device random;
-    local_.node_id = device_->node_id;
-    local_.queue_number = queue_pair_->qp_num;
-    local_.packet_sequence = random() & psn_mask;
-    local_.process_id = static_cast<std::uint32_t>(getpid());
-    std::memcpy(local_.gid.data(), device_->gid.raw, local_.gid.size());
+    try {
+      std::random_device random;
+      local_.node_id = device_->node_id;
+      local_.queue_number = queue_pair_->qp_num;
+      local_.packet_sequence = random() & psn_mask;
+      local_.process_id = static_cast<std::uint32_t>(getpid());
+      std::memcpy(local_.gid.data(), device_->gid.raw, local_.gid.size());
 
-    ledger_ = std::make_shared<SendLedger>(id_, device_->max_outstanding_operations);
-    queue_->register_ledger(ledger_);
+      ledger_ = std::make_shared<SendLedger>(id_, device_->max_outstanding_operations);
+      queue_->register_ledger(ledger_);
+    } catch (...) {
+      ibv_destroy_qp(queue_pair_);  // no destructor runs for a half-built object
+      throw;
+    }
   }
   VerbsConnection(const VerbsConnection&) = delete;
   VerbsConnection& operator=(const VerbsConnection&) = delete;
@@ -412,7 +435,7 @@ class VerbsConnection final : public Connection {
     ibv_destroy_qp(queue_pair_);
     queue_->unregister_ledger(id_);
     const std::lock_guard lock(ledger_->mutex);
-    queue_->release(ledger_->outstanding());
+    queue_->hold_for_leftovers(ledger_->outstanding());
   }
 
   std::uint32_t id() const override { return id_; }
@@ -621,7 +644,7 @@ class VerbsConnection final : public Connection {
         const PostedOperation& operation = ledger_->ring[sequence % ledger_->capacity];
         dropped.push_back(Completion{operation.work_id, id_, operation.opcode, CompletionStatus::flushed});
       }
-      queue_->release(ledger_->outstanding());
+      queue_->hold_for_leftovers(ledger_->outstanding());
       ledger_->retired_sequence = ledger_->next_sequence;
       ++ledger_->epoch;
       ledger_->error_completion_seen = false;
@@ -705,11 +728,11 @@ class VerbsFabric final : public Fabric {
     return std::make_unique<VerbsLocalRegion>(device_, size_bytes);
   }
 
-  std::unique_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override {
+  std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override {
     if (depth == 0) throw FabricError("verbs: a completion queue needs a depth of at least 1");
-    // Completions that a reset left behind still occupy the device queue until polled
-    // (the ledger drops them), so the device queue gets twice the room that posts may
-    // claim.
+    // Completions that a reset left behind still occupy the device queue until polled;
+    // they keep their reservations until then (hold_for_leftovers), and the device queue
+    // gets twice the room that posts may claim as a margin.
     const auto device_entries = static_cast<int>(std::min<std::uint64_t>(
         2 * static_cast<std::uint64_t>(depth), static_cast<std::uint64_t>(device_->max_completion_queue_entries)));
     if (static_cast<std::uint64_t>(device_entries) < depth) {
@@ -724,8 +747,8 @@ class VerbsFabric final : public Fabric {
     return std::make_unique<VerbsCompletionQueue>(std::make_shared<CompletionQueueCore>(device_, queue, depth));
   }
 
-  std::unique_ptr<Connection> create_connection(CompletionQueue& queue) override {
-    auto* verbs_queue = dynamic_cast<VerbsCompletionQueue*>(&queue);
+  std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) override {
+    auto* verbs_queue = dynamic_cast<VerbsCompletionQueue*>(queue.get());
     if (verbs_queue == nullptr || verbs_queue->core()->device != device_) {
       throw FabricError("verbs: the completion queue does not belong to this fabric");
     }

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <numeric>
+#include <thread>
 
 #include "fabric_test_support.hpp"
 
@@ -27,8 +29,8 @@ class Conformance : public ::testing::TestWithParam<Backend> {
     target_ = testing::create_test_fabric(GetParam(), 1, cluster);
     initiator_queue_ = initiator_->create_completion_queue(1024);
     target_queue_ = target_->create_completion_queue(1024);
-    to_target_ = initiator_->create_connection(*initiator_queue_);
-    from_initiator_ = target_->create_connection(*target_queue_);
+    to_target_ = initiator_->create_connection(initiator_queue_);
+    from_initiator_ = target_->create_connection(target_queue_);
     source_ = initiator_->register_region(region_bytes);
     memory_ = target_->register_region(region_bytes);
     remote_memory_ = initiator_->attach_remote_region(memory_->descriptor());
@@ -108,8 +110,8 @@ class Conformance : public ::testing::TestWithParam<Backend> {
 
   std::shared_ptr<Fabric> initiator_;
   std::shared_ptr<Fabric> target_;
-  std::unique_ptr<CompletionQueue> initiator_queue_;
-  std::unique_ptr<CompletionQueue> target_queue_;
+  std::shared_ptr<CompletionQueue> initiator_queue_;
+  std::shared_ptr<CompletionQueue> target_queue_;
   std::unique_ptr<Connection> to_target_;
   std::unique_ptr<Connection> from_initiator_;
   std::unique_ptr<LocalRegion> source_;
@@ -228,7 +230,7 @@ TEST_P(Conformance, RemoteRegionOfAnotherNodeIsRejectedAtPost) {
 }
 
 TEST_P(Conformance, PostBeforeConnectIsRejected) {
-  auto fresh = initiator_->create_connection(*initiator_queue_);
+  auto fresh = initiator_->create_connection(initiator_queue_);
   WriteRequest request;
   request.remote = remote_memory_.get();
   request.local_region = source_.get();
@@ -352,7 +354,7 @@ TEST_P(Conformance, PairedResetWorksWhicheverEndReconnectsFirst) {
 }
 
 TEST_P(Conformance, AccessChangeOnAnUnconnectedEndIsRecordedForConnect) {
-  auto fresh = target_->create_connection(*target_queue_);
+  auto fresh = target_->create_connection(target_queue_);
   EXPECT_EQ(fresh->change_access(access_remote_read, AccessPath::fast), ChangeStatus::settled);
   EXPECT_EQ(fresh->access(), access_remote_read);
 }
@@ -397,6 +399,57 @@ TEST_P(Conformance, OutstandingOperationsAreBoundedUntilASignaledCompletion) {
   expect_success(limit);
   EXPECT_EQ(write_inline(limit + 2, 0, word, /*signaled=*/true), PostStatus::posted);
   expect_success(limit + 2);
+}
+
+// Resets that leave completions behind, repeated without polling, must never overrun the
+// completion queue: posts are refused (queue_full) until the leftovers have been polled,
+// and every accepted post still yields exactly one completion.
+TEST_P(Conformance, RepeatedResetsWithoutPollingNeverOverrunTheCompletionQueue) {
+  constexpr std::uint32_t depth = 8;
+  auto small_queue = initiator_->create_completion_queue(depth);
+  auto target_small_queue = target_->create_completion_queue(depth);
+  auto writer = initiator_->create_connection(small_queue);
+  auto target_end = target_->create_connection(target_small_queue);
+  target_end->connect(writer->local_endpoint(), access_remote_all);
+  writer->connect(target_end->local_endpoint(), access_none);
+  std::array<std::byte, 8> word{};
+  WriteRequest request;
+  request.remote = remote_memory_.get();
+  request.inline_payload = word;
+
+  // Five rounds end in a paired reset; the last one does not, so its completions are real
+  // ones that a queue overrun by leftovers would lose.
+  std::uint64_t posted = 0;
+  constexpr int rounds = 6;
+  for (int round = 0; round < rounds; ++round) {
+    for (std::uint32_t i = 0; i < depth; ++i) {
+      request.work_id = posted + 1;
+      const PostStatus status = writer->post_write(request);
+      if (status == PostStatus::queue_full) break;
+      ASSERT_EQ(status, PostStatus::posted) << "round " << round;
+      ++posted;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // let the device complete them
+    if (round == rounds - 1) break;
+    writer->reset();
+    target_end->reset();
+    target_end->connect(writer->local_endpoint(), access_remote_all);
+    writer->connect(target_end->local_endpoint(), access_none);
+  }
+  std::uint64_t completed = 0;
+  while (auto completion = wait_for_completion(*small_queue, std::chrono::milliseconds(200))) {
+    EXPECT_TRUE(completion->status == CompletionStatus::success || completion->status == CompletionStatus::flushed)
+        << completion_status_name(completion->status);
+    ++completed;
+  }
+  EXPECT_GE(posted, depth);
+  EXPECT_EQ(completed, posted);
+  request.work_id = 1000;
+  ASSERT_EQ(writer->post_write(request), PostStatus::posted);
+  const auto last = wait_for_completion(*small_queue);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->work_id, 1000u);
+  EXPECT_EQ(last->status, CompletionStatus::success) << completion_status_name(last->status);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(testing::selected_backends()),

@@ -201,7 +201,7 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
     writers.push_back(std::make_unique<ChildProcess>([&, w] {
       auto fabric = create_fabric(shm_config(static_cast<NodeId>(w + 1), cluster));
       auto writer_queue = fabric->create_completion_queue(64);
-      auto connection = fabric->create_connection(*writer_queue);
+      auto connection = fabric->create_connection(writer_queue);
       auto source = fabric->register_region(cell_bytes);
       from_writer[w].send(connection->local_endpoint().encode());
       const auto info = to_writer[w].receive<sizeof(TargetInfo)>();
@@ -236,7 +236,7 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
   std::vector<std::unique_ptr<Connection>> connections;
   for (int w = 0; w < writer_count; ++w) {
     const auto endpoint = EndpointInfo::decode(from_writer[w].receive<EndpointInfo::encoded_bytes>());
-    connections.push_back(target->create_connection(*queue));
+    connections.push_back(target->create_connection(queue));
     connections.back()->connect(endpoint, access_none);
     TargetInfo info{connections.back()->local_endpoint().encode(), memory->descriptor().encode()};
     std::array<std::byte, sizeof(TargetInfo)> bytes;
@@ -286,6 +286,52 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
   connections.clear();
 }
 
+// A peer (node 1, a child process) connected to a target's connection that stops itself
+// inside an operation, standing in for a process descheduled mid-copy: it announces an
+// operation in its own connection slot exactly as the data path does, then raises SIGSTOP
+// before ending it. With `drop_fabric_first` it also shuts its fabric down in between, so
+// its liveness word already reads dead while the process (and the copy) still exists.
+class PeerStoppedInsideAnOperation {
+ public:
+  PeerStoppedInsideAnOperation(const std::string& cluster, Connection& target_connection, AccessFlags access,
+                               bool drop_fabric_first = false)
+      : process_([&] { return run(cluster, drop_fabric_first); }) {
+    target_connection.connect(EndpointInfo::decode(endpoint_pipe_.receive<EndpointInfo::encoded_bytes>()), access);
+    go_.send(std::array<std::byte, 1>{});
+    int status = 0;
+    EXPECT_EQ(::waitpid(process_.pid(), &status, WUNTRACED), process_.pid());
+    EXPECT_TRUE(WIFSTOPPED(status));
+  }
+  ChildProcess& process() { return process_; }
+  void resume() { ::kill(process_.pid(), SIGCONT); }
+
+ private:
+  int run(const std::string& cluster, bool drop_fabric_first) {
+    auto fabric = create_fabric(shm_config(1, cluster));
+    auto queue = fabric->create_completion_queue(16);
+    auto connection = fabric->create_connection(queue);
+    const std::uint32_t slot_index = connection->id();
+    endpoint_pipe_.send(connection->local_endpoint().encode());
+    go_.receive<1>();
+    const auto control = shm::MappedFile::open(cluster_directory(cluster) + "/node-1.control", sizeof(shm::ControlBlock));
+    auto& slot = reinterpret_cast<shm::ControlBlock*>(control.data())->connections[slot_index];
+    const std::uint64_t sequence = slot.operation_sequence.load();
+    slot.operation_sequence.store(sequence + 1);
+    if (drop_fabric_first) {
+      connection.reset();
+      queue.reset();
+      fabric.reset();
+    }
+    ::raise(SIGSTOP);
+    slot.operation_sequence.store(sequence + 2);
+    return 0;
+  }
+
+  Pipe endpoint_pipe_;
+  Pipe go_;
+  ChildProcess process_;
+};
+
 // A peer stopped in the middle of an operation holds a revoke pending: its write could
 // still land. Death (kernel-reported) or resumption settles it; nothing is guessed.
 class ShmStoppedPeer : public ::testing::TestWithParam<bool> {};
@@ -295,43 +341,20 @@ TEST_P(ShmStoppedPeer, RevokeIsPendingUntilTheStoppedPeerDiesOrResumes) {
   const std::string cluster = testing::unique_cluster_name("stopped");
   auto target = create_fabric(shm_config(0, cluster));
   auto queue = target->create_completion_queue(16);
-  auto connection = target->create_connection(*queue);
-  Pipe endpoint_pipe;
-  Pipe go;
-  ChildProcess peer([&] {
-    auto fabric = create_fabric(shm_config(1, cluster));
-    auto peer_queue = fabric->create_completion_queue(16);
-    auto peer_connection = fabric->create_connection(*peer_queue);
-    endpoint_pipe.send(peer_connection->local_endpoint().encode());
-    go.receive<1>();
-    // Stand in for a process descheduled inside an operation: announce one in the
-    // target's slot exactly as the data path does, then stop before finishing it.
-    const auto control = shm::MappedFile::open(
-        "/dev/shm/mu-" + cluster + "/node-0.control", sizeof(shm::ControlBlock));
-    auto* block = reinterpret_cast<shm::ControlBlock*>(control.data());
-    auto& slot = block->connections[connection->id()];
-    slot.peer_in_flight.fetch_add(1);
-    ::raise(SIGSTOP);
-    slot.peer_in_flight.fetch_sub(1);
-    return 0;
-  });
-  connection->connect(EndpointInfo::decode(endpoint_pipe.receive<EndpointInfo::encoded_bytes>()), access_remote_all);
-  go.send(std::array<std::byte, 1>{});
-  int status = 0;
-  ASSERT_EQ(::waitpid(peer.pid(), &status, WUNTRACED), peer.pid());
-  ASSERT_TRUE(WIFSTOPPED(status));
+  auto connection = target->create_connection(queue);
+  PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
 
   EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
   std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(connection->access_change_settled());
   if (kill_it) {
-    peer.kill_and_reap();
+    peer.process().kill_and_reap();
   } else {
-    ::kill(peer.pid(), SIGCONT);
+    peer.resume();
   }
   EXPECT_TRUE(testing::wait_until_settled(*connection, ChangeStatus::pending, 5s));
   if (!kill_it) {
-    EXPECT_EQ(peer.wait_exit_code(), 0);
+    EXPECT_EQ(peer.process().wait_exit_code(), 0);
   }
 }
 
@@ -340,20 +363,134 @@ INSTANTIATE_TEST_SUITE_P(DiesOrResumes, ShmStoppedPeer, ::testing::Values(true, 
                            return std::string(param_info.param ? "Killed" : "Resumed");
                          });
 
+// A second change while the first is pending must not report settled while the new flags
+// still forbid what the stopped operation may do.
+TEST(ShmStoppedPeer, AFurtherNarrowChangeStaysPendingBehindTheFirst) {
+  const std::string cluster = testing::unique_cluster_name("stopped2");
+  auto target = create_fabric(shm_config(0, cluster));
+  auto queue = target->create_completion_queue(16);
+  auto connection = target->create_connection(queue);
+  PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
+
+  EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
+  EXPECT_EQ(connection->change_access(access_remote_read, AccessPath::fast), ChangeStatus::pending);
+  EXPECT_FALSE(connection->access_change_settled());
+  peer.resume();
+  EXPECT_TRUE(testing::wait_until_settled(*connection, ChangeStatus::pending, 5s));
+  EXPECT_EQ(peer.process().wait_exit_code(), 0);
+}
+
+// A reset does not wait for an operation already past its checks, so that operation must
+// hold every later access change pending, even one that narrows nothing any more.
+TEST(ShmStoppedPeer, AnOperationInFlightAcrossAResetHoldsLaterChangesPending) {
+  const std::string cluster = testing::unique_cluster_name("stopped3");
+  auto target = create_fabric(shm_config(0, cluster));
+  auto queue = target->create_completion_queue(16);
+  auto connection = target->create_connection(queue);
+  PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
+
+  const EndpointInfo remote = connection->remote_endpoint();
+  connection->reset();
+  EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
+  connection->connect(remote, access_none);
+  EXPECT_EQ(connection->change_access(access_none, AccessPath::robust), ChangeStatus::pending);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(connection->access_change_settled());
+  peer.process().kill_and_reap();
+  EXPECT_TRUE(testing::wait_until_settled(*connection, ChangeStatus::pending, 5s));
+}
+
+// The liveness word turns dead when the thread holding it goes, which can be before other
+// threads of the process stop running. Only the process's exit (pidfd) settles a revoke.
+TEST(ShmStoppedPeer, ALivenessWordThatReadsDeadIsNotEnoughWhileTheProcessRuns) {
+  const std::string cluster = testing::unique_cluster_name("stopped4");
+  auto target = create_fabric(shm_config(0, cluster));
+  auto queue = target->create_completion_queue(16);
+  auto connection = target->create_connection(queue);
+  PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all, /*drop_fabric_first=*/true);
+
+  EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(connection->access_change_settled());
+  peer.process().kill_and_reap();
+  EXPECT_TRUE(testing::wait_until_settled(*connection, ChangeStatus::pending, 5s));
+}
+
+// A restarted initiator reusing the node id and connection slot of the incarnation the
+// target granted is a different process: it must be refused until the target reconnects.
+TEST(ShmRestart, ARestartedInitiatorDoesNotInheritTheGrantOfItsPredecessor) {
+  const std::string cluster = testing::unique_cluster_name("reincarnated");
+  auto target = create_fabric(shm_config(0, cluster));
+  auto target_queue = target->create_completion_queue(16);
+  auto target_connection = target->create_connection(target_queue);
+  auto memory = target->register_region(4096);
+  Pipe endpoint_pipe;
+  std::uint32_t predecessor_slot = 0;
+  {
+    ChildProcess predecessor([&] {
+      auto fabric = create_fabric(shm_config(1, cluster));
+      auto queue = fabric->create_completion_queue(16);
+      auto connection = fabric->create_connection(queue);
+      endpoint_pipe.send(connection->local_endpoint().encode());
+      ::pause();
+      return 0;
+    });
+    const auto predecessor_endpoint = EndpointInfo::decode(endpoint_pipe.receive<EndpointInfo::encoded_bytes>());
+    predecessor_slot = predecessor_endpoint.queue_number;
+    target_connection->connect(predecessor_endpoint, access_remote_all);
+    predecessor.kill_and_reap();
+  }
+
+  auto successor = create_fabric(shm_config(1, cluster));
+  auto queue = successor->create_completion_queue(16);
+  auto connection = successor->create_connection(queue);
+  ASSERT_EQ(connection->id(), predecessor_slot) << "the test needs the successor to reuse the slot";
+  connection->connect(target_connection->local_endpoint(), access_none);
+  auto remote = successor->attach_remote_region(memory->descriptor());
+  const std::array<std::byte, 8> payload{std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a},
+                                         std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}};
+  WriteRequest request;
+  request.work_id = 7;
+  request.remote = remote.get();
+  request.inline_payload = payload;
+  ASSERT_EQ(connection->post_write(request), PostStatus::posted);
+  const auto completion = testing::wait_for_completion(*queue);
+  ASSERT_TRUE(completion.has_value());
+  EXPECT_EQ(completion->status, CompletionStatus::peer_unreachable);
+  for (std::size_t i = 0; i < payload.size(); ++i) EXPECT_EQ(memory->data()[i], std::byte{0}) << "byte " << i;
+}
+
+// A region descriptor names one incarnation of its owner: after a restart it is refused.
+TEST(ShmRestart, ARegionDescriptorFromAnEarlierIncarnationIsRefused) {
+  const std::string cluster = testing::unique_cluster_name("staledescriptor");
+  auto initiator = create_fabric(shm_config(0, cluster));
+  RegionDescriptor stale;
+  {
+    auto owner = create_fabric(shm_config(1, cluster));
+    auto region = owner->register_region(4096);
+    stale = region->descriptor();
+  }
+  auto owner = create_fabric(shm_config(1, cluster));
+  auto region = owner->register_region(4096);
+  ASSERT_EQ(region->descriptor().key, stale.key) << "the test needs the same slot and generation";
+  EXPECT_THROW(initiator->attach_remote_region(stale), FabricError);
+  EXPECT_NO_THROW(initiator->attach_remote_region(region->descriptor()));
+}
+
 // A write into a dead target must not report success: the leader would count an
 // acknowledgement from a replica whose memory is gone.
 TEST(ShmPeerDeath, WritesToADeadTargetReportItUnreachable) {
   const std::string cluster = testing::unique_cluster_name("deadtarget");
   auto initiator = create_fabric(shm_config(0, cluster));
   auto queue = initiator->create_completion_queue(16);
-  auto connection = initiator->create_connection(*queue);
+  auto connection = initiator->create_connection(queue);
   auto source = initiator->register_region(64);
   Pipe to_target;
   Pipe from_target;
   ChildProcess target([&] {
     auto fabric = create_fabric(shm_config(1, cluster));
     auto target_queue = fabric->create_completion_queue(16);
-    auto end = fabric->create_connection(*target_queue);
+    auto end = fabric->create_connection(target_queue);
     auto memory = fabric->register_region(4096);
     const auto initiator_endpoint = EndpointInfo::decode(to_target.receive<EndpointInfo::encoded_bytes>());
     end->connect(initiator_endpoint, access_remote_all);

@@ -23,8 +23,8 @@ struct Star {
     for (NodeId target = 1; target <= 2; ++target) {
       targets.push_back(network->create_node(target));
       target_queues.push_back(targets.back()->create_completion_queue(16));
-      to.push_back(writer->create_connection(*queue));
-      from.push_back(targets.back()->create_connection(*target_queues.back()));
+      to.push_back(writer->create_connection(queue));
+      from.push_back(targets.back()->create_connection(target_queues.back()));
       memory.push_back(targets.back()->register_region(4096));
       remote.push_back(writer->attach_remote_region(memory.back()->descriptor()));
       from.back()->connect(to.back()->local_endpoint(), access_remote_all);
@@ -60,10 +60,10 @@ struct Star {
 
   std::shared_ptr<SimNetwork> network;
   std::shared_ptr<Fabric> writer;
-  std::unique_ptr<CompletionQueue> queue;
+  std::shared_ptr<CompletionQueue> queue;
   std::unique_ptr<LocalRegion> source;
   std::vector<std::shared_ptr<Fabric>> targets;
-  std::vector<std::unique_ptr<CompletionQueue>> target_queues;
+  std::vector<std::shared_ptr<CompletionQueue>> target_queues;
   std::vector<std::unique_ptr<Connection>> to;
   std::vector<std::unique_ptr<Connection>> from;
   std::vector<std::unique_ptr<LocalRegion>> memory;
