@@ -60,6 +60,7 @@ ShmConnection::ShmConnection(std::shared_ptr<NodeContext> node, std::shared_ptr<
   auto& accounting = node_->accounting(slot_);
   accounting.epoch.fetch_add(1);
   accounting.completed_sequence.store(0);
+  drains_.reserve(4);  // an access switch then allocates nothing
 }
 
 ShmConnection::~ShmConnection() {
