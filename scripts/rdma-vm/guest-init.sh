@@ -22,9 +22,15 @@ for module in virtio_pci 9pnet_virtio 9p crc32_generic rdma_rxe ib_uverbs dummy 
   modprobe "$module" || fail "modprobe $module"
 done
 
-share=/host/tmp/rdma-vm
+mkdir -p /share
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /share || fail "cannot mount the result share"
+repo=$(cat /share/repo-path 2>/dev/null)
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host ||
   fail "cannot mount the host root over 9p"
+# The host root is read-only, so /tmp, /run and /dev/shm get fresh tmpfs mounts. A
+# repository that itself lives under /tmp or /run (a CI clone, say) is bound back in.
+mkdir -p /host-view
+mount -o bind /host /host-view
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
@@ -32,8 +38,15 @@ mkdir -p /host/dev/shm /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
+case "$repo" in
+  /tmp/* | /run/*)
+    mkdir -p "/host$repo"
+    mount -o bind "/host-view$repo" "/host$repo" || fail "cannot bind the repository $repo"
+    ;;
+esac
+share=/host/tmp/rdma-vm
 mkdir -p "$share"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results "$share" || fail "cannot mount the result share"
+mount -o bind /share "$share" || fail "cannot bind the result share"
 echo "$(uname -r)" > "$share/booted"
 
 # Soft-RoCE on a dummy device: rxe loops packets between its own queue pairs, so one

@@ -47,6 +47,7 @@ initrd=$(sed -n 's/^initrd=//p' <<<"$image")
 share="$cache/share"
 rm -rf "$share"
 mkdir -p "$share"
+printf '%s' "$repo" > "$share/repo-path"
 {
   echo '#!/bin/bash'
   echo "cd $(printf '%q' "$repo") || exit 125"
