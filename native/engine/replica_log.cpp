@@ -1,0 +1,42 @@
+#include "engine/replica_log.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace mu::engine {
+
+ReplicaLog::ReplicaLog(std::span<std::byte> region, std::uint32_t max_payload_bytes)
+    : region_(region),
+      entry_area_(region.size() > log_layout::entry_area_offset ? region.subspan(log_layout::entry_area_offset)
+                                                                 : std::span<std::byte>{}),
+      geometry_(entry_area_.size(), max_payload_bytes) {}
+
+std::optional<LogCursor> ReplicaLog::read_cursor(std::size_t header_offset) const {
+  return decode_cursor(region_.subspan(header_offset, encoded_cursor_bytes));
+}
+
+void ReplicaLog::write_cursor(std::size_t header_offset, const LogCursor& cursor) {
+  const EncodedCursor encoded = encode_cursor(cursor);
+  std::memcpy(region_.data() + header_offset, encoded.data(), encoded.size());
+}
+
+std::optional<ReplicaLog::Snapshot> ReplicaLog::read_entry(std::uint64_t position, std::uint64_t expected_index,
+                                                           std::vector<std::byte>& scratch) const {
+  position = geometry_.readable_position(position);
+  const std::uint64_t place = geometry_.place(position);
+  // The header first, to learn how much to copy; then the whole entry, judged as one copy.
+  std::uint32_t payload_bytes = 0;
+  std::memcpy(&payload_bytes, entry_area_.data() + place, sizeof payload_bytes);
+  const std::uint64_t room = geometry_.bytes_before_end(position);
+  const std::uint64_t wanted =
+      payload_bytes <= max_entry_payload_bytes ? std::min<std::uint64_t>(encoded_entry_bytes(payload_bytes), room)
+                                               : encoded_entry_bytes(0);
+  scratch.resize(wanted);
+  std::memcpy(scratch.data(), entry_area_.data() + place, wanted);
+  const DecodedEntry decoded = decode_entry(scratch);
+  if (decoded.state != EntryState::valid || decoded.header.log_index != expected_index) return std::nullopt;
+  return Snapshot{decoded.header, decoded.payload, position};
+}
+
+}  // namespace mu::engine

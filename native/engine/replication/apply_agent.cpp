@@ -1,0 +1,56 @@
+#include "engine/replication/apply_agent.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+namespace mu::engine {
+
+ApplyAgent::ApplyAgent(ReplicaLog& log, ApplyEntry apply, std::uint32_t max_entries_per_round)
+    : log_(log),
+      apply_(std::move(apply)),
+      max_entries_per_round_(max_entries_per_round),
+      applied_(log.read_cursor(log_layout::applied_offset).value_or(log_start)),
+      first_undecided_index_(applied_.index) {
+  assert(max_entries_per_round_ > 0);
+}
+
+void ApplyAgent::learn_commit_point() {
+  for (const std::size_t offset : {log_layout::committed_offset, log_layout::aligned_offset}) {
+    if (const auto cursor = log_.read_cursor(offset)) {
+      first_undecided_index_ = std::max(first_undecided_index_, cursor->index);
+    }
+  }
+  LogCursor at = applied_;
+  for (std::uint32_t seen = 0; seen < max_entries_per_round_; ++seen) {
+    const auto entry = log_.read_entry(at.position, at.index, scratch_);
+    if (!entry) break;
+    if (entry->header.kind != EntryKind::wrap) {
+      first_undecided_index_ = std::max(first_undecided_index_, entry->header.leader_commit_index + 1);
+      ++at.index;
+    }
+    at.position = log_.geometry().position_after(entry->position, entry->header);
+  }
+}
+
+int ApplyAgent::do_work() {
+  learn_commit_point();
+  int applied_count = 0;
+  while (applied_.index < first_undecided_index_ &&
+         static_cast<std::uint32_t>(applied_count) < max_entries_per_round_) {
+    // Read after learning the commit point: see the class comment.
+    const auto entry = log_.read_entry(applied_.position, applied_.index, scratch_);
+    if (!entry) break;  // still landing (torn) or being rewritten with the same value
+    const std::uint64_t next_position = log_.geometry().position_after(entry->position, entry->header);
+    if (entry->header.kind == EntryKind::wrap) {
+      applied_.position = next_position;
+      continue;
+    }
+    if (entry->header.kind == EntryKind::commands) apply_(applied_.index, entry->payload);
+    applied_ = LogCursor{applied_.index + 1, next_position};
+    ++applied_count;
+  }
+  if (applied_count > 0) log_.write_cursor(log_layout::applied_offset, applied_);
+  return applied_count;
+}
+
+}  // namespace mu::engine

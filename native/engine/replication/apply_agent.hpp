@@ -1,0 +1,53 @@
+// The apply side of the replication plane, on every replica (the leader included): walks
+// the replica's own log, learns how far it is committed, and hands each committed entry to
+// the application in log order.
+//
+// The commit point comes from three places: the commit index piggybacked in every entry
+// (the leader's knowledge when it wrote it), the `committed` cursor a leader publishes
+// when it goes idle, and the `aligned` cursor a new leader writes after bringing this log
+// up to date. Each round has two passes: the first learns the commit point, the second
+// re-reads and applies the entries below it. Re-reading matters: an entry read before a
+// new leader rewrote it (prepare adoption) may be a value that was never chosen, and only
+// a read that happens after learning the commit point is sure to see the chosen one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/log_cursor.hpp"
+#include "engine/replica_log.hpp"
+#include "engine/runtime/agent.hpp"
+
+namespace mu::engine {
+
+class ApplyAgent final : public Agent {
+ public:
+  // Called for every committed `commands` entry, in log order (no_op and wrap entries are
+  // skipped). The payload is valid only during the call.
+  using ApplyEntry = std::function<void(std::uint64_t log_index, std::span<const std::byte> payload)>;
+
+  ApplyAgent(ReplicaLog& log, ApplyEntry apply, std::uint32_t max_entries_per_round = 64);
+
+  int do_work() override;
+  std::string_view name() const override { return "apply"; }
+
+  // The next entry to apply (everything before it has been applied).
+  LogCursor applied() const { return applied_; }
+  // The first entry not known to be committed.
+  std::uint64_t first_undecided_index() const { return first_undecided_index_; }
+
+ private:
+  void learn_commit_point();
+
+  ReplicaLog& log_;
+  ApplyEntry apply_;
+  std::uint32_t max_entries_per_round_;
+  LogCursor applied_;
+  std::uint64_t first_undecided_index_;
+  std::vector<std::byte> scratch_;
+};
+
+}  // namespace mu::engine

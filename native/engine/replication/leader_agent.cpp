@@ -1,0 +1,435 @@
+#include "engine/replication/leader_agent.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/log_layout.hpp"
+#include "engine/quorum.hpp"
+
+namespace mu::engine {
+namespace {
+
+// work_id: operation (8 bits) | acceptor (8) | reign epoch (8) | value (40: an entry index)
+constexpr std::uint64_t value_mask = (std::uint64_t{1} << 40) - 1;
+
+std::uint8_t operation_of(std::uint64_t work_id) { return static_cast<std::uint8_t>(work_id >> 56); }
+std::size_t acceptor_of(std::uint64_t work_id) { return static_cast<std::size_t>((work_id >> 48) & 0xff); }
+std::uint8_t epoch_of(std::uint64_t work_id) { return static_cast<std::uint8_t>(work_id >> 40); }
+std::uint64_t value_of(std::uint64_t work_id) { return work_id & value_mask; }
+
+// Proposal numbers: a round in the high bits, the proposer's id in the low 8, so two
+// replicas never choose the same number.
+std::uint64_t next_proposal(std::uint64_t highest_seen, fabric::NodeId self) {
+  return (((highest_seen >> 8) + 1) << 8) | (self & 0xff);
+}
+
+}  // namespace
+
+LeaderAgent::LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric,
+                         std::shared_ptr<fabric::CompletionQueue> queue, std::vector<AcceptorLink> acceptors,
+                         const Clock& clock)
+    : config_(config),
+      fabric_(fabric),
+      queue_(std::move(queue)),
+      clock_(clock),
+      geometry_(config.log_area_bytes, config.max_payload_bytes) {
+  if (config_.replica_count == 0 || config_.replica_count > max_replicas) {
+    throw std::invalid_argument("leader: replica count must be 1.." + std::to_string(max_replicas));
+  }
+  if (acceptors.size() != config_.replica_count) {
+    throw std::invalid_argument("leader: need one acceptor link per replica, this one included");
+  }
+  if (config_.max_outstanding_entries == 0) throw std::invalid_argument("leader: the pipeline needs depth >= 1");
+  for (const AcceptorLink& link : acceptors) {
+    if (link.connection == nullptr || link.log == nullptr) throw std::invalid_argument("leader: incomplete acceptor link");
+    // An entry may need a wrap marker and the entry itself; a few more for prepare and commit.
+    if (link.connection->max_outstanding_operations() < 2 * config_.max_outstanding_entries + 4) {
+      throw std::invalid_argument("leader: a connection allows fewer outstanding operations than the pipeline needs");
+    }
+    acceptors_.push_back(Acceptor{link});
+  }
+  scratch_window_bytes_ = (encoded_entry_bytes(config_.max_payload_bytes) + 63) & ~std::size_t{63};
+  scratch_ = fabric_.register_region(scratch_window_bytes_ * acceptors_.size());
+  staging_slot_bytes_ = encoded_entry_bytes(config_.max_payload_bytes) + encoded_entry_bytes(0);
+  staging_ = fabric_.register_region(staging_slot_bytes_ * config_.max_outstanding_entries);
+}
+
+std::uint64_t LeaderAgent::work_id(Operation operation, std::size_t acceptor, std::uint64_t value) const {
+  assert(value <= value_mask && acceptor < 256);
+  return (static_cast<std::uint64_t>(operation) << 56) | (static_cast<std::uint64_t>(acceptor) << 48) |
+         (static_cast<std::uint64_t>(epoch_) << 40) | value;
+}
+
+std::byte* LeaderAgent::scratch_for(std::size_t acceptor) { return scratch_->data() + acceptor * scratch_window_bytes_; }
+
+std::uint32_t LeaderAgent::confirmed_count() const {
+  return static_cast<std::uint32_t>(
+      std::count_if(acceptors_.begin(), acceptors_.end(), [](const Acceptor& acceptor) { return acceptor.confirmed; }));
+}
+
+void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed, const LogCursor& first_undecided) {
+  ++epoch_;
+  for (Acceptor& acceptor : acceptors_) {
+    acceptor.confirmed = std::find(confirmed.begin(), confirmed.end(), acceptor.link.node_id) != confirmed.end();
+    acceptor.step_operations = 0;
+    acceptor.step_succeeded = false;
+    acceptor.acknowledged_index = first_undecided.index - 1;
+  }
+  if (confirmed_count() < majority(config_.replica_count)) {
+    throw std::invalid_argument("leader: lead() needs a majority of confirmed acceptors");
+  }
+  tail_ = first_undecided;
+  committed_ = first_undecided;
+  published_ = first_undecided;
+  in_flight_.clear();
+  adopted_index_ = 0;
+  role_ = Role::preparing;
+  start_read_min_proposals();
+}
+
+void LeaderAgent::step_down() {
+  ++epoch_;
+  role_ = Role::follower;
+  in_flight_.clear();
+}
+
+std::optional<CommandTag> LeaderAgent::propose(std::span<const std::byte> command) {
+  if (pending_.size() >= config_.max_pending_commands) return std::nullopt;
+  if (command_record_header_bytes + command.size() > config_.max_payload_bytes) return std::nullopt;
+  const CommandTag tag{config_.self, next_sequence_++};
+  std::vector<std::byte> record;
+  append_command(record, tag, command);
+  pending_.push_back(std::move(record));
+  return tag;
+}
+
+int LeaderAgent::do_work() {
+  int work = 0;
+  std::array<fabric::Completion, 32> completions;
+  const std::size_t polled = queue_->poll(completions);
+  for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
+  work += static_cast<int>(polled);
+  if (role_ == Role::preparing) work += advance_prepare();
+  if (role_ == Role::steady) {
+    work += propose_entries();
+    work += publish_commit_point();
+  }
+  return work;
+}
+
+// --- completions ---------------------------------------------------------------------
+
+void LeaderAgent::handle_completion(const fabric::Completion& completion) {
+  if (epoch_of(completion.work_id) != epoch_ || role_ == Role::follower || role_ == Role::deposed) return;
+  const std::size_t index = acceptor_of(completion.work_id);
+  if (index >= acceptors_.size()) return;
+  Acceptor& acceptor = acceptors_[index];
+  const auto operation = static_cast<Operation>(operation_of(completion.work_id));
+  const bool ok = completion.status == fabric::CompletionStatus::success;
+  if (!ok) {
+    drop_acceptor(index);
+    if (operation != Operation::write_entry && operation != Operation::write_commit && acceptor.step_operations > 0) {
+      --acceptor.step_operations;
+    }
+    return;
+  }
+  switch (operation) {
+    case Operation::read_min_proposal:
+    case Operation::write_min_proposal:
+    case Operation::read_slot:
+      assert(acceptor.step_operations > 0);
+      if (--acceptor.step_operations == 0 && acceptor.confirmed) acceptor.step_succeeded = true;
+      break;
+    case Operation::write_entry:
+      acceptor.acknowledged_index = std::max(acceptor.acknowledged_index, value_of(completion.work_id));
+      advance_commit();
+      break;
+    case Operation::write_commit:
+      break;
+  }
+}
+
+void LeaderAgent::drop_acceptor(std::size_t index) {
+  Acceptor& acceptor = acceptors_[index];
+  if (!acceptor.confirmed) return;
+  acceptor.confirmed = false;
+  acceptor.step_succeeded = false;
+  if (confirmed_count() < majority(config_.replica_count)) {
+    // Another leader holds the permissions of a majority now (or they are unreachable):
+    // every further write would fail or be meaningless.
+    role_ = Role::deposed;
+    in_flight_.clear();
+  }
+}
+
+bool LeaderAgent::post_or_drop(std::size_t index, fabric::PostStatus status) {
+  if (status == fabric::PostStatus::posted) return true;
+  // The pipeline bound keeps every connection below its outstanding limit, so a refused
+  // post means the connection is not usable (reset, not connected): treat it as a failure.
+  drop_acceptor(index);
+  return false;
+}
+
+// --- prepare (paper 4.1) ---------------------------------------------------------------
+
+void LeaderAgent::start_read_min_proposals() {
+  prepare_step_ = PrepareStep::read_min_proposals;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    acceptor.step_succeeded = false;
+    if (!acceptor.confirmed) continue;
+    fabric::ReadRequest request;
+    request.work_id = work_id(Operation::read_min_proposal, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::min_proposal_offset;
+    request.local_region = scratch_.get();
+    request.local_offset = i * scratch_window_bytes_;
+    request.length = encoded_cursor_bytes;
+    if (post_or_drop(i, acceptor.link.connection->post_read(request))) acceptor.step_operations = 1;
+  }
+}
+
+void LeaderAgent::read_slot(std::size_t i, std::uint64_t position) {
+  Acceptor& acceptor = acceptors_[i];
+  position = geometry_.readable_position(position);
+  acceptor.slot_position = position;
+  fabric::ReadRequest request;
+  request.work_id = work_id(Operation::read_slot, i, 0);
+  request.remote = acceptor.link.log;
+  request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
+  request.local_region = scratch_.get();
+  request.local_offset = i * scratch_window_bytes_;
+  request.length = static_cast<std::uint32_t>(std::min<std::uint64_t>(scratch_window_bytes_, geometry_.bytes_before_end(position)));
+  if (post_or_drop(i, acceptor.link.connection->post_read(request))) ++acceptor.step_operations;
+}
+
+void LeaderAgent::start_read_slots(bool write_proposal) {
+  prepare_step_ = PrepareStep::read_slots;
+  const EncodedCursor encoded_proposal = encode_cursor(LogCursor{proposal_, 0});
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    acceptor.step_succeeded = false;
+    if (!acceptor.confirmed) continue;
+    if (write_proposal) {
+      // Posted before the read on the same connection, so it takes effect first.
+      fabric::WriteRequest request;
+      request.work_id = work_id(Operation::write_min_proposal, i, 0);
+      request.remote = acceptor.link.log;
+      request.remote_offset = log_layout::min_proposal_offset;
+      request.inline_payload = encoded_proposal;
+      if (!post_or_drop(i, acceptor.link.connection->post_write(request))) continue;
+      ++acceptor.step_operations;
+    }
+    read_slot(i, tail_.position);
+  }
+}
+
+bool LeaderAgent::prepare_step_done() const {
+  return std::none_of(acceptors_.begin(), acceptors_.end(),
+                      [](const Acceptor& acceptor) { return acceptor.confirmed && acceptor.step_operations > 0; });
+}
+
+int LeaderAgent::advance_prepare() {
+  if (prepare_step_ == PrepareStep::accept_adopted) {
+    if (committed_.index <= adopted_index_) return 0;  // not yet on a majority
+    adopted_index_ = 0;
+    start_read_slots(/*write_proposal=*/false);  // the same proposal covers the next index
+    return 1;
+  }
+  if (!prepare_step_done()) return 0;
+  std::uint32_t succeeded = 0;
+  for (const Acceptor& acceptor : acceptors_) succeeded += acceptor.confirmed && acceptor.step_succeeded ? 1 : 0;
+  if (succeeded < majority(config_.replica_count)) {
+    role_ = Role::deposed;
+    return 1;
+  }
+  if (prepare_step_ == PrepareStep::read_min_proposals) {
+    for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+      if (!acceptors_[i].confirmed || !acceptors_[i].step_succeeded) continue;
+      // A torn or never-written word reads as no promise at all.
+      const auto promised = decode_cursor(std::span(scratch_for(i), encoded_cursor_bytes));
+      if (promised) highest_seen_proposal_ = std::max(highest_seen_proposal_, promised->index);
+    }
+    proposal_ = next_proposal(std::max(highest_seen_proposal_, proposal_), config_.self);
+    highest_seen_proposal_ = proposal_;
+    start_read_slots(/*write_proposal=*/true);
+    return 1;
+  }
+  decide_from_slots();
+  return 1;
+}
+
+void LeaderAgent::decide_from_slots() {
+  // A wrap marker for the undecided index sends that acceptor's read to the next lap.
+  bool rereading = false;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed || !acceptor.step_succeeded) continue;
+    const auto window = std::span<const std::byte>(scratch_for(i), scratch_window_bytes_);
+    const DecodedEntry entry = decode_entry(window);
+    if (entry.state == EntryState::valid && entry.header.log_index == tail_.index &&
+        entry.header.kind == EntryKind::wrap && geometry_.place(acceptor.slot_position) != 0) {
+      acceptor.step_succeeded = false;
+      read_slot(i, geometry_.position_after(acceptor.slot_position, entry.header));
+      rereading = true;
+    }
+  }
+  if (rereading) return;  // decide when the rereads are in
+
+  // Adopt the value with the highest proposal among a majority's slots (Paxos phase 1b).
+  std::optional<std::size_t> adopt_from;
+  std::uint64_t adopt_proposal = 0;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    const Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed || !acceptor.step_succeeded) continue;
+    const DecodedEntry entry = decode_entry(std::span<const std::byte>(scratch_for(i), scratch_window_bytes_));
+    if (entry.state != EntryState::valid || entry.header.log_index != tail_.index ||
+        entry.header.kind == EntryKind::wrap) {
+      continue;  // empty, torn (never completed, so never chosen) or an older lap
+    }
+    if (!adopt_from || entry.header.proposal > adopt_proposal) {
+      adopt_from = i;
+      adopt_proposal = entry.header.proposal;
+    }
+  }
+  if (!adopt_from) {
+    // No acceptor of a majority holds anything at this index, and logs are written in
+    // index order, so none holds anything beyond it: the fast path is safe from here.
+    role_ = Role::steady;
+    return;
+  }
+  const DecodedEntry adopted =
+      decode_entry(std::span<const std::byte>(scratch_for(*adopt_from), scratch_window_bytes_));
+  // Copy out: the write below reuses nothing of the scratch window, but keep it simple.
+  const std::vector<std::byte> payload(adopted.payload.begin(), adopted.payload.end());
+  adopted_index_ = tail_.index;
+  prepare_step_ = PrepareStep::accept_adopted;
+  if (write_entry(adopted.header.kind, payload)) ++adopted_entries_;
+}
+
+// --- the fast path -------------------------------------------------------------------
+
+int LeaderAgent::propose_entries() {
+  int entries = 0;
+  while (!pending_.empty() && role_ == Role::steady && pipeline_has_room()) {
+    // As many queued commands as fit in one entry, in order.
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    for (const auto& record : pending_) {
+      if (bytes + record.size() > config_.max_payload_bytes) break;
+      bytes += record.size();
+      ++count;
+    }
+    assert(count > 0);  // propose() refuses a command larger than an entry
+    if (!geometry_.place_entry(tail_.position, static_cast<std::uint32_t>(bytes), recycled_position_)) break;  // full
+    batch_.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+      batch_.insert(batch_.end(), pending_.front().begin(), pending_.front().end());
+      pending_.pop_front();
+    }
+    const bool written = write_entry(EntryKind::commands, batch_);
+    assert(written);
+    static_cast<void>(written);
+    ++entries;
+  }
+  return entries;
+}
+
+bool LeaderAgent::pipeline_has_room() const {
+  // An entry's staging slot is reused K entries later, and its bytes must stay untouched
+  // until every acceptor still writing from it has completed: the window is measured from
+  // the slowest confirmed acceptor, not from the commit point.
+  std::uint64_t slowest = tail_.index - 1;
+  for (const Acceptor& acceptor : acceptors_) {
+    if (acceptor.confirmed) slowest = std::min(slowest, acceptor.acknowledged_index);
+  }
+  return tail_.index - 1 - slowest < config_.max_outstanding_entries;
+}
+
+bool LeaderAgent::write_entry(EntryKind kind, std::span<const std::byte> payload) {
+  const auto placement =
+      geometry_.place_entry(tail_.position, static_cast<std::uint32_t>(payload.size()), recycled_position_);
+  if (!placement) return false;
+  const std::size_t slot = tail_.index % config_.max_outstanding_entries;
+  std::byte* const staging = staging_->data() + slot * staging_slot_bytes_;
+  const std::size_t entry_bytes = encoded_entry_bytes(payload.size());
+  // Piggyback the commit point: every index below committed_.index is chosen.
+  const EntryHeader header{static_cast<std::uint32_t>(payload.size()), kind, proposal_, tail_.index,
+                           committed_.index - 1};
+  encode_entry(std::span(staging, entry_bytes), header, payload);
+  std::byte* const marker = staging + entry_bytes;
+  if (placement->wrap_marker_position) {
+    const EntryHeader wrap{0, EntryKind::wrap, proposal_, tail_.index, committed_.index - 1};
+    encode_entry(std::span(marker, encoded_entry_bytes(0)), wrap, {});
+  }
+  const bool inline_entry = entry_bytes <= fabric_.max_inline_bytes();
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed) continue;
+    if (placement->wrap_marker_position) {
+      fabric::WriteRequest request;
+      request.work_id = work_id(Operation::write_entry, i, 0);  // unsignaled: reports only failure
+      request.remote = acceptor.link.log;
+      request.remote_offset = log_layout::entry_area_offset + geometry_.place(*placement->wrap_marker_position);
+      request.inline_payload = std::span<const std::byte>(marker, encoded_entry_bytes(0));
+      request.signaled = false;
+      if (!post_or_drop(i, acceptor.link.connection->post_write(request))) continue;
+    }
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::write_entry, i, tail_.index);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::entry_area_offset + geometry_.place(placement->entry_position);
+    if (inline_entry) {
+      request.inline_payload = std::span<const std::byte>(staging, entry_bytes);
+    } else {
+      request.local_region = staging_.get();
+      request.local_offset = slot * staging_slot_bytes_;
+      request.length = static_cast<std::uint32_t>(entry_bytes);
+    }
+    post_or_drop(i, acceptor.link.connection->post_write(request));
+  }
+  if (role_ == Role::deposed) return true;  // consumed; the next leader decides its fate
+  in_flight_.push_back(InFlightEntry{tail_.index, placement->next_position});
+  tail_ = LogCursor{tail_.index + 1, placement->next_position};
+  return true;
+}
+
+void LeaderAgent::advance_commit() {
+  // The highest index acknowledged by a majority of acceptors (each acknowledges in order).
+  std::array<std::uint64_t, max_replicas> acknowledged{};
+  std::size_t count = 0;
+  for (const Acceptor& acceptor : acceptors_) {
+    if (acceptor.confirmed) acknowledged[count++] = acceptor.acknowledged_index;
+  }
+  const std::uint32_t needed = majority(config_.replica_count);
+  if (count < needed) return;
+  std::sort(acknowledged.begin(), acknowledged.begin() + static_cast<std::ptrdiff_t>(count), std::greater<>());
+  const std::uint64_t chosen_through = acknowledged[needed - 1];
+  while (!in_flight_.empty() && in_flight_.front().index <= chosen_through) {
+    committed_ = LogCursor{in_flight_.front().index + 1, in_flight_.front().next_position};
+    in_flight_.pop_front();
+  }
+}
+
+int LeaderAgent::publish_commit_point() {
+  // Only when idle: while entries flow, each one carries the commit point.
+  if (!in_flight_.empty() || !pending_.empty() || committed_ == published_) return 0;
+  const EncodedCursor encoded = encode_cursor(committed_);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed) continue;
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::write_commit, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::committed_offset;
+    request.inline_payload = encoded;
+    post_or_drop(i, acceptor.link.connection->post_write(request));
+  }
+  published_ = committed_;
+  return 1;
+}
+
+}  // namespace mu::engine

@@ -1,0 +1,161 @@
+// The proposing side of the replication plane (paper section 4.1): what a replica does
+// while it leads. It writes each entry straight into the logs of its confirmed acceptors
+// (the replicas that granted it exclusive write access, itself included through a loopback
+// connection, so its own log obeys the same permission rule) and counts an entry committed
+// once a majority of them acknowledged it.
+//
+// Becoming leader runs the prepare step once: read every confirmed acceptor's
+// min_proposal, choose a higher proposal, write it, and read the entry at the first
+// undecided index. Values found there are adopted (the highest proposal wins) and accepted
+// again under the new proposal, one index after another; only when a majority shows no
+// value at the next index does the leader switch to the fast path, where an entry costs
+// one WRITE per acceptor. The commands waiting to be proposed are never dropped by an
+// adoption (the original Mu code dropped the caller's value): they simply go next.
+//
+// Fast path: up to `max_outstanding_entries` entries in flight (pipelining), each a batch
+// of as many queued commands as fit (batching), each carrying the commit index the leader
+// knew when writing it (piggybacking). When the pipeline drains, the leader publishes its
+// commit point to every acceptor, so no follower keeps its last entry uncommitted.
+//
+// An error completion from an acceptor (access revoked, connection broken, peer dead)
+// removes it from the confirmed set; below a majority the leader is `deposed` and stops
+// writing. Regaining leadership is the background plane's job.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/circular_log.hpp"
+#include "engine/command_batch.hpp"
+#include "engine/log_cursor.hpp"
+#include "engine/log_entry.hpp"
+#include "engine/runtime/agent.hpp"
+#include "engine/runtime/clock.hpp"
+#include "fabric/fabric.hpp"
+
+namespace mu::engine {
+
+inline constexpr std::uint32_t max_replicas = 16;
+
+struct LeaderConfig {
+  fabric::NodeId self = 0;
+  std::uint32_t replica_count = 3;
+  std::uint64_t log_area_bytes = 1 << 20;
+  std::uint32_t max_payload_bytes = 64 * 1024;  // one entry's batch
+  std::uint32_t max_outstanding_entries = 8;    // the pipeline depth, K
+  // Commands waiting to be proposed, at most; propose() refuses beyond (backpressure).
+  std::uint32_t max_pending_commands = 65536;
+};
+
+// One acceptor as the leader reaches it: its log region, through this leader's posting
+// end of the connection whose other end (at the acceptor) grants or refuses write access.
+struct AcceptorLink {
+  fabric::NodeId node_id = 0;
+  fabric::Connection* connection = nullptr;
+  const fabric::RemoteRegion* log = nullptr;
+};
+
+class LeaderAgent final : public Agent {
+ public:
+  enum class Role : std::uint8_t { follower, preparing, steady, deposed };
+
+  // `queue` is the completion queue of every link's connection. `acceptors` holds one link
+  // per replica, this one included.
+  LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric, std::shared_ptr<fabric::CompletionQueue> queue,
+              std::vector<AcceptorLink> acceptors, const Clock& clock);
+
+  // Starts leading with the acceptors that confirmed this replica (a majority, itself
+  // included), whose logs agree up to `first_undecided` (recovery brought them there).
+  void lead(std::span<const fabric::NodeId> confirmed, const LogCursor& first_undecided);
+  // Stops writing at once; entries in flight are left to the next leader's prepare.
+  void step_down();
+
+  // Queues a command for the next entries; nullopt when the queue is full. Call from the
+  // agent's thread. A command is proposed only while leading; one queued while following
+  // waits for leadership (the front end forwards or refuses it first).
+  std::optional<CommandTag> propose(std::span<const std::byte> command);
+
+  int do_work() override;
+  std::string_view name() const override { return "leader"; }
+
+  Role role() const { return role_; }
+  std::uint64_t proposal() const { return proposal_; }
+  // Every index below this is committed (chosen by a majority).
+  std::uint64_t first_uncommitted_index() const { return committed_.index; }
+  std::size_t pending_commands() const { return pending_.size(); }
+  std::uint32_t confirmed_count() const;
+  // Entries adopted from earlier leaders by the prepare step (for tests and status).
+  std::uint64_t adopted_entries() const { return adopted_entries_; }
+
+ private:
+  enum class Operation : std::uint8_t { read_min_proposal = 1, write_min_proposal, read_slot, write_entry, write_commit };
+  enum class PrepareStep : std::uint8_t { read_min_proposals, read_slots, accept_adopted };
+
+  struct Acceptor {
+    AcceptorLink link;
+    bool confirmed = false;
+    std::uint32_t step_operations = 0;  // prepare operations outstanding
+    bool step_succeeded = false;
+    std::uint64_t slot_position = 0;    // where its slot at the undecided index was read
+    std::uint64_t acknowledged_index = 0;
+  };
+  struct InFlightEntry {
+    std::uint64_t index;
+    std::uint64_t next_position;
+  };
+
+  std::uint64_t work_id(Operation operation, std::size_t acceptor, std::uint64_t value) const;
+  void handle_completion(const fabric::Completion& completion);
+  void drop_acceptor(std::size_t acceptor);
+  bool post_or_drop(std::size_t acceptor, fabric::PostStatus status);
+
+  int advance_prepare();
+  void start_read_min_proposals();
+  void start_read_slots(bool write_proposal);
+  void read_slot(std::size_t acceptor, std::uint64_t position);
+  bool prepare_step_done() const;
+  void decide_from_slots();
+
+  int propose_entries();
+  bool pipeline_has_room() const;
+  bool write_entry(EntryKind kind, std::span<const std::byte> payload);
+  void advance_commit();
+  int publish_commit_point();
+
+  std::byte* scratch_for(std::size_t acceptor);
+
+  LeaderConfig config_;
+  fabric::Fabric& fabric_;
+  std::shared_ptr<fabric::CompletionQueue> queue_;
+  const Clock& clock_;
+  CircularLog geometry_;
+  std::vector<Acceptor> acceptors_;
+  std::unique_ptr<fabric::LocalRegion> scratch_;  // prepare reads, one window per acceptor
+  std::unique_ptr<fabric::LocalRegion> staging_;  // encoded entries in flight, one slot each
+  std::size_t scratch_window_bytes_;
+  std::size_t staging_slot_bytes_;
+
+  Role role_ = Role::follower;
+  PrepareStep prepare_step_ = PrepareStep::read_min_proposals;
+  std::uint8_t epoch_ = 0;  // bumped at every lead(): completions of an earlier reign are ignored
+  std::uint64_t proposal_ = 0;
+  std::uint64_t highest_seen_proposal_ = 0;
+  LogCursor tail_;       // where the next entry goes
+  LogCursor committed_;  // the first uncommitted entry
+  LogCursor published_;  // the commit point last published
+  std::uint64_t recycled_position_ = 0;
+  std::deque<InFlightEntry> in_flight_;
+  std::uint64_t adopted_index_ = 0;  // the entry the prepare step is re-accepting, 0 = none
+  std::uint64_t adopted_entries_ = 0;
+
+  std::deque<std::vector<std::byte>> pending_;  // encoded command records
+  std::uint64_t next_sequence_ = 1;
+  std::vector<std::byte> batch_;
+};
+
+}  // namespace mu::engine

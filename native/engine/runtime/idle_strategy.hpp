@@ -1,0 +1,64 @@
+// What a runtime thread does when its agents found no work.
+//
+// With three replicas on two cores, every busy-spinning thread takes a core from the
+// others, so the strategy is an explicit, measured choice:
+//   spin      burn the core (lowest latency; only with a core to spare per thread)
+//   yield     sched_yield() each idle round (cheap when others are runnable)
+//   backoff   spin, then yield, then park with a sleep that doubles up to a bound; the
+//             default: wakes within a few microseconds under load and costs nothing idle
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mu::engine {
+
+class IdleStrategy {
+ public:
+  virtual ~IdleStrategy() = default;
+  // Called after each round of agent work with how much work it did.
+  virtual void idle(int work_count) = 0;
+  virtual void reset() = 0;
+};
+
+struct BackoffLimits {
+  std::uint32_t spins = 100;
+  std::uint32_t yields = 50;
+  std::uint64_t min_park_ns = 1'000;
+  std::uint64_t max_park_ns = 100'000;
+};
+
+class SpinIdle final : public IdleStrategy {
+ public:
+  void idle(int work_count) override;
+  void reset() override {}
+};
+
+class YieldIdle final : public IdleStrategy {
+ public:
+  void idle(int work_count) override;
+  void reset() override {}
+};
+
+class BackoffIdle final : public IdleStrategy {
+ public:
+  explicit BackoffIdle(BackoffLimits limits = {});
+  void idle(int work_count) override;
+  void reset() override;
+
+  // How the next idle round would wait, for tests: 0 spin, 1 yield, 2 park.
+  int phase() const;
+  std::uint64_t next_park_ns() const { return park_ns_; }
+
+ private:
+  BackoffLimits limits_;
+  std::uint32_t idle_rounds_ = 0;
+  std::uint64_t park_ns_;
+};
+
+// "spin", "yield" or "backoff"; throws std::invalid_argument for anything else.
+std::unique_ptr<IdleStrategy> make_idle_strategy(std::string_view name, BackoffLimits limits = {});
+
+}  // namespace mu::engine

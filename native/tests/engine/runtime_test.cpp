@@ -1,0 +1,101 @@
+// The threaded runtime's parts: idle strategies and the agent runner.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "engine/runtime/agent_runner.hpp"
+#include "engine/runtime/clock.hpp"
+#include "engine/runtime/idle_strategy.hpp"
+
+namespace mu::engine {
+namespace {
+
+TEST(BackoffIdle, SpinsThenYieldsThenParksWithDoublingSleepsUpToTheBound) {
+  BackoffIdle idle(BackoffLimits{.spins = 3, .yields = 2, .min_park_ns = 1'000, .max_park_ns = 4'000});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(idle.phase(), 0);
+    idle.idle(0);
+  }
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(idle.phase(), 1);
+    idle.idle(0);
+  }
+  EXPECT_EQ(idle.phase(), 2);
+  EXPECT_EQ(idle.next_park_ns(), 1'000u);
+  idle.idle(0);
+  EXPECT_EQ(idle.next_park_ns(), 2'000u);
+  idle.idle(0);
+  idle.idle(0);
+  EXPECT_EQ(idle.next_park_ns(), 4'000u) << "bounded by max_park_ns";
+}
+
+TEST(BackoffIdle, WorkResetsItToSpinning) {
+  BackoffIdle idle(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 1'000, .max_park_ns = 8'000});
+  for (int i = 0; i < 4; ++i) idle.idle(0);
+  EXPECT_EQ(idle.phase(), 2);
+  idle.idle(1);
+  EXPECT_EQ(idle.phase(), 0);
+  EXPECT_EQ(idle.next_park_ns(), 1'000u);
+}
+
+TEST(IdleStrategy, UnknownNamesAndBadLimitsAreRefused) {
+  EXPECT_THROW(make_idle_strategy("sleep"), std::invalid_argument);
+  EXPECT_THROW(BackoffIdle(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 0, .max_park_ns = 1}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(make_idle_strategy("spin"));
+  EXPECT_NO_THROW(make_idle_strategy("yield"));
+  EXPECT_NO_THROW(make_idle_strategy("backoff"));
+}
+
+class CountingAgent final : public Agent {
+ public:
+  explicit CountingAgent(int work_rounds) : work_rounds_(work_rounds) {}
+  int do_work() override {
+    calls.fetch_add(1);
+    return calls.load() <= work_rounds_ ? 1 : 0;
+  }
+  std::string_view name() const override { return "counting"; }
+  std::atomic<int> calls{0};
+
+ private:
+  int work_rounds_;
+};
+
+TEST(AgentRunner, RunsEveryAgentEachRoundAndStops) {
+  CountingAgent busy(1'000'000'000);
+  CountingAgent idle_after_ten(10);
+  AgentRunner runner({&busy, &idle_after_ten}, make_idle_strategy("yield"));
+  runner.start();
+  while (idle_after_ten.calls.load() < 100) std::this_thread::yield();
+  runner.stop();
+  EXPECT_FALSE(runner.running());
+  const int calls = busy.calls.load();
+  EXPECT_EQ(calls, idle_after_ten.calls.load()) << "both agents run once per round";
+  EXPECT_EQ(runner.rounds(), static_cast<std::uint64_t>(calls));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(busy.calls.load(), calls) << "nothing runs after stop()";
+}
+
+TEST(AgentRunner, CountsRoundsInWhichNoAgentWorked) {
+  CountingAgent agent(10);
+  AgentRunner runner({&agent}, make_idle_strategy("backoff"));
+  runner.start();
+  while (agent.calls.load() < 50) std::this_thread::yield();
+  runner.stop();
+  EXPECT_EQ(runner.idle_rounds(), runner.rounds() - 10);
+}
+
+TEST(ManualClock, MovesOnlyWhenToldAndNeverBackwards) {
+  ManualClock clock;
+  EXPECT_EQ(clock.now_ns(), 0u);
+  clock.advance_ns(250);
+  EXPECT_EQ(clock.now_ns(), 250u);
+  clock.set_ns(100);
+  EXPECT_EQ(clock.now_ns(), 250u);
+}
+
+}  // namespace
+}  // namespace mu::engine

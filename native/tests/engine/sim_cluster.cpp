@@ -1,0 +1,126 @@
+#include "sim_cluster.hpp"
+
+#include <stdexcept>
+
+#include "engine/log_entry.hpp"
+
+namespace mu::engine::testing {
+
+std::string text(std::span<const std::byte> bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+std::vector<std::byte> bytes_of(const std::string& text) {
+  const auto* data = reinterpret_cast<const std::byte*>(text.data());
+  return std::vector<std::byte>(data, data + text.size());
+}
+
+SimCluster::SimCluster(const SimClusterOptions& options)
+    : network_(fabric::sim::SimNetwork::create(options.seed, options.faults, /*auto_step=*/false)) {
+  const auto n = static_cast<fabric::NodeId>(options.replica_count);
+  for (fabric::NodeId id = 0; id < n; ++id) {
+    auto replica = std::make_unique<Replica>();
+    replica->fabric = network_->create_node(id);
+    replica->log_region = replica->fabric->register_region(log_layout::region_bytes(options.leader.log_area_bytes));
+    replica->log = std::make_unique<ReplicaLog>(
+        std::span(replica->log_region->data(), replica->log_region->size_bytes()), options.leader.max_payload_bytes);
+    replica->leader_queue = replica->fabric->create_completion_queue(4096);
+    replica->access_queue = replica->fabric->create_completion_queue(64);
+    replicas_.push_back(std::move(replica));
+  }
+  for (fabric::NodeId leader = 0; leader < n; ++leader) {
+    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
+      Replica& from = *replicas_[leader];
+      Replica& to = *replicas_[acceptor];
+      from.to_log.push_back(from.fabric->create_connection(from.leader_queue));
+      to.from_leader.resize(n);
+      to.from_leader[leader] = to.fabric->create_connection(to.access_queue);
+    }
+  }
+  for (fabric::NodeId leader = 0; leader < n; ++leader) {
+    Replica& from = *replicas_[leader];
+    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
+      Replica& to = *replicas_[acceptor];
+      to.from_leader[leader]->connect(from.to_log[acceptor]->local_endpoint(), fabric::access_none);
+      from.to_log[acceptor]->connect(to.from_leader[leader]->local_endpoint(), fabric::access_none);
+      from.remote_logs.push_back(from.fabric->attach_remote_region(to.log_region->descriptor()));
+    }
+    std::vector<AcceptorLink> links;
+    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
+      links.push_back(AcceptorLink{acceptor, from.to_log[acceptor].get(), from.remote_logs[acceptor].get()});
+    }
+    LeaderConfig config = options.leader;
+    config.self = leader;
+    config.replica_count = n;
+    from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links), clock_);
+    Replica* self = &from;
+    from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
+      const bool well_formed = for_each_command(payload, [&](const Command& command) {
+        self->applied.push_back(AppliedCommand{index, command.tag, text(command.bytes)});
+      });
+      if (!well_formed) throw std::logic_error("applied a malformed batch");
+    });
+  }
+}
+
+SimCluster::~SimCluster() {
+  for (auto& replica : replicas_) {
+    replica->leader.reset();
+    replica->apply.reset();
+    replica->to_log.clear();
+    replica->from_leader.clear();
+  }
+}
+
+void SimCluster::grant_all_to(fabric::NodeId holder) {
+  std::vector<fabric::NodeId> confirmed;
+  for (fabric::NodeId id = 0; id < size(); ++id) {
+    for (fabric::NodeId other = 0; other < size(); ++other) {
+      if (other != holder) revoke(id, other);
+    }
+    auto& end = *replicas_[id]->from_leader[holder];
+    if (end.change_access(fabric::access_remote_all, fabric::AccessPath::fast) != fabric::ChangeStatus::settled) {
+      throw std::logic_error("sim grant did not settle");
+    }
+    confirmed.push_back(id);
+  }
+  replicas_[holder]->leader->lead(confirmed, log_start);
+}
+
+void SimCluster::revoke(fabric::NodeId replica, fabric::NodeId holder) {
+  auto& end = *replicas_[replica]->from_leader[holder];
+  auto status = end.change_access(fabric::access_none, fabric::AccessPath::fast);
+  while (status == fabric::ChangeStatus::pending && !end.access_change_settled()) network_->step();
+}
+
+void SimCluster::run_round() {
+  for (auto& replica : replicas_) {
+    if (network_->crashed(replica->fabric->node_id())) continue;
+    replica->leader->do_work();
+    replica->apply->do_work();
+  }
+  network_->step();
+  clock_.advance_ns(100);
+}
+
+bool SimCluster::run_until(const std::function<bool()>& done, std::uint64_t max_rounds) {
+  for (std::uint64_t round = 0; round < max_rounds; ++round) {
+    if (done()) return true;
+    run_round();
+  }
+  return done();
+}
+
+void SimCluster::plant_entry(fabric::NodeId replica, const LogCursor& at, std::uint64_t proposal,
+                             const std::string& command, CommandTag tag) {
+  std::vector<std::byte> batch;
+  append_command(batch, tag, bytes_of(command));
+  Replica& target = *replicas_[replica];
+  const std::uint64_t place = target.log->geometry().place(at.position);
+  const EntryHeader header{static_cast<std::uint32_t>(batch.size()), EntryKind::commands, proposal, at.index, 0};
+  encode_entry(std::span(target.log_region->data() + log_layout::entry_area_offset + place,
+                         encoded_entry_bytes(batch.size())),
+               header, batch);
+}
+
+}  // namespace mu::engine::testing

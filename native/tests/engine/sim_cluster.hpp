@@ -1,0 +1,92 @@
+// A cluster of engine replicas over one deterministic sim network, for engine tests:
+// every replica has a log region, an apply agent, a leader agent, and for every replica
+// (itself included) a connection pair whose far end grants or refuses write access to its
+// log. Nothing here is threaded: run_until() interleaves the agents and the network.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/command_batch.hpp"
+#include "engine/log_layout.hpp"
+#include "engine/replica_log.hpp"
+#include "engine/replication/apply_agent.hpp"
+#include "engine/replication/leader_agent.hpp"
+#include "engine/runtime/clock.hpp"
+#include "fabric/sim/sim_network.hpp"
+
+namespace mu::engine::testing {
+
+struct AppliedCommand {
+  std::uint64_t log_index;
+  CommandTag tag;
+  std::string bytes;
+  bool operator==(const AppliedCommand&) const = default;
+};
+
+struct SimClusterOptions {
+  std::uint32_t replica_count = 3;
+  std::uint64_t seed = 1;
+  fabric::sim::SimFaults faults{};
+  LeaderConfig leader{};  // self and replica_count are filled in per replica
+};
+
+class SimCluster {
+ public:
+  explicit SimCluster(const SimClusterOptions& options);
+  ~SimCluster();
+
+  struct Replica {
+    std::shared_ptr<fabric::Fabric> fabric;
+    std::unique_ptr<fabric::LocalRegion> log_region;
+    std::unique_ptr<ReplicaLog> log;
+    std::shared_ptr<fabric::CompletionQueue> leader_queue;
+    std::shared_ptr<fabric::CompletionQueue> access_queue;
+    // to_log[j]: this replica's posting end toward replica j's log.
+    std::vector<std::unique_ptr<fabric::Connection>> to_log;
+    // from_leader[i]: this replica's end of the connection from would-be leader i; its
+    // access flags are the permission of Mu.
+    std::vector<std::unique_ptr<fabric::Connection>> from_leader;
+    std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs;
+    std::unique_ptr<LeaderAgent> leader;
+    std::unique_ptr<ApplyAgent> apply;
+    std::vector<AppliedCommand> applied;
+  };
+
+  Replica& replica(fabric::NodeId id) { return *replicas_[id]; }
+  fabric::NodeId size() const { return static_cast<fabric::NodeId>(replicas_.size()); }
+  fabric::sim::SimNetwork& network() { return *network_; }
+  ManualClock& clock() { return clock_; }
+
+  // Gives replica `holder` exclusive write access to every log (what the permission
+  // manager will do) and makes it lead with all replicas confirmed.
+  void grant_all_to(fabric::NodeId holder);
+  // Revokes `holder`'s write access at `replica`; settles it (the sim settles at once
+  // unless a torn write is landing, in which case the network is stepped until it does).
+  void revoke(fabric::NodeId replica, fabric::NodeId holder);
+
+  // One round: every live replica's agents do their work, then the network takes a step.
+  void run_round();
+  // Runs rounds until `done` holds or `max_rounds` pass; returns whether `done` held.
+  bool run_until(const std::function<bool()>& done, std::uint64_t max_rounds = 200000);
+
+  // Writes an entry into a replica's log directly, standing in for a leader that reached
+  // only that replica before it failed.
+  void plant_entry(fabric::NodeId replica, const LogCursor& at, std::uint64_t proposal, const std::string& command,
+                   CommandTag tag);
+
+  bool crashed(fabric::NodeId id) const { return network_->crashed(id); }
+
+ private:
+  std::shared_ptr<fabric::sim::SimNetwork> network_;
+  ManualClock clock_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+};
+
+std::string text(std::span<const std::byte> bytes);
+std::vector<std::byte> bytes_of(const std::string& text);
+
+}  // namespace mu::engine::testing
