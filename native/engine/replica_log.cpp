@@ -21,9 +21,7 @@ void ReplicaLog::write_cursor(std::size_t header_offset, const LogCursor& cursor
   std::memcpy(region_.data() + header_offset, encoded.data(), encoded.size());
 }
 
-std::optional<ReplicaLog::Snapshot> ReplicaLog::read_entry(std::uint64_t position, std::uint64_t expected_index,
-                                                           std::vector<std::byte>& scratch) const {
-  position = geometry_.readable_position(position);
+DecodedEntry ReplicaLog::snapshot(std::uint64_t position, std::vector<std::byte>& scratch) const {
   const std::uint64_t place = geometry_.place(position);
   // The header first, to learn how much to copy; then the whole entry, judged as one copy.
   std::uint32_t payload_bytes = 0;
@@ -34,9 +32,21 @@ std::optional<ReplicaLog::Snapshot> ReplicaLog::read_entry(std::uint64_t positio
                                                : encoded_entry_bytes(0);
   scratch.resize(wanted);
   std::memcpy(scratch.data(), entry_area_.data() + place, wanted);
-  const DecodedEntry decoded = decode_entry(scratch);
+  return decode_entry(scratch);
+}
+
+std::optional<ReplicaLog::Snapshot> ReplicaLog::read_entry(std::uint64_t position, std::uint64_t expected_index,
+                                                           std::vector<std::byte>& scratch) const {
+  position = geometry_.readable_position(position);
+  const DecodedEntry decoded = snapshot(position, scratch);
   if (decoded.state != EntryState::valid || decoded.header.log_index != expected_index) return std::nullopt;
   return Snapshot{decoded.header, decoded.payload, position};
+}
+
+std::optional<std::uint64_t> ReplicaLog::index_at(std::uint64_t position, std::vector<std::byte>& scratch) const {
+  const DecodedEntry decoded = snapshot(geometry_.readable_position(position), scratch);
+  if (decoded.state != EntryState::valid) return std::nullopt;
+  return decoded.header.log_index;
 }
 
 }  // namespace mu::engine

@@ -40,9 +40,15 @@ class ReplicaLog {
   std::optional<Snapshot> read_entry(std::uint64_t position, std::uint64_t expected_index,
                                      std::vector<std::byte>& scratch) const;
 
+  // The index of whatever valid entry lies at `position`, expected or not: lets a reader
+  // tell "not written yet" from "overwritten by a later lap".
+  std::optional<std::uint64_t> index_at(std::uint64_t position, std::vector<std::byte>& scratch) const;
+
   std::span<const std::byte> entry_area() const { return entry_area_; }
 
  private:
+  DecodedEntry snapshot(std::uint64_t position, std::vector<std::byte>& scratch) const;
+
   std::span<std::byte> region_;
   std::span<std::byte> entry_area_;
   CircularLog geometry_;

@@ -23,7 +23,10 @@ void ApplyAgent::learn_commit_point() {
   LogCursor at = applied_;
   for (std::uint32_t seen = 0; seen < max_entries_per_round_; ++seen) {
     const auto entry = log_.read_entry(at.position, at.index, scratch_);
-    if (!entry) break;
+    if (!entry) {
+      if (seen == 0) check_overwritten();
+      break;
+    }
     if (entry->header.kind != EntryKind::wrap) {
       first_undecided_index_ = std::max(first_undecided_index_, entry->header.leader_commit_index + 1);
       ++at.index;
@@ -32,14 +35,26 @@ void ApplyAgent::learn_commit_point() {
   }
 }
 
+void ApplyAgent::check_overwritten() {
+  const auto found = log_.index_at(applied_.position, scratch_);
+  if (found && *found > applied_.index) needs_state_transfer_ = true;
+}
+
 int ApplyAgent::do_work() {
+  if (needs_state_transfer_) return 0;
   learn_commit_point();
+  if (needs_state_transfer_) return 0;
   int applied_count = 0;
   while (applied_.index < first_undecided_index_ &&
          static_cast<std::uint32_t>(applied_count) < max_entries_per_round_) {
     // Read after learning the commit point: see the class comment.
     const auto entry = log_.read_entry(applied_.position, applied_.index, scratch_);
-    if (!entry) break;  // still landing (torn) or being rewritten with the same value
+    if (!entry) {
+      // Still landing (torn) or being rewritten with the same value; or, when a later
+      // index sits here, recycled before this replica applied it.
+      check_overwritten();
+      break;
+    }
     const std::uint64_t next_position = log_.geometry().position_after(entry->position, entry->header);
     if (entry->header.kind == EntryKind::wrap) {
       applied_.position = next_position;

@@ -38,15 +38,21 @@ class ApplyAgent final : public Agent {
   LogCursor applied() const { return applied_; }
   // The first entry not known to be committed.
   std::uint64_t first_undecided_index() const { return first_undecided_index_; }
+  // True once the entry this replica needs next was overwritten by a later lap of the
+  // circular log (the leader recycled it after a majority applied it): this replica can
+  // only continue from a state transfer. It applies nothing more meanwhile.
+  bool needs_state_transfer() const { return needs_state_transfer_; }
 
  private:
   void learn_commit_point();
+  void check_overwritten();
 
   ReplicaLog& log_;
   ApplyEntry apply_;
   std::uint32_t max_entries_per_round_;
   LogCursor applied_;
   std::uint64_t first_undecided_index_;
+  bool needs_state_transfer_ = false;
   std::vector<std::byte> scratch_;
 };
 

@@ -49,10 +49,13 @@ LeaderAgent::LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric,
     if (link.connection->max_outstanding_operations() < 2 * config_.max_outstanding_entries + 4) {
       throw std::invalid_argument("leader: a connection allows fewer outstanding operations than the pipeline needs");
     }
-    acceptors_.push_back(Acceptor{link});
+    Acceptor acceptor;
+    acceptor.link = link;
+    acceptors_.push_back(acceptor);
   }
   scratch_window_bytes_ = (encoded_entry_bytes(config_.max_payload_bytes) + 63) & ~std::size_t{63};
-  scratch_ = fabric_.register_region(scratch_window_bytes_ * acceptors_.size());
+  // Prepare windows, then one cursor-sized cell per acceptor for recycling reads.
+  scratch_ = fabric_.register_region((scratch_window_bytes_ + 64) * acceptors_.size());
   staging_slot_bytes_ = encoded_entry_bytes(config_.max_payload_bytes) + encoded_entry_bytes(0);
   staging_ = fabric_.register_region(staging_slot_bytes_ * config_.max_outstanding_entries);
 }
@@ -64,6 +67,10 @@ std::uint64_t LeaderAgent::work_id(Operation operation, std::size_t acceptor, st
 }
 
 std::byte* LeaderAgent::scratch_for(std::size_t acceptor) { return scratch_->data() + acceptor * scratch_window_bytes_; }
+
+std::size_t LeaderAgent::cursor_scratch_offset(std::size_t acceptor) const {
+  return scratch_window_bytes_ * acceptors_.size() + acceptor * 64;
+}
 
 std::uint32_t LeaderAgent::confirmed_count() const {
   return static_cast<std::uint32_t>(
@@ -77,6 +84,8 @@ void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed, const LogCurso
     acceptor.step_operations = 0;
     acceptor.step_succeeded = false;
     acceptor.acknowledged_index = first_undecided.index - 1;
+    acceptor.applied_read_outstanding = false;
+    acceptor.applied_position.reset();
   }
   if (confirmed_count() < majority(config_.replica_count)) {
     throw std::invalid_argument("leader: lead() needs a majority of confirmed acceptors");
@@ -114,6 +123,7 @@ int LeaderAgent::do_work() {
   work += static_cast<int>(polled);
   if (role_ == Role::preparing) work += advance_prepare();
   if (role_ == Role::steady) {
+    work += start_recycling_round();
     work += propose_entries();
     work += publish_commit_point();
   }
@@ -129,6 +139,13 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
   Acceptor& acceptor = acceptors_[index];
   const auto operation = static_cast<Operation>(operation_of(completion.work_id));
   const bool ok = completion.status == fabric::CompletionStatus::success;
+  if (operation == Operation::read_applied) {
+    acceptor.applied_read_outstanding = false;
+    if (ok) {
+      const auto cursor = decode_cursor(std::span(scratch_->data() + cursor_scratch_offset(index), encoded_cursor_bytes));
+      if (cursor) acceptor.applied_position = cursor->position;  // a torn read just waits for the next round
+    }
+  }
   if (!ok) {
     drop_acceptor(index);
     if (operation != Operation::write_entry && operation != Operation::write_commit && acceptor.step_operations > 0) {
@@ -148,6 +165,9 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
       advance_commit();
       break;
     case Operation::write_commit:
+      break;
+    case Operation::read_applied:
+      finish_recycling_round();
       break;
   }
 }
@@ -430,6 +450,49 @@ int LeaderAgent::publish_commit_point() {
   }
   published_ = committed_;
   return 1;
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+int LeaderAgent::start_recycling_round() {
+  if (tail_.position - recycled_position_ <= geometry_.area_bytes() / 2) return 0;
+  if (std::any_of(acceptors_.begin(), acceptors_.end(),
+                  [](const Acceptor& acceptor) { return acceptor.applied_read_outstanding; })) {
+    return 0;
+  }
+  int posted = 0;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed) continue;
+    fabric::ReadRequest request;
+    request.work_id = work_id(Operation::read_applied, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::applied_offset;
+    request.local_region = scratch_.get();
+    request.local_offset = cursor_scratch_offset(i);
+    request.length = encoded_cursor_bytes;
+    if (post_or_drop(i, acceptor.link.connection->post_read(request))) {
+      acceptor.applied_read_outstanding = true;
+      ++posted;
+    }
+  }
+  return posted > 0 ? 1 : 0;
+}
+
+void LeaderAgent::finish_recycling_round() {
+  std::array<std::uint64_t, max_replicas> applied{};
+  std::size_t count = 0;
+  for (const Acceptor& acceptor : acceptors_) {
+    if (acceptor.confirmed && acceptor.applied_position) applied[count++] = *acceptor.applied_position;
+  }
+  const std::uint32_t needed = majority(config_.replica_count);
+  if (count < needed) return;
+  std::sort(applied.begin(), applied.begin() + static_cast<std::ptrdiff_t>(count), std::greater<>());
+  // A majority has applied everything below this; only committed entries are ever applied.
+  const std::uint64_t safe = std::min(applied[needed - 1], committed_.position);
+  recycled_position_ = std::max(recycled_position_, safe);
 }
 
 }  // namespace mu::engine

@@ -17,6 +17,14 @@
 // knew when writing it (piggybacking). When the pipeline drains, the leader publishes its
 // commit point to every acceptor, so no follower keeps its last entry uncommitted.
 //
+// Recycling: when more than half the log area is in use, the leader reads every confirmed
+// acceptor's `applied` cursor and reuses the space below the position that a majority has
+// applied (never waiting for all: a dead replica must not stop the log). A replica behind
+// that point finds its next entry overwritten by a later lap and reports that it needs a
+// state transfer (ApplyAgent::needs_state_transfer) instead of diverging. Recycled space is
+// not zeroed: a reader trusts an entry only with the index it expects at that position,
+// which an entry left from an earlier lap never has.
+//
 // An error completion from an acceptor (access revoked, connection broken, peer dead)
 // removes it from the confirmed set; below a majority the leader is `deposed` and stops
 // writing. Regaining leadership is the background plane's job.
@@ -91,9 +99,18 @@ class LeaderAgent final : public Agent {
   std::uint32_t confirmed_count() const;
   // Entries adopted from earlier leaders by the prepare step (for tests and status).
   std::uint64_t adopted_entries() const { return adopted_entries_; }
+  // Log space below this position may be overwritten: a majority has applied it.
+  std::uint64_t recycled_position() const { return recycled_position_; }
 
  private:
-  enum class Operation : std::uint8_t { read_min_proposal = 1, write_min_proposal, read_slot, write_entry, write_commit };
+  enum class Operation : std::uint8_t {
+    read_min_proposal = 1,
+    write_min_proposal,
+    read_slot,
+    write_entry,
+    write_commit,
+    read_applied,
+  };
   enum class PrepareStep : std::uint8_t { read_min_proposals, read_slots, accept_adopted };
 
   struct Acceptor {
@@ -103,6 +120,8 @@ class LeaderAgent final : public Agent {
     bool step_succeeded = false;
     std::uint64_t slot_position = 0;    // where its slot at the undecided index was read
     std::uint64_t acknowledged_index = 0;
+    bool applied_read_outstanding = false;
+    std::optional<std::uint64_t> applied_position;  // as last read, for recycling
   };
   struct InFlightEntry {
     std::uint64_t index;
@@ -126,8 +145,11 @@ class LeaderAgent final : public Agent {
   bool write_entry(EntryKind kind, std::span<const std::byte> payload);
   void advance_commit();
   int publish_commit_point();
+  int start_recycling_round();
+  void finish_recycling_round();
 
   std::byte* scratch_for(std::size_t acceptor);
+  std::size_t cursor_scratch_offset(std::size_t acceptor) const;
 
   LeaderConfig config_;
   fabric::Fabric& fabric_;

@@ -182,6 +182,49 @@ TEST(Permission, ALeaderWhoseAccessAMajorityRevokedIsDeposedAndWritesNothingMore
   EXPECT_EQ(cluster.replica(1).applied.size(), 1u);
 }
 
+// Recycling: a small log wraps many times; space is reused once a majority applied it.
+TEST(Recycling, ASmallLogWrapsManyTimesWithoutLosingACommand) {
+  SimClusterOptions options = options_with(3);
+  options.leader.log_area_bytes = 8 * 1024;
+  options.leader.max_payload_bytes = 512;
+  SimCluster cluster(options);
+  cluster.grant_all_to(0);
+  auto& leader = *cluster.replica(0).leader;
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(leader.propose(bytes_of(std::string("set key:") + std::to_string(i) + " some-value")));
+    if (i % 20 == 0) cluster.run_until([&] { return leader.pending_commands() == 0; }, 5000);
+  }
+  ASSERT_TRUE(cluster.run_until([&] { return all_applied(cluster, 3000); }));
+  expect_same_history(cluster);
+  EXPECT_GT(leader.recycled_position(), 8u * options.leader.log_area_bytes) << "the log should have lapped often";
+  for (std::size_t i = 0; i < 3000; ++i) {
+    ASSERT_EQ(cluster.replica(1).applied[i].tag, (CommandTag{0, i + 1})) << i;
+  }
+}
+
+// The minority that falls behind the recycled part is told so, and never applies an entry
+// of a later lap in place of the one it missed.
+TEST(Recycling, AReplicaBehindTheRecycledPartNeedsAStateTransferAndDoesNotDiverge) {
+  SimClusterOptions options = options_with(3);
+  options.leader.log_area_bytes = 8 * 1024;
+  options.leader.max_payload_bytes = 512;
+  SimCluster cluster(options);
+  cluster.grant_all_to(0);
+  auto& leader = *cluster.replica(0).leader;
+  cluster.replica(2).apply_paused = true;
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(leader.propose(bytes_of(std::string("set key:") + std::to_string(i) + " some-value")));
+    if (i % 20 == 0) cluster.run_until([&] { return leader.pending_commands() == 0; }, 5000);
+  }
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(1).applied.size() == 2000; }));
+  cluster.replica(2).apply_paused = false;
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(2).apply->needs_state_transfer(); }, 10000));
+  const auto& lagging = cluster.replica(2).applied;
+  const auto& reference = cluster.replica(1).applied;
+  ASSERT_LT(lagging.size(), reference.size());
+  for (std::size_t i = 0; i < lagging.size(); ++i) ASSERT_EQ(lagging[i], reference[i]) << i;
+}
+
 // Delays, cross-connection reordering and torn writes: whatever the schedule, every
 // replica applies the same commands in the same order.
 TEST(FastPath, AgreementHoldsUnderDelaysReorderingAndTornWritesForManySeeds) {

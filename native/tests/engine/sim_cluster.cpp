@@ -97,7 +97,7 @@ void SimCluster::run_round() {
   for (auto& replica : replicas_) {
     if (network_->crashed(replica->fabric->node_id())) continue;
     replica->leader->do_work();
-    replica->apply->do_work();
+    if (!replica->apply_paused) replica->apply->do_work();
   }
   network_->step();
   clock_.advance_ns(100);

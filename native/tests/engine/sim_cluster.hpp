@@ -54,6 +54,7 @@ class SimCluster {
     std::unique_ptr<LeaderAgent> leader;
     std::unique_ptr<ApplyAgent> apply;
     std::vector<AppliedCommand> applied;
+    bool apply_paused = false;  // stands in for a replica whose backend stalls
   };
 
   Replica& replica(fabric::NodeId id) { return *replicas_[id]; }
