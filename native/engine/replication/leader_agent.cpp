@@ -30,9 +30,10 @@ std::uint64_t next_proposal(std::uint64_t highest_seen, fabric::NodeId self) {
 
 LeaderAgent::LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric,
                          std::shared_ptr<fabric::CompletionQueue> queue, std::vector<AcceptorLink> acceptors,
-                         const Clock& clock)
+                         fabric::LocalRegion& own_log, const Clock& clock)
     : config_(config),
       fabric_(fabric),
+      own_log_(own_log),
       queue_(std::move(queue)),
       clock_(clock),
       geometry_(config.log_area_bytes, config.max_payload_bytes) {
@@ -56,6 +57,13 @@ LeaderAgent::LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric,
   scratch_window_bytes_ = (encoded_entry_bytes(config_.max_payload_bytes) + 63) & ~std::size_t{63};
   // Prepare windows, then one cursor-sized cell per acceptor for recycling reads.
   scratch_ = fabric_.register_region((scratch_window_bytes_ + 64) * acceptors_.size());
+  if (own_log_.size_bytes() != log_layout::region_bytes(config_.log_area_bytes)) {
+    throw std::invalid_argument("leader: this replica's log region does not match the configured log area");
+  }
+  if (std::none_of(acceptors_.begin(), acceptors_.end(),
+                   [&](const Acceptor& acceptor) { return acceptor.link.node_id == config_.self; })) {
+    throw std::invalid_argument("leader: no loopback link to this replica's own log");
+  }
   staging_slot_bytes_ = encoded_entry_bytes(config_.max_payload_bytes) + encoded_entry_bytes(0);
   staging_ = fabric_.register_region(staging_slot_bytes_ * config_.max_outstanding_entries);
 }
@@ -77,26 +85,56 @@ std::uint32_t LeaderAgent::confirmed_count() const {
       std::count_if(acceptors_.begin(), acceptors_.end(), [](const Acceptor& acceptor) { return acceptor.confirmed; }));
 }
 
-void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed, const LogCursor& first_undecided) {
+void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed) {
   ++epoch_;
   for (Acceptor& acceptor : acceptors_) {
     acceptor.confirmed = std::find(confirmed.begin(), confirmed.end(), acceptor.link.node_id) != confirmed.end();
     acceptor.step_operations = 0;
     acceptor.step_succeeded = false;
-    acceptor.acknowledged_index = first_undecided.index - 1;
     acceptor.applied_read_outstanding = false;
     acceptor.applied_position.reset();
+    acceptor.first_undecided = log_start;
   }
-  if (confirmed_count() < majority(config_.replica_count)) {
-    throw std::invalid_argument("leader: lead() needs a majority of confirmed acceptors");
+  if (confirmed_count() < majority(config_.replica_count) || !acceptors_[own_acceptor()].confirmed) {
+    throw std::invalid_argument("leader: lead() needs a majority of confirmed acceptors, this replica included");
   }
-  tail_ = first_undecided;
-  committed_ = first_undecided;
-  published_ = first_undecided;
   in_flight_.clear();
   adopted_index_ = 0;
-  role_ = Role::preparing;
-  start_read_min_proposals();
+  last_progress_ns_ = clock_.now_ns();
+  role_ = Role::recovering;
+  recovery_step_ = RecoveryStep::read_cursors;
+  // One READ covers the three cursors that say how far a log is decided.
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed) continue;
+    fabric::ReadRequest request;
+    request.work_id = work_id(Operation::read_cursors, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::aligned_offset;
+    request.local_region = scratch_.get();
+    request.local_offset = i * scratch_window_bytes_;
+    request.length = static_cast<std::uint32_t>(log_layout::applied_offset + encoded_cursor_bytes - log_layout::aligned_offset);
+    if (post_or_drop(i, acceptor.link.connection->post_read(request))) acceptor.step_operations = 1;
+  }
+}
+
+void LeaderAgent::reset_broken_connections() {
+  for (Acceptor& acceptor : acceptors_) {
+    fabric::Connection& connection = *acceptor.link.connection;
+    if (connection.state() == fabric::ConnectionState::error) {
+      const fabric::EndpointInfo remote = connection.remote_endpoint();
+      connection.reset();
+      connection.connect(remote, fabric::access_none);
+    }
+  }
+}
+
+std::size_t LeaderAgent::own_acceptor() const {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    if (acceptors_[i].link.node_id == config_.self) return i;
+  }
+  assert(false && "the constructor checked for a loopback link");
+  return 0;
 }
 
 void LeaderAgent::step_down() {
@@ -121,6 +159,7 @@ int LeaderAgent::do_work() {
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   work += static_cast<int>(polled);
+  if (role_ == Role::recovering) work += advance_recovery();
   if (role_ == Role::preparing) work += advance_prepare();
   if (role_ == Role::steady) {
     work += start_recycling_round();
@@ -148,7 +187,10 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
   }
   if (!ok) {
     drop_acceptor(index);
-    if (operation != Operation::write_entry && operation != Operation::write_commit && acceptor.step_operations > 0) {
+    if (operation == Operation::catch_up_read || operation == Operation::catch_up_write) {
+      catch_up_outstanding_ = false;  // advance_recovery sees the dropped acceptor
+    } else if (operation != Operation::write_entry && operation != Operation::write_commit &&
+               operation != Operation::read_applied && acceptor.step_operations > 0) {
       --acceptor.step_operations;
     }
     return;
@@ -157,6 +199,8 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
     case Operation::read_min_proposal:
     case Operation::write_min_proposal:
     case Operation::read_slot:
+    case Operation::read_cursors:
+    case Operation::update_write:
       assert(acceptor.step_operations > 0);
       if (--acceptor.step_operations == 0 && acceptor.confirmed) acceptor.step_succeeded = true;
       break;
@@ -168,6 +212,10 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
       break;
     case Operation::read_applied:
       finish_recycling_round();
+      break;
+    case Operation::catch_up_read:
+    case Operation::catch_up_write:
+      catch_up_outstanding_ = false;
       break;
   }
 }
@@ -431,6 +479,7 @@ void LeaderAgent::advance_commit() {
   while (!in_flight_.empty() && in_flight_.front().index <= chosen_through) {
     committed_ = LogCursor{in_flight_.front().index + 1, in_flight_.front().next_position};
     in_flight_.pop_front();
+    last_progress_ns_ = clock_.now_ns();
   }
 }
 
@@ -493,6 +542,182 @@ void LeaderAgent::finish_recycling_round() {
   // A majority has applied everything below this; only committed entries are ever applied.
   const std::uint64_t safe = std::min(applied[needed - 1], committed_.position);
   recycled_position_ = std::max(recycled_position_, safe);
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+// --- recovery (paper 4.3) ------------------------------------------------------------
+
+int LeaderAgent::advance_recovery() {
+  const std::size_t self = own_acceptor();
+  if (recovery_step_ == RecoveryStep::catch_up) {
+    if (catch_up_outstanding_) return 0;
+    if (!acceptors_[self].confirmed || !acceptors_[catch_up_source_].confirmed) {
+      role_ = Role::deposed;  // lost the source or the own log mid-copy: start over later
+      return 1;
+    }
+    if (catch_up_writing_) {
+      // The entry landed in this replica's log: move to the next one.
+      catch_up_writing_ = false;
+      if (catch_up_header_.kind != EntryKind::wrap) {
+        ++caught_up_entries_;
+        ++catch_up_cursor_.index;
+      }
+      catch_up_cursor_.position = geometry_.position_after(catch_up_cursor_.position, catch_up_header_);
+      if (catch_up_cursor_.index < recovery_target_.index) {
+        start_catch_up_read();
+      } else {
+        start_update_followers();
+      }
+      return 1;
+    }
+    // A read from the source landed in this replica's scratch window.
+    const DecodedEntry entry = decode_entry(std::span<const std::byte>(scratch_for(self), scratch_window_bytes_));
+    if (entry.state != EntryState::valid || entry.header.log_index != catch_up_cursor_.index) {
+      // Recycled at the source already: this replica can lead only after a state transfer.
+      role_ = Role::deposed;
+      return 1;
+    }
+    catch_up_header_ = entry.header;
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::catch_up_write, self, 0);
+    request.remote = acceptors_[self].link.log;
+    request.remote_offset = log_layout::entry_area_offset + geometry_.place(catch_up_cursor_.position);
+    request.local_region = scratch_.get();
+    request.local_offset = self * scratch_window_bytes_;
+    request.length = static_cast<std::uint32_t>(
+        encoded_entry_bytes(entry.header.kind == EntryKind::wrap ? 0 : entry.header.payload_bytes));
+    if (post_or_drop(self, acceptors_[self].link.connection->post_write(request))) {
+      catch_up_outstanding_ = true;
+      catch_up_writing_ = true;
+    }
+    return 1;
+  }
+
+  if (!prepare_step_done()) return 0;
+  std::uint32_t succeeded = 0;
+  for (const Acceptor& acceptor : acceptors_) succeeded += acceptor.confirmed && acceptor.step_succeeded ? 1 : 0;
+  if (succeeded < majority(config_.replica_count) || !acceptors_[self].confirmed) {
+    role_ = Role::deposed;
+    return 1;
+  }
+  if (recovery_step_ == RecoveryStep::read_cursors) {
+    recovery_target_ = log_start;
+    for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+      Acceptor& acceptor = acceptors_[i];
+      if (!acceptor.confirmed || !acceptor.step_succeeded) continue;
+      // The latest of the three cursors; one that is torn or unwritten says nothing.
+      LogCursor first_undecided = log_start;
+      for (const std::size_t offset :
+           {log_layout::aligned_offset, log_layout::committed_offset, log_layout::applied_offset}) {
+        const auto cursor =
+            decode_cursor(std::span(scratch_for(i) + (offset - log_layout::aligned_offset), encoded_cursor_bytes));
+        if (cursor && cursor->index > first_undecided.index) first_undecided = *cursor;
+      }
+      acceptor.first_undecided = first_undecided;
+      if (first_undecided.index > recovery_target_.index) {
+        recovery_target_ = first_undecided;
+        catch_up_source_ = i;
+      }
+    }
+    catch_up_cursor_ = acceptors_[self].first_undecided;
+    if (catch_up_cursor_.index < recovery_target_.index) {
+      recovery_step_ = RecoveryStep::catch_up;
+      start_catch_up_read();
+    } else {
+      start_update_followers();
+    }
+    return 1;
+  }
+  // update_followers is done: every confirmed log agrees up to the target.
+  tail_ = recovery_target_;
+  committed_ = recovery_target_;
+  published_ = recovery_target_;
+  role_ = Role::preparing;
+  start_read_min_proposals();
+  return 1;
+}
+
+void LeaderAgent::start_catch_up_read() {
+  const std::size_t self = own_acceptor();
+  catch_up_cursor_.position = geometry_.readable_position(catch_up_cursor_.position);
+  Acceptor& source = acceptors_[catch_up_source_];
+  fabric::ReadRequest request;
+  request.work_id = work_id(Operation::catch_up_read, catch_up_source_, 0);
+  request.remote = source.link.log;
+  request.remote_offset = log_layout::entry_area_offset + geometry_.place(catch_up_cursor_.position);
+  request.local_region = scratch_.get();
+  request.local_offset = self * scratch_window_bytes_;
+  request.length = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(scratch_window_bytes_, geometry_.bytes_before_end(catch_up_cursor_.position)));
+  if (post_or_drop(catch_up_source_, source.link.connection->post_read(request))) catch_up_outstanding_ = true;
+}
+
+bool LeaderAgent::own_log_holds(LogCursor from, const LogCursor& to) const {
+  const std::span<const std::byte> area(own_log_.data() + log_layout::entry_area_offset, geometry_.area_bytes());
+  std::vector<std::byte> copy;
+  while (from.index < to.index) {
+    from.position = geometry_.readable_position(from.position);
+    const std::uint64_t place = geometry_.place(from.position);
+    const std::uint64_t room = geometry_.bytes_before_end(from.position);
+    copy.assign(area.begin() + static_cast<std::ptrdiff_t>(place),
+                area.begin() + static_cast<std::ptrdiff_t>(place + std::min<std::uint64_t>(room, scratch_window_bytes_)));
+    const DecodedEntry entry = decode_entry(copy);
+    if (entry.state != EntryState::valid || entry.header.log_index != from.index) return false;
+    if (entry.header.kind != EntryKind::wrap) ++from.index;
+    from.position = geometry_.position_after(from.position, entry.header);
+  }
+  return geometry_.readable_position(from.position) == geometry_.readable_position(to.position);
+}
+
+void LeaderAgent::start_update_followers() {
+  recovery_step_ = RecoveryStep::update_followers;
+  const std::size_t self = own_acceptor();
+  const EncodedCursor aligned = encode_cursor(recovery_target_);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    acceptor.step_succeeded = acceptor.confirmed;
+    if (!acceptor.confirmed) continue;
+    if (i != self && acceptor.first_undecided.index < recovery_target_.index) {
+      // Copy the decided entries it lacks from this replica's own log, which now holds
+      // them; if they were recycled here already, it needs a state transfer instead.
+      const std::uint64_t from = acceptor.first_undecided.position;
+      const std::uint64_t to = recovery_target_.position;
+      if (to - from > geometry_.area_bytes() || !own_log_holds(acceptor.first_undecided, recovery_target_)) {
+        ++acceptors_left_behind_;
+        drop_acceptor(i);
+        if (role_ == Role::deposed) return;
+        continue;
+      }
+      std::uint64_t position = from;
+      while (position < to) {
+        const std::uint64_t bytes = std::min(to - position, geometry_.bytes_before_end(position));
+        fabric::WriteRequest request;
+        request.work_id = work_id(Operation::update_write, i, 0);
+        request.remote = acceptor.link.log;
+        request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
+        request.local_region = &own_log_;
+        request.local_offset = log_layout::entry_area_offset + geometry_.place(position);
+        request.length = static_cast<std::uint32_t>(bytes);
+        if (!post_or_drop(i, acceptor.link.connection->post_write(request))) break;
+        ++acceptor.step_operations;
+        position += bytes;
+      }
+      if (!acceptor.confirmed) continue;
+    }
+    // Every confirmed log now agrees up to the target: say so in its header.
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::update_write, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::aligned_offset;
+    request.inline_payload = aligned;
+    if (post_or_drop(i, acceptor.link.connection->post_write(request))) ++acceptor.step_operations;
+  }
+  for (Acceptor& acceptor : acceptors_) {
+    if (acceptor.confirmed && acceptor.step_operations > 0) acceptor.step_succeeded = false;
+  }
 }
 
 }  // namespace mu::engine

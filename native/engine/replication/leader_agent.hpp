@@ -70,16 +70,24 @@ struct AcceptorLink {
 
 class LeaderAgent final : public Agent {
  public:
-  enum class Role : std::uint8_t { follower, preparing, steady, deposed };
+  enum class Role : std::uint8_t { follower, recovering, preparing, steady, deposed };
 
   // `queue` is the completion queue of every link's connection. `acceptors` holds one link
-  // per replica, this one included.
+  // per replica, this one included. `own_log` is this replica's log region (read locally
+  // to update followers; written only through the loopback link, like any other log).
   LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric, std::shared_ptr<fabric::CompletionQueue> queue,
-              std::vector<AcceptorLink> acceptors, const Clock& clock);
+              std::vector<AcceptorLink> acceptors, fabric::LocalRegion& own_log, const Clock& clock);
 
-  // Starts leading with the acceptors that confirmed this replica (a majority, itself
-  // included), whose logs agree up to `first_undecided` (recovery brought them there).
-  void lead(std::span<const fabric::NodeId> confirmed, const LogCursor& first_undecided);
+  // Starts leading with the acceptors that confirmed this replica (granted it exclusive
+  // write access: a majority, itself included). Recovery comes first (paper 4.3): read
+  // every confirmed log's first undecided entry, copy the decided entries this replica
+  // lacks from the most advanced one, bring the other confirmed logs up to the same point
+  // and align them; then the prepare step; then the fast path.
+  void lead(std::span<const fabric::NodeId> confirmed);
+  // Resets and reconnects this replica's ends of connections left in the error state, so
+  // that a new grant finds both ends connected (resets are paired: the acceptor's permission
+  // manager cycles its end when it grants). Call before requesting permissions.
+  void reset_broken_connections();
   // Stops writing at once; entries in flight are left to the next leader's prepare.
   void step_down();
 
@@ -99,6 +107,15 @@ class LeaderAgent final : public Agent {
   std::uint32_t confirmed_count() const;
   // Entries adopted from earlier leaders by the prepare step (for tests and status).
   std::uint64_t adopted_entries() const { return adopted_entries_; }
+  // Entries copied into this replica's log from a more advanced one during recovery.
+  std::uint64_t caught_up_entries() const { return caught_up_entries_; }
+  // Confirmed acceptors left out by recovery because their log could not be brought up to
+  // date from this one (they need a state transfer).
+  std::uint32_t acceptors_left_behind() const { return acceptors_left_behind_; }
+  // The clock time of the last commit-point advance or role change (for fate sharing).
+  std::uint64_t last_progress_ns() const { return last_progress_ns_; }
+  // True while entries or commands wait on this leader.
+  bool has_work_in_flight() const { return !in_flight_.empty() || !pending_.empty() || role_ == Role::recovering || role_ == Role::preparing; }
   // Log space below this position may be overwritten: a majority has applied it.
   std::uint64_t recycled_position() const { return recycled_position_; }
 
@@ -110,7 +127,16 @@ class LeaderAgent final : public Agent {
     write_entry,
     write_commit,
     read_applied,
+    read_cursors,
+    catch_up_read,
+    catch_up_write,
+    update_write,
   };
+  enum class RecoveryStep : std::uint8_t { read_cursors, catch_up, update_followers };
+  // The steps are sequential: read the cursors of every confirmed log; copy, one entry at
+  // a time (READ from the most advanced log, WRITE into this replica's own log through
+  // the loopback link), what this replica lacks; then write every other lagging log's
+  // missing range from this replica's log and align all of them.
   enum class PrepareStep : std::uint8_t { read_min_proposals, read_slots, accept_adopted };
 
   struct Acceptor {
@@ -122,6 +148,7 @@ class LeaderAgent final : public Agent {
     std::uint64_t acknowledged_index = 0;
     bool applied_read_outstanding = false;
     std::optional<std::uint64_t> applied_position;  // as last read, for recycling
+    LogCursor first_undecided;                      // as read by recovery
   };
   struct InFlightEntry {
     std::uint64_t index;
@@ -132,6 +159,12 @@ class LeaderAgent final : public Agent {
   void handle_completion(const fabric::Completion& completion);
   void drop_acceptor(std::size_t acceptor);
   bool post_or_drop(std::size_t acceptor, fabric::PostStatus status);
+
+  int advance_recovery();
+  void start_catch_up_read();
+  void start_update_followers();
+  bool own_log_holds(LogCursor from, const LogCursor& to) const;
+  std::size_t own_acceptor() const;
 
   int advance_prepare();
   void start_read_min_proposals();
@@ -153,6 +186,7 @@ class LeaderAgent final : public Agent {
 
   LeaderConfig config_;
   fabric::Fabric& fabric_;
+  fabric::LocalRegion& own_log_;
   std::shared_ptr<fabric::CompletionQueue> queue_;
   const Clock& clock_;
   CircularLog geometry_;
@@ -164,6 +198,16 @@ class LeaderAgent final : public Agent {
 
   Role role_ = Role::follower;
   PrepareStep prepare_step_ = PrepareStep::read_min_proposals;
+  RecoveryStep recovery_step_ = RecoveryStep::read_cursors;
+  LogCursor recovery_target_;    // the most advanced first undecided entry found
+  LogCursor catch_up_cursor_;    // the next entry to copy into this replica's log
+  std::size_t catch_up_source_ = 0;
+  bool catch_up_outstanding_ = false;  // the one copy operation in flight
+  bool catch_up_writing_ = false;      // it is the write (else the read)
+  EntryHeader catch_up_header_{};
+  std::uint64_t caught_up_entries_ = 0;
+  std::uint32_t acceptors_left_behind_ = 0;
+  std::uint64_t last_progress_ns_ = 0;
   std::uint8_t epoch_ = 0;  // bumped at every lead(): completions of an earlier reign are ignored
   std::uint64_t proposal_ = 0;
   std::uint64_t highest_seen_proposal_ = 0;

@@ -225,6 +225,48 @@ TEST(Recycling, AReplicaBehindTheRecycledPartNeedsAStateTransferAndDoesNotDiverg
   for (std::size_t i = 0; i < lagging.size(); ++i) ASSERT_EQ(lagging[i], reference[i]) << i;
 }
 
+// Recovery (paper 4.3): a new leader whose own log is behind first copies the decided
+// entries from the most advanced confirmed log, then serves.
+TEST(Recovery, ALeaderThatIsBehindCatchesUpFromTheMostAdvancedLog) {
+  SimCluster cluster(options_with(3));
+  cluster.grant_to(0, {0, 1});
+  auto& old_leader = *cluster.replica(0).leader;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(old_leader.propose(bytes_of(std::string("old ") + std::to_string(i))));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(1).applied.size() == 50; }));
+  EXPECT_TRUE(cluster.replica(2).applied.empty());
+
+  cluster.grant_to(2, {1, 2});
+  auto& new_leader = *cluster.replica(2).leader;
+  ASSERT_TRUE(new_leader.propose(bytes_of("new")));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(2).applied.size() == 51 && cluster.replica(1).applied.size() == 51; }));
+  EXPECT_EQ(cluster.replica(2).applied, cluster.replica(1).applied);
+  EXPECT_EQ(cluster.replica(2).applied.back().bytes, "new");
+  EXPECT_GT(new_leader.caught_up_entries(), 0u);
+  EXPECT_EQ(old_leader.role(), LeaderAgent::Role::steady) << "it has not written since, so it does not know yet";
+  ASSERT_TRUE(old_leader.propose(bytes_of("from the deposed leader")));
+  ASSERT_TRUE(cluster.run_until([&] { return old_leader.role() == LeaderAgent::Role::deposed; }));
+  cluster.run_until([] { return false; }, 500);
+  EXPECT_EQ(cluster.replica(1).applied.size(), 51u) << "nothing of the deposed leader is applied";
+}
+
+// Recovery: followers that are behind are brought up to date from the leader's log and
+// aligned, so they apply the old entries before the new ones.
+TEST(Recovery, FollowersThatAreBehindAreBroughtUpToDate) {
+  SimCluster cluster(options_with(3));
+  cluster.grant_to(0, {0, 1});
+  auto& old_leader = *cluster.replica(0).leader;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(old_leader.propose(bytes_of(std::string("old ") + std::to_string(i))));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(1).applied.size() == 50; }));
+
+  cluster.grant_to(1, {1, 2});
+  auto& new_leader = *cluster.replica(1).leader;
+  ASSERT_TRUE(new_leader.propose(bytes_of("new")));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(2).applied.size() == 51; }));
+  EXPECT_EQ(cluster.replica(2).applied, cluster.replica(1).applied);
+  EXPECT_EQ(new_leader.caught_up_entries(), 0u);
+  EXPECT_EQ(new_leader.acceptors_left_behind(), 0u);
+}
+
 // Delays, cross-connection reordering and torn writes: whatever the schedule, every
 // replica applies the same commands in the same order.
 TEST(FastPath, AgreementHoldsUnderDelaysReorderingAndTornWritesForManySeeds) {

@@ -52,7 +52,8 @@ SimCluster::SimCluster(const SimClusterOptions& options)
     LeaderConfig config = options.leader;
     config.self = leader;
     config.replica_count = n;
-    from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links), clock_);
+    from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links),
+                                                *from.log_region, clock_);
     Replica* self = &from;
     from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
       const bool well_formed = for_each_command(payload, [&](const Command& command) {
@@ -73,18 +74,22 @@ SimCluster::~SimCluster() {
 }
 
 void SimCluster::grant_all_to(fabric::NodeId holder) {
-  std::vector<fabric::NodeId> confirmed;
-  for (fabric::NodeId id = 0; id < size(); ++id) {
+  std::vector<fabric::NodeId> everyone;
+  for (fabric::NodeId id = 0; id < size(); ++id) everyone.push_back(id);
+  grant_to(holder, everyone);
+}
+
+void SimCluster::grant_to(fabric::NodeId holder, const std::vector<fabric::NodeId>& acceptors) {
+  for (const fabric::NodeId id : acceptors) {
     for (fabric::NodeId other = 0; other < size(); ++other) {
       if (other != holder) revoke(id, other);
     }
     auto& end = *replicas_[id]->from_leader[holder];
-    if (end.change_access(fabric::access_remote_all, fabric::AccessPath::fast) != fabric::ChangeStatus::settled) {
-      throw std::logic_error("sim grant did not settle");
-    }
-    confirmed.push_back(id);
+    auto status = end.change_access(fabric::access_remote_all, fabric::AccessPath::fast);
+    while (status == fabric::ChangeStatus::pending && !end.access_change_settled()) network_->step();
   }
-  replicas_[holder]->leader->lead(confirmed, log_start);
+  replicas_[holder]->leader->reset_broken_connections();
+  replicas_[holder]->leader->lead(acceptors);
 }
 
 void SimCluster::revoke(fabric::NodeId replica, fabric::NodeId holder) {

@@ -65,6 +65,8 @@ class SimCluster {
   // Gives replica `holder` exclusive write access to every log (what the permission
   // manager will do) and makes it lead with all replicas confirmed.
   void grant_all_to(fabric::NodeId holder);
+  // The same with only `acceptors` granting (a majority, `holder` included).
+  void grant_to(fabric::NodeId holder, const std::vector<fabric::NodeId>& acceptors);
   // Revokes `holder`'s write access at `replica`; settles it (the sim settles at once
   // unless a torn write is landing, in which case the network is stepped until it does).
   void revoke(fabric::NodeId replica, fabric::NodeId holder);
