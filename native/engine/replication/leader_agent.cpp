@@ -100,6 +100,9 @@ void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed) {
   }
   in_flight_.clear();
   adopted_index_ = 0;
+  joining_.clear();
+  join_started_ = false;
+  join_operations_ = 0;
   last_progress_ns_ = clock_.now_ns();
   role_ = Role::recovering;
   recovery_step_ = RecoveryStep::read_cursors;
@@ -162,8 +165,9 @@ int LeaderAgent::do_work() {
   if (role_ == Role::recovering) work += advance_recovery();
   if (role_ == Role::preparing) work += advance_prepare();
   if (role_ == Role::steady) {
+    work += advance_join();
     work += start_recycling_round();
-    work += propose_entries();
+    if (joining_.empty()) work += propose_entries();  // a join waits for a drained pipeline
     work += publish_commit_point();
   }
   return work;
@@ -178,6 +182,12 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
   Acceptor& acceptor = acceptors_[index];
   const auto operation = static_cast<Operation>(operation_of(completion.work_id));
   const bool ok = completion.status == fabric::CompletionStatus::success;
+  if (operation == Operation::join_read || operation == Operation::join_write) {
+    // The joiner is not confirmed yet: its failures concern only the join.
+    if (join_operations_ > 0) --join_operations_;
+    if (!ok) join_failed_ = true;
+    return;
+  }
   if (operation == Operation::read_applied) {
     acceptor.applied_read_outstanding = false;
     if (ok) {
@@ -217,6 +227,9 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
     case Operation::catch_up_write:
       catch_up_outstanding_ = false;
       break;
+    case Operation::join_read:
+    case Operation::join_write:
+      break;  // counted above
   }
 }
 
@@ -718,6 +731,114 @@ void LeaderAgent::start_update_followers() {
   for (Acceptor& acceptor : acceptors_) {
     if (acceptor.confirmed && acceptor.step_operations > 0) acceptor.step_succeeded = false;
   }
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+// --- admitting acceptors after the start ---------------------------------------------
+
+void LeaderAgent::admit(fabric::NodeId node_id) {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    if (acceptors_[i].link.node_id != node_id) continue;
+    if (acceptors_[i].confirmed || std::find(joining_.begin(), joining_.end(), i) != joining_.end()) return;
+    joining_.push_back(i);
+  }
+}
+
+bool LeaderAgent::is_confirmed(fabric::NodeId node_id) const {
+  return std::any_of(acceptors_.begin(), acceptors_.end(), [&](const Acceptor& acceptor) {
+    return acceptor.link.node_id == node_id && acceptor.confirmed;
+  });
+}
+
+int LeaderAgent::advance_join() {
+  if (joining_.empty() || !in_flight_.empty()) return 0;
+  const std::size_t index = joining_.front();
+  Acceptor& joiner = acceptors_[index];
+  if (join_operations_ > 0) return 0;
+  if (join_failed_) {
+    join_failed_ = false;
+    join_started_ = false;
+    joining_.pop_front();  // it may be granted again later
+    return 1;
+  }
+  if (!join_started_) {
+    // Everything committed is in this replica's log; read how far the joiner is decided.
+    join_started_ = true;
+    fabric::ReadRequest request;
+    request.work_id = work_id(Operation::join_read, index, 0);
+    request.remote = joiner.link.log;
+    request.remote_offset = log_layout::aligned_offset;
+    request.local_region = scratch_.get();
+    request.local_offset = index * scratch_window_bytes_;
+    request.length = static_cast<std::uint32_t>(log_layout::applied_offset + encoded_cursor_bytes - log_layout::aligned_offset);
+    if (joiner.link.connection->post_read(request) == fabric::PostStatus::posted) {
+      join_operations_ = 1;
+    } else {
+      join_failed_ = true;
+    }
+    joiner.first_undecided = LogCursor{0, 0};  // marks "cursors requested"
+    return 1;
+  }
+  if (joiner.first_undecided.index == 0) {
+    LogCursor first_undecided = log_start;
+    for (const std::size_t offset : {log_layout::aligned_offset, log_layout::committed_offset, log_layout::applied_offset}) {
+      const auto cursor =
+          decode_cursor(std::span(scratch_for(index) + (offset - log_layout::aligned_offset), encoded_cursor_bytes));
+      if (cursor && cursor->index > first_undecided.index) first_undecided = *cursor;
+    }
+    joiner.first_undecided = first_undecided;
+    if (first_undecided.index < committed_.index) {
+      if (committed_.position - first_undecided.position > geometry_.area_bytes() ||
+          !own_log_holds(first_undecided, committed_)) {
+        ++acceptors_left_behind_;
+        joiner.first_undecided = log_start;
+        join_started_ = false;
+        joining_.pop_front();
+        return 1;
+      }
+      for (std::uint64_t position = first_undecided.position; position < committed_.position;) {
+        const std::uint64_t bytes = std::min(committed_.position - position, geometry_.bytes_before_end(position));
+        fabric::WriteRequest request;
+        request.work_id = work_id(Operation::join_write, index, 0);
+        request.remote = joiner.link.log;
+        request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
+        request.local_region = &own_log_;
+        request.local_offset = log_layout::entry_area_offset + geometry_.place(position);
+        request.length = static_cast<std::uint32_t>(bytes);
+        if (joiner.link.connection->post_write(request) != fabric::PostStatus::posted) {
+          join_failed_ = true;
+          return 1;
+        }
+        ++join_operations_;
+        position += bytes;
+      }
+    }
+    const EncodedCursor aligned = encode_cursor(committed_);
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::join_write, index, 0);
+    request.remote = joiner.link.log;
+    request.remote_offset = log_layout::aligned_offset;
+    request.inline_payload = aligned;
+    if (joiner.link.connection->post_write(request) != fabric::PostStatus::posted) {
+      join_failed_ = true;
+      return 1;
+    }
+    ++join_operations_;
+    joiner.first_undecided = committed_;
+    return 1;
+  }
+  // Its log agrees with this one up to the commit point: from now on it gets every entry.
+  joiner.confirmed = true;
+  joiner.acknowledged_index = committed_.index - 1;
+  joiner.step_operations = 0;
+  joiner.applied_read_outstanding = false;
+  joiner.applied_position.reset();
+  join_started_ = false;
+  joining_.pop_front();
+  return 1;
 }
 
 }  // namespace mu::engine

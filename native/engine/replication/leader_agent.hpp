@@ -84,6 +84,14 @@ class LeaderAgent final : public Agent {
   // lacks from the most advanced one, bring the other confirmed logs up to the same point
   // and align them; then the prepare step; then the fast path.
   void lead(std::span<const fabric::NodeId> confirmed);
+  // Adds an acceptor that granted this leader write access after it started leading (a
+  // late grant, or a replica that resumed or restarted): once the pipeline has drained,
+  // its log is brought up to the commit point from this replica's log and aligned, and it
+  // receives every entry from then on. One that is too far behind (its entries recycled
+  // here) is left out: it needs a state transfer.
+  void admit(fabric::NodeId acceptor);
+  bool is_confirmed(fabric::NodeId acceptor) const;
+
   // Resets and reconnects this replica's ends of connections left in the error state, so
   // that a new grant finds both ends connected (resets are paired: the acceptor's permission
   // manager cycles its end when it grants). Call before requesting permissions.
@@ -131,6 +139,8 @@ class LeaderAgent final : public Agent {
     catch_up_read,
     catch_up_write,
     update_write,
+    join_read,
+    join_write,
   };
   enum class RecoveryStep : std::uint8_t { read_cursors, catch_up, update_followers };
   // The steps are sequential: read the cursors of every confirmed log; copy, one entry at
@@ -160,6 +170,7 @@ class LeaderAgent final : public Agent {
   void drop_acceptor(std::size_t acceptor);
   bool post_or_drop(std::size_t acceptor, fabric::PostStatus status);
 
+  int advance_join();
   int advance_recovery();
   void start_catch_up_read();
   void start_update_followers();
@@ -208,6 +219,10 @@ class LeaderAgent final : public Agent {
   std::uint64_t caught_up_entries_ = 0;
   std::uint32_t acceptors_left_behind_ = 0;
   std::uint64_t last_progress_ns_ = 0;
+  std::deque<std::size_t> joining_;      // acceptors waiting to be admitted
+  bool join_started_ = false;            // the front one is being brought up to date
+  std::uint32_t join_operations_ = 0;    // its operations in flight
+  bool join_failed_ = false;
   std::uint8_t epoch_ = 0;  // bumped at every lead(): completions of an earlier reign are ignored
   std::uint64_t proposal_ = 0;
   std::uint64_t highest_seen_proposal_ = 0;

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "engine/background/background_layout.hpp"
 #include "engine/log_entry.hpp"
 
 namespace mu::engine::testing {
@@ -26,6 +27,8 @@ SimCluster::SimCluster(const SimClusterOptions& options)
         std::span(replica->log_region->data(), replica->log_region->size_bytes()), options.leader.max_payload_bytes);
     replica->leader_queue = replica->fabric->create_completion_queue(4096);
     replica->access_queue = replica->fabric->create_completion_queue(64);
+    replica->background_region = replica->fabric->register_region(background_layout::region_bytes);
+    replica->background_queue = replica->fabric->create_completion_queue(1024);
     replicas_.push_back(std::move(replica));
   }
   for (fabric::NodeId leader = 0; leader < n; ++leader) {
@@ -35,6 +38,9 @@ SimCluster::SimCluster(const SimClusterOptions& options)
       from.to_log.push_back(from.fabric->create_connection(from.leader_queue));
       to.from_leader.resize(n);
       to.from_leader[leader] = to.fabric->create_connection(to.access_queue);
+      from.to_background.push_back(from.fabric->create_connection(from.background_queue));
+      to.from_background.resize(n);
+      to.from_background[leader] = to.fabric->create_connection(to.access_queue);
     }
   }
   for (fabric::NodeId leader = 0; leader < n; ++leader) {
@@ -44,6 +50,9 @@ SimCluster::SimCluster(const SimClusterOptions& options)
       to.from_leader[leader]->connect(from.to_log[acceptor]->local_endpoint(), fabric::access_none);
       from.to_log[acceptor]->connect(to.from_leader[leader]->local_endpoint(), fabric::access_none);
       from.remote_logs.push_back(from.fabric->attach_remote_region(to.log_region->descriptor()));
+      to.from_background[leader]->connect(from.to_background[acceptor]->local_endpoint(), fabric::access_remote_all);
+      from.to_background[acceptor]->connect(to.from_background[leader]->local_endpoint(), fabric::access_none);
+      from.remote_backgrounds.push_back(from.fabric->attach_remote_region(to.background_region->descriptor()));
     }
     std::vector<AcceptorLink> links;
     for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
@@ -54,6 +63,22 @@ SimCluster::SimCluster(const SimClusterOptions& options)
     config.replica_count = n;
     from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links),
                                                 *from.log_region, clock_);
+    if (options.background_plane) {
+      // Every from_leader end exists by now: the first loop made all of them.
+      std::vector<BackgroundLink> background_links;
+      std::vector<fabric::Connection*> log_access;
+      for (fabric::NodeId peer = 0; peer < n; ++peer) {
+        background_links.push_back(
+            BackgroundLink{peer, from.to_background[peer].get(), from.remote_backgrounds[peer].get()});
+        log_access.push_back(from.from_leader[peer].get());
+      }
+      BackgroundConfig background = options.background;
+      background.self = leader;
+      background.replica_count = n;
+      from.background = std::make_unique<BackgroundAgent>(background, *from.fabric, from.background_queue,
+                                                          std::move(background_links), *from.background_region,
+                                                          std::move(log_access), *from.leader, clock_);
+    }
     Replica* self = &from;
     from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
       const bool well_formed = for_each_command(payload, [&](const Command& command) {
@@ -66,11 +91,25 @@ SimCluster::SimCluster(const SimClusterOptions& options)
 
 SimCluster::~SimCluster() {
   for (auto& replica : replicas_) {
+    replica->background.reset();
     replica->leader.reset();
     replica->apply.reset();
     replica->to_log.clear();
     replica->from_leader.clear();
+    replica->to_background.clear();
+    replica->from_background.clear();
   }
+}
+
+std::optional<fabric::NodeId> SimCluster::steady_leader() {
+  std::optional<fabric::NodeId> found;
+  for (fabric::NodeId id = 0; id < size(); ++id) {
+    if (crashed(id) || replicas_[id]->paused) continue;
+    if (replicas_[id]->leader->role() != LeaderAgent::Role::steady) continue;
+    if (found) return std::nullopt;
+    found = id;
+  }
+  return found;
 }
 
 void SimCluster::grant_all_to(fabric::NodeId holder) {
@@ -100,7 +139,8 @@ void SimCluster::revoke(fabric::NodeId replica, fabric::NodeId holder) {
 
 void SimCluster::run_round() {
   for (auto& replica : replicas_) {
-    if (network_->crashed(replica->fabric->node_id())) continue;
+    if (network_->crashed(replica->fabric->node_id()) || replica->paused) continue;
+    if (replica->background) replica->background->do_work();
     replica->leader->do_work();
     if (!replica->apply_paused) replica->apply->do_work();
   }

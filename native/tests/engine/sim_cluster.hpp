@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/background/background_agent.hpp"
 #include "engine/command_batch.hpp"
 #include "engine/log_layout.hpp"
 #include "engine/replica_log.hpp"
@@ -32,6 +33,10 @@ struct SimClusterOptions {
   std::uint64_t seed = 1;
   fabric::sim::SimFaults faults{};
   LeaderConfig leader{};  // self and replica_count are filled in per replica
+  // With the background plane, replicas elect and replace leaders by themselves; without
+  // it, tests hand out permissions with grant_to().
+  bool background_plane = false;
+  BackgroundConfig background{};
 };
 
 class SimCluster {
@@ -51,10 +56,17 @@ class SimCluster {
     // access flags are the permission of Mu.
     std::vector<std::unique_ptr<fabric::Connection>> from_leader;
     std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs;
+    std::unique_ptr<fabric::LocalRegion> background_region;
+    std::shared_ptr<fabric::CompletionQueue> background_queue;
+    std::vector<std::unique_ptr<fabric::Connection>> to_background;    // posting ends
+    std::vector<std::unique_ptr<fabric::Connection>> from_background;  // far ends, always open
+    std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_backgrounds;
     std::unique_ptr<LeaderAgent> leader;
     std::unique_ptr<ApplyAgent> apply;
+    std::unique_ptr<BackgroundAgent> background;
     std::vector<AppliedCommand> applied;
     bool apply_paused = false;  // stands in for a replica whose backend stalls
+    bool paused = false;        // SIGSTOP: no agent runs, but its memory stays reachable
   };
 
   Replica& replica(fabric::NodeId id) { return *replicas_[id]; }
@@ -82,6 +94,8 @@ class SimCluster {
                    CommandTag tag);
 
   bool crashed(fabric::NodeId id) const { return network_->crashed(id); }
+  // The replica whose leader agent is in the steady state, if exactly one is.
+  std::optional<fabric::NodeId> steady_leader();
 
  private:
   std::shared_ptr<fabric::sim::SimNetwork> network_;

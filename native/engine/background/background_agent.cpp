@@ -1,0 +1,279 @@
+#include "engine/background/background_agent.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cassert>
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/background/background_layout.hpp"
+#include "engine/log_cursor.hpp"
+#include "engine/quorum.hpp"
+
+namespace mu::engine {
+namespace {
+
+// work_id: operation (8 bits) | peer (16)
+std::uint8_t operation_of(std::uint64_t work_id) { return static_cast<std::uint8_t>(work_id >> 56); }
+fabric::NodeId peer_of(std::uint64_t work_id) { return static_cast<fabric::NodeId>(work_id & 0xffff); }
+
+}  // namespace
+
+BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric& fabric,
+                                 std::shared_ptr<fabric::CompletionQueue> queue, std::vector<BackgroundLink> links,
+                                 fabric::LocalRegion& own_background, std::vector<fabric::Connection*> log_access,
+                                 LeaderAgent& leader, const Clock& clock)
+    : config_(config),
+      fabric_(fabric),
+      queue_(std::move(queue)),
+      links_(std::move(links)),
+      own_background_(own_background),
+      log_access_(std::move(log_access)),
+      leader_(leader),
+      clock_(clock),
+      detector_(config.detector, config.replica_count, config.self),
+      read_outstanding_(config.replica_count, false),
+      link_broken_(config.replica_count, false),
+      served_sequence_(config.replica_count, 0) {
+  if (links_.size() != config_.replica_count || log_access_.size() != config_.replica_count) {
+    throw std::invalid_argument("background: need one link and one log access end per replica");
+  }
+  for (std::uint32_t r = 0; r < config_.replica_count; ++r) {
+    if (links_[r].node_id != r || links_[r].connection == nullptr || links_[r].background == nullptr ||
+        log_access_[r] == nullptr) {
+      throw std::invalid_argument("background: links must be complete and ordered by replica id");
+    }
+  }
+  if (own_background_.size_bytes() < background_layout::region_bytes) {
+    throw std::invalid_argument("background: the background region is too small");
+  }
+  scratch_ = fabric_.register_region(64 * config_.replica_count);
+}
+
+std::uint64_t BackgroundAgent::work_id(Operation operation, fabric::NodeId peer) const {
+  return (static_cast<std::uint64_t>(operation) << 56) | peer;
+}
+
+int BackgroundAgent::do_work() {
+  int work = 0;
+  std::array<fabric::Completion, 16> completions;
+  const std::size_t polled = queue_->poll(completions);
+  for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
+  work += static_cast<int>(polled);
+  work += beat();
+  work += read_heartbeats();
+  work += serve_permissions();
+  work += run_candidacy();
+  return work;
+}
+
+void BackgroundAgent::handle_completion(const fabric::Completion& completion) {
+  const fabric::NodeId peer = peer_of(completion.work_id);
+  if (peer >= config_.replica_count) return;
+  const bool ok = completion.status == fabric::CompletionStatus::success;
+  if (!ok) link_broken_[peer] = true;  // a dead or restarted peer: its reads fail from now on
+  if (static_cast<Operation>(operation_of(completion.work_id)) == Operation::read_heartbeat) {
+    read_outstanding_[peer] = false;
+    std::optional<std::uint64_t> counter;
+    if (ok) {
+      std::uint64_t value = 0;
+      std::memcpy(&value, scratch_->data() + 64 * peer, sizeof value);
+      counter = value;
+    }
+    detector_.observe(peer, counter);
+  }
+}
+
+// --- heartbeat and failure detection -------------------------------------------------
+
+int BackgroundAgent::beat() {
+  const std::uint64_t now = clock_.now_ns();
+  if (now - last_beat_ns_ < config_.detector.heartbeat_interval_ns && heartbeat_ != 0) return 0;
+  // Fate sharing: a leader that cannot make progress must not look healthy.
+  if (leader_.role() == LeaderAgent::Role::steady && leader_.has_work_in_flight() &&
+      now - leader_.last_progress_ns() > config_.fate_sharing_timeout_ns) {
+    return 0;
+  }
+  ++heartbeat_;
+  last_beat_ns_ = now;
+  std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(own_background_.data() +
+                                                                   background_layout::heartbeat_offset))
+      .store(heartbeat_, std::memory_order_release);
+  return 1;
+}
+
+int BackgroundAgent::read_heartbeats() {
+  const std::uint64_t now = clock_.now_ns();
+  if (now < next_read_ns_) return 0;
+  next_read_ns_ = now + config_.detector.read_interval_ns;
+  for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {
+    if (peer == config_.self) continue;
+    if (link_broken_[peer]) {
+      detector_.observe(peer, std::nullopt);
+      continue;
+    }
+    if (read_outstanding_[peer]) {
+      // The previous read has not come back within a whole interval: that says as much as
+      // a counter that did not move.
+      detector_.observe(peer, std::nullopt);
+      continue;
+    }
+    fabric::ReadRequest request;
+    request.work_id = work_id(Operation::read_heartbeat, peer);
+    request.remote = links_[peer].background;
+    request.remote_offset = background_layout::heartbeat_offset;
+    request.local_region = scratch_.get();
+    request.local_offset = 64 * peer;
+    request.length = sizeof(std::uint64_t);
+    if (links_[peer].connection->post_read(request) == fabric::PostStatus::posted) {
+      read_outstanding_[peer] = true;
+    } else {
+      link_broken_[peer] = true;
+    }
+  }
+  return 1;
+}
+
+// --- the permission manager ------------------------------------------------------------
+
+fabric::ChangeStatus BackgroundAgent::change_access(fabric::Connection& end, fabric::AccessFlags access) {
+  fabric::ChangeStatus status = end.change_access(access, fabric::AccessPath::fast);
+  if (status == fabric::ChangeStatus::failed) status = end.change_access(access, fabric::AccessPath::robust);
+  return status;
+}
+
+bool BackgroundAgent::leading() const {
+  if (candidacy_ == Candidacy::requesting) return true;
+  if (candidacy_ != Candidacy::leading) return false;
+  const auto role = leader_.role();
+  return role != LeaderAgent::Role::deposed && role != LeaderAgent::Role::follower;
+}
+
+bool BackgroundAgent::may_grant(fabric::NodeId requester) const {
+  if (!holder_ || *holder_ == requester) return true;
+  if (*holder_ == config_.self) return !leading();
+  return !detector_.alive(*holder_);
+}
+
+int BackgroundAgent::serve_permissions() {
+  if (!serving_) {
+    // The lowest-id requester with a request not yet served, if this replica would follow it.
+    for (fabric::NodeId requester = 0; requester < config_.replica_count; ++requester) {
+      const auto request = decode_cursor(std::span<const std::byte>(
+          own_background_.data() + background_layout::request_offset(requester), encoded_cursor_bytes));
+      if (!request || request->index <= served_sequence_[requester]) continue;
+      if (requester != config_.self && !may_grant(requester)) continue;
+      if (requester == config_.self && holder_ && *holder_ != config_.self && detector_.alive(*holder_)) continue;
+      serving_ = Serving{requester, request->index, false};
+      for (fabric::NodeId other = 0; other < config_.replica_count; ++other) {
+        if (other == requester) continue;
+        fabric::Connection& end = *log_access_[other];
+        if (end.access() != fabric::access_none || end.state() == fabric::ConnectionState::error) {
+          change_access(end, fabric::access_none);
+        }
+      }
+      break;
+    }
+    if (!serving_) return 0;
+  }
+  Serving& serving = *serving_;
+  if (!serving.granting) {
+    for (fabric::NodeId other = 0; other < config_.replica_count; ++other) {
+      if (other != serving.requester && !log_access_[other]->access_change_settled()) return 0;
+    }
+    // Nothing of any other writer can land any more: now the requester may write.
+    change_access(*log_access_[serving.requester], fabric::access_remote_all);
+    serving.granting = true;
+  }
+  if (!log_access_[serving.requester]->access_change_settled()) return 0;
+  holder_ = serving.requester;
+  served_sequence_[serving.requester] = serving.sequence;
+  ++grants_served_;
+  const EncodedCursor ack = encode_cursor(LogCursor{serving.sequence, 1});
+  fabric::WriteRequest request;
+  request.work_id = work_id(Operation::write_ack, serving.requester);
+  request.remote = links_[serving.requester].background;
+  request.remote_offset = background_layout::ack_offset(config_.self);
+  request.inline_payload = ack;
+  if (links_[serving.requester].connection->post_write(request) != fabric::PostStatus::posted) {
+    link_broken_[serving.requester] = true;
+  }
+  serving_.reset();
+  return 1;
+}
+
+// --- election ----------------------------------------------------------------------
+
+fabric::NodeId BackgroundAgent::leader_to_follow() const {
+  if (holder_ && *holder_ != config_.self && detector_.alive(*holder_)) return *holder_;
+  for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
+    if (detector_.alive(replica)) return replica;
+  }
+  return config_.self;  // unreachable: a replica always considers itself alive
+}
+
+void BackgroundAgent::back_off() {
+  candidacy_ = Candidacy::idle;
+  backoff_until_ns_ = clock_.now_ns() + config_.candidate_backoff_ns * (1 + config_.self);
+}
+
+int BackgroundAgent::run_candidacy() {
+  const std::uint64_t now = clock_.now_ns();
+  switch (candidacy_) {
+    case Candidacy::idle: {
+      if (now < backoff_until_ns_ || leader_to_follow() != config_.self) return 0;
+      leader_.reset_broken_connections();
+      ++request_sequence_;
+      const EncodedCursor request_word = encode_cursor(LogCursor{request_sequence_, 0});
+      for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
+        if (link_broken_[replica]) continue;
+        fabric::WriteRequest request;
+        request.work_id = work_id(Operation::write_request, replica);
+        request.remote = links_[replica].background;
+        request.remote_offset = background_layout::request_offset(config_.self);
+        request.inline_payload = request_word;
+        if (links_[replica].connection->post_write(request) != fabric::PostStatus::posted) link_broken_[replica] = true;
+      }
+      candidacy_ = Candidacy::requesting;
+      requested_at_ns_ = now;
+      return 1;
+    }
+    case Candidacy::requesting: {
+      std::vector<fabric::NodeId> granted;
+      for (fabric::NodeId grantor = 0; grantor < config_.replica_count; ++grantor) {
+        const auto ack = decode_cursor(std::span<const std::byte>(
+            own_background_.data() + background_layout::ack_offset(grantor), encoded_cursor_bytes));
+        if (ack && ack->index == request_sequence_) granted.push_back(grantor);
+      }
+      const bool self_granted =
+          std::find(granted.begin(), granted.end(), config_.self) != granted.end();
+      if (granted.size() >= majority(config_.replica_count) && self_granted) {
+        leader_.lead(granted);
+        candidacy_ = Candidacy::leading;
+        return 1;
+      }
+      if (now - requested_at_ns_ > config_.candidate_timeout_ns) back_off();
+      return 0;
+    }
+    case Candidacy::leading: {
+      if (leader_.role() == LeaderAgent::Role::deposed) {
+        // Someone else holds a majority of the logs: follow, and let this log go to them.
+        leader_.step_down();
+        back_off();
+        return 1;
+      }
+      // Grants that arrive after leadership began (late, or from a replica that resumed):
+      // the leader brings that log up to date and adds it.
+      for (fabric::NodeId grantor = 0; grantor < config_.replica_count; ++grantor) {
+        const auto ack = decode_cursor(std::span<const std::byte>(
+            own_background_.data() + background_layout::ack_offset(grantor), encoded_cursor_bytes));
+        if (ack && ack->index == request_sequence_ && !leader_.is_confirmed(grantor)) leader_.admit(grantor);
+      }
+      return 0;
+    }
+  }
+  return 0;
+}
+
+}  // namespace mu::engine

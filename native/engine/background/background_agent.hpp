@@ -1,0 +1,131 @@
+// The background plane (paper section 5): heartbeats, the pull-score failure detector,
+// leader election, and the permission manager that makes every log writable by exactly
+// one leader.
+//
+// Heartbeat. The replica bumps a counter in its background region every
+// heartbeat_interval_ns, unless its own leader agent has had work in flight without
+// committing anything for fate_sharing_timeout_ns: a leader whose replication plane is
+// stuck stops looking alive, so the others replace it (fate sharing).
+//
+// Election. A replica wants to lead when it is the one it would follow: the replica its
+// log is granted to (the holder), as long as the detector says that one is alive; when
+// there is no holder or it failed, the lowest-id replica it considers alive. Sticking
+// with a live holder means a leader that was paused and resumes does not take over again:
+// it finds its writes refused, stops, and its log goes to the new leader.
+//
+// Permissions. A would-be leader writes a request (its next request sequence number) into
+// every replica's background region, itself included. Each replica's manager serves
+// pending requests one at a time, lowest requester id first: it revokes write access from
+// every other connection to its log, waits until the revocations are settled (nothing of
+// the old holder can land any more), grants the requester, waits for that too, and only
+// then writes an acknowledgement into the requester's region. The requester leads once a
+// majority acknowledged (its confirmed acceptors), starting with recovery. A manager
+// grants a request only when it would itself follow the requester: the requester is its
+// holder, or it has none, or its holder failed, or its holder is this replica and it is
+// not leading.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "engine/background/failure_detector.hpp"
+#include "engine/replication/leader_agent.hpp"
+#include "engine/runtime/agent.hpp"
+#include "engine/runtime/clock.hpp"
+#include "fabric/fabric.hpp"
+
+namespace mu::engine {
+
+struct BackgroundConfig {
+  fabric::NodeId self = 0;
+  std::uint32_t replica_count = 3;
+  DetectorConfig detector{};
+  // A candidate that has no majority of grants after this long gives up for a while.
+  std::uint64_t candidate_timeout_ns = 2'000'000;
+  // How long a replica that gave up or was deposed waits before it may try again; scaled
+  // by (1 + id) so that two candidates do not keep colliding.
+  std::uint64_t candidate_backoff_ns = 500'000;
+  std::uint64_t fate_sharing_timeout_ns = 10'000'000;
+};
+
+// One replica's background region as this replica reaches it (itself included).
+struct BackgroundLink {
+  fabric::NodeId node_id = 0;
+  fabric::Connection* connection = nullptr;
+  const fabric::RemoteRegion* background = nullptr;
+};
+
+class BackgroundAgent final : public Agent {
+ public:
+  enum class Candidacy : std::uint8_t { idle, requesting, leading };
+
+  // `links` has one entry per replica; `log_access[r]` is this replica's end of the log
+  // connection from replica r (the end whose access flags are the permission).
+  BackgroundAgent(const BackgroundConfig& config, fabric::Fabric& fabric,
+                  std::shared_ptr<fabric::CompletionQueue> queue, std::vector<BackgroundLink> links,
+                  fabric::LocalRegion& own_background, std::vector<fabric::Connection*> log_access,
+                  LeaderAgent& leader, const Clock& clock);
+
+  int do_work() override;
+  std::string_view name() const override { return "background"; }
+
+  const FailureDetector& detector() const { return detector_; }
+  // Who may write this replica's log now.
+  std::optional<fabric::NodeId> holder() const { return holder_; }
+  Candidacy candidacy() const { return candidacy_; }
+  std::uint64_t heartbeat() const { return heartbeat_; }
+  // Grants this replica served (for tests and status).
+  std::uint64_t grants_served() const { return grants_served_; }
+
+ private:
+  enum class Operation : std::uint8_t { read_heartbeat = 1, write_request, write_ack };
+  struct Serving {
+    fabric::NodeId requester;
+    std::uint64_t sequence;
+    bool granting;  // false while the revocations settle
+  };
+
+  std::uint64_t work_id(Operation operation, fabric::NodeId peer) const;
+  void handle_completion(const fabric::Completion& completion);
+  int beat();
+  int read_heartbeats();
+  int serve_permissions();
+  int run_candidacy();
+  bool may_grant(fabric::NodeId requester) const;
+  fabric::NodeId leader_to_follow() const;
+  bool leading() const;
+  void back_off();
+  fabric::ChangeStatus change_access(fabric::Connection& end, fabric::AccessFlags access);
+
+  BackgroundConfig config_;
+  fabric::Fabric& fabric_;
+  std::shared_ptr<fabric::CompletionQueue> queue_;
+  std::vector<BackgroundLink> links_;
+  fabric::LocalRegion& own_background_;
+  std::vector<fabric::Connection*> log_access_;
+  LeaderAgent& leader_;
+  const Clock& clock_;
+  FailureDetector detector_;
+  std::unique_ptr<fabric::LocalRegion> scratch_;  // one heartbeat cell per replica
+
+  std::uint64_t heartbeat_ = 0;
+  std::uint64_t last_beat_ns_ = 0;
+  std::uint64_t next_read_ns_ = 0;
+  std::vector<bool> read_outstanding_;
+  std::vector<bool> link_broken_;
+
+  std::optional<fabric::NodeId> holder_;
+  std::vector<std::uint64_t> served_sequence_;
+  std::optional<Serving> serving_;
+  std::uint64_t grants_served_ = 0;
+
+  Candidacy candidacy_ = Candidacy::idle;
+  std::uint64_t request_sequence_ = 0;
+  std::uint64_t requested_at_ns_ = 0;
+  std::uint64_t backoff_until_ns_ = 0;
+};
+
+}  // namespace mu::engine

@@ -1,0 +1,135 @@
+// The background plane (paper section 5) on the sim fabric: the failure detector's
+// arithmetic, election of a fresh cluster, failover after a leader crashes or pauses,
+// and a healthy idle cluster that never fails over.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "engine/background/failure_detector.hpp"
+#include "sim_cluster.hpp"
+
+namespace mu::engine {
+namespace {
+
+using testing::bytes_of;
+using testing::SimCluster;
+using testing::SimClusterOptions;
+
+TEST(FailureDetector, APeerThatStopsIsSuspectedAfterTheScoreFallsAndTrustedOnlyAfterItClimbsBack) {
+  DetectorConfig config;  // max 8, failure at 2, recovery at 5
+  FailureDetector detector(config, 3, 0);
+  std::uint64_t counter = 0;
+  for (int i = 0; i < 20; ++i) detector.observe(1, ++counter);
+  EXPECT_EQ(detector.score(1), 8u);
+  for (int i = 0; i < 5; ++i) detector.observe(1, counter);
+  EXPECT_TRUE(detector.alive(1)) << "score 3 is above the failure threshold";
+  detector.observe(1, counter);
+  EXPECT_FALSE(detector.alive(1)) << "six reads without a heartbeat";
+  detector.observe(1, ++counter);
+  detector.observe(1, ++counter);
+  EXPECT_FALSE(detector.alive(1)) << "hysteresis: score 4 is not yet the recovery threshold";
+  detector.observe(1, ++counter);
+  EXPECT_TRUE(detector.alive(1));
+  EXPECT_TRUE(detector.alive(0)) << "a replica always trusts itself";
+}
+
+TEST(FailureDetector, FailedReadsCountAsMissedHeartbeats) {
+  FailureDetector detector(DetectorConfig{}, 3, 0);
+  for (int i = 0; i < 3; ++i) detector.observe(2, std::nullopt);
+  EXPECT_FALSE(detector.alive(2));
+}
+
+TEST(FailureDetector, InconsistentThresholdsAreRefused) {
+  DetectorConfig config;
+  config.recovery_threshold = config.failure_threshold;
+  EXPECT_THROW(FailureDetector(config, 3, 0), std::invalid_argument);
+  DetectorConfig slow_heartbeat;
+  slow_heartbeat.heartbeat_interval_ns = slow_heartbeat.read_interval_ns;
+  EXPECT_THROW(FailureDetector(slow_heartbeat, 3, 0), std::invalid_argument);
+}
+
+SimClusterOptions automatic(std::uint32_t replicas, std::uint64_t seed = 1) {
+  SimClusterOptions options;
+  options.replica_count = replicas;
+  options.seed = seed;
+  options.leader.log_area_bytes = 1 << 20;
+  options.leader.max_payload_bytes = 4096;
+  options.background_plane = true;
+  return options;
+}
+
+bool applied_at_least(SimCluster& cluster, fabric::NodeId id, std::size_t count) {
+  return cluster.replica(id).applied.size() >= count;
+}
+
+TEST(Election, AFreshClusterElectsReplicaZeroAndEveryLogIsGrantedToIt) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  ASSERT_TRUE(cluster.run_until([&] {
+    for (fabric::NodeId id = 0; id < 3; ++id) {
+      if (cluster.replica(id).background->holder() != fabric::NodeId{0}) return false;
+    }
+    return true;
+  }, 100000));
+  ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of("set a 1")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 2, 1); }, 100000));
+}
+
+TEST(Failover, ACrashedLeaderIsReplacedByTheLowestLiveReplicaAndNothingCommittedIsLost) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of(std::string("before ") + std::to_string(i))));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 1, 20) && applied_at_least(cluster, 2, 20); }, 100000));
+
+  cluster.network().crash(0);
+  const std::uint64_t crashed_at_ns = cluster.clock().now_ns();
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{1}; }, 200000));
+  const std::uint64_t failover_ns = cluster.clock().now_ns() - crashed_at_ns;
+  EXPECT_LT(failover_ns, 1'000'000u) << "simulated failover took " << failover_ns << " ns";
+  std::printf("failover after a crash: %lu ns of simulated time\n", static_cast<unsigned long>(failover_ns));
+  ASSERT_TRUE(cluster.replica(1).leader->propose(bytes_of("after")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 1, 21) && applied_at_least(cluster, 2, 21); }, 100000));
+  EXPECT_EQ(cluster.replica(1).applied, cluster.replica(2).applied);
+  EXPECT_EQ(cluster.replica(2).applied.back().bytes, "after");
+}
+
+TEST(Failover, APausedLeaderIsReplacedAndAfterResumingCannotWriteAndFollows) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of("before")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 2, 1); }, 100000));
+
+  cluster.replica(0).paused = true;
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{1}; }, 200000));
+  ASSERT_TRUE(cluster.replica(1).leader->propose(bytes_of("during the pause")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 2, 2); }, 100000));
+
+  // The old leader wakes up still believing it leads, with a command to propose.
+  cluster.replica(0).paused = false;
+  ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of("from the old leader")));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(0).background->holder() == fabric::NodeId{1}; }, 200000));
+  cluster.run_until([] { return false; }, 20000);
+  EXPECT_EQ(cluster.steady_leader(), fabric::NodeId{1}) << "the resumed replica does not take over again";
+  // It rejoins as a follower: the new leader admits it and brings its log up to date.
+  ASSERT_TRUE(cluster.replica(1).leader->propose(bytes_of("after the resume")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 0, 3) && applied_at_least(cluster, 2, 3); }, 200000));
+  EXPECT_TRUE(cluster.replica(1).leader->is_confirmed(0));
+  EXPECT_EQ(cluster.replica(0).applied, cluster.replica(1).applied);
+  EXPECT_EQ(cluster.replica(1).applied, cluster.replica(2).applied);
+  for (const auto& command : cluster.replica(2).applied) EXPECT_NE(command.bytes, "from the old leader");
+}
+
+TEST(Election, AHealthyIdleClusterNeverFailsOver) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  const std::uint64_t grants = cluster.replica(1).background->grants_served();
+  cluster.run_until([] { return false; }, 300000);  // 30 ms of simulated time
+  EXPECT_EQ(cluster.steady_leader(), fabric::NodeId{0});
+  EXPECT_EQ(cluster.replica(1).background->grants_served(), grants) << "no new permission was granted";
+  for (fabric::NodeId id = 1; id < 3; ++id) {
+    EXPECT_EQ(cluster.replica(id).background->candidacy(), BackgroundAgent::Candidacy::idle) << id;
+  }
+}
+
+}  // namespace
+}  // namespace mu::engine
