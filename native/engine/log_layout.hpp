@@ -12,6 +12,9 @@
 //   decided        the owner's first undecided entry: everything before it is committed
 //   applied        the owner's next entry to apply; the leader reads it to decide what
 //                  can be recycled
+//   recycled       written by a leader that found this log too far behind to bring up to
+//                  date: space below its position is reused, so the owner needs a state
+//                  transfer if it has not applied that far
 // A replica's first undecided offset (FUO) is the later of `aligned` and `decided`.
 // Entries follow, in a circular area of `entry_area_bytes` (circular_log.hpp).
 #pragma once
@@ -26,6 +29,7 @@ inline constexpr std::size_t aligned_offset = 64;
 inline constexpr std::size_t committed_offset = 128;
 inline constexpr std::size_t decided_offset = 192;
 inline constexpr std::size_t applied_offset = 256;
+inline constexpr std::size_t recycled_offset = 320;
 inline constexpr std::size_t entry_area_offset = 512;
 
 constexpr std::size_t region_bytes(std::size_t entry_area_bytes) { return entry_area_offset + entry_area_bytes; }

@@ -23,7 +23,7 @@ fabric::NodeId peer_of(std::uint64_t work_id) { return static_cast<fabric::NodeI
 BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric& fabric,
                                  std::shared_ptr<fabric::CompletionQueue> queue, std::vector<BackgroundLink> links,
                                  fabric::LocalRegion& own_background, std::vector<fabric::Connection*> log_access,
-                                 LeaderAgent& leader, const Clock& clock)
+                                 LeaderAgent& leader, const ApplyAgent& apply, const Clock& clock)
     : config_(config),
       fabric_(fabric),
       queue_(std::move(queue)),
@@ -31,11 +31,16 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       own_background_(own_background),
       log_access_(std::move(log_access)),
       leader_(leader),
+      apply_(apply),
       clock_(clock),
       detector_(config.detector, config.replica_count, config.self),
       read_outstanding_(config.replica_count, false),
+      read_posted_ns_(config.replica_count, 0),
+      peer_holder_(config.replica_count),
+      peer_holder_read_ns_(config.replica_count, 0),
       link_broken_(config.replica_count, false),
-      served_sequence_(config.replica_count, 0) {
+      served_sequence_(config.replica_count, 0),
+      admitted_sequence_(config.replica_count, 0) {
   if (links_.size() != config_.replica_count || log_access_.size() != config_.replica_count) {
     throw std::invalid_argument("background: need one link and one log access end per replica");
   }
@@ -80,6 +85,12 @@ void BackgroundAgent::handle_completion(const fabric::Completion& completion) {
       std::uint64_t value = 0;
       std::memcpy(&value, scratch_->data() + 64 * peer, sizeof value);
       counter = value;
+      std::uint64_t holder = 0;
+      std::memcpy(&holder, scratch_->data() + 64 * peer + background_layout::holder_offset, sizeof holder);
+      peer_holder_[peer] = holder == 0 || holder > config_.replica_count
+                               ? std::nullopt
+                               : std::optional<fabric::NodeId>(static_cast<fabric::NodeId>(holder - 1));
+      peer_holder_read_ns_[peer] = read_posted_ns_[peer];
     }
     detector_.observe(peer, counter);
   }
@@ -125,9 +136,10 @@ int BackgroundAgent::read_heartbeats() {
     request.remote_offset = background_layout::heartbeat_offset;
     request.local_region = scratch_.get();
     request.local_offset = 64 * peer;
-    request.length = sizeof(std::uint64_t);
+    request.length = 2 * sizeof(std::uint64_t);  // the counter and the holder word
     if (links_[peer].connection->post_read(request) == fabric::PostStatus::posted) {
       read_outstanding_[peer] = true;
+      read_posted_ns_[peer] = now;
     } else {
       link_broken_[peer] = true;
     }
@@ -150,13 +162,32 @@ bool BackgroundAgent::leading() const {
   return role != LeaderAgent::Role::deposed && role != LeaderAgent::Role::follower;
 }
 
+bool BackgroundAgent::holder_leads() const {
+  if (!holder_) return false;
+  if (*holder_ == config_.self) return leading();
+  // Alive, and still holding its own log: a leader always does, one that stepped down
+  // (deposed, or out for a state transfer) does not.
+  return detector_.alive(*holder_) && peer_holder_[*holder_] == *holder_;
+}
+
 bool BackgroundAgent::may_grant(fabric::NodeId requester) const {
   if (!holder_ || *holder_ == requester) return true;
-  if (*holder_ == config_.self) return !leading();
-  return !detector_.alive(*holder_);
+  return !holder_leads();
 }
 
 int BackgroundAgent::serve_permissions() {
+  if (!serving_ && apply_.needs_state_transfer()) {
+    // Out of the cluster until a state transfer: nobody may write this log meanwhile.
+    if (!holder_) return 0;
+    for (fabric::Connection* end : log_access_) {
+      if (end->access() != fabric::access_none || end->state() == fabric::ConnectionState::error) {
+        change_access(*end, fabric::access_none);
+      }
+    }
+    holder_.reset();
+    publish_holder();
+    return 1;
+  }
   if (!serving_) {
     // The lowest-id requester with a request not yet served, if this replica would follow it.
     for (fabric::NodeId requester = 0; requester < config_.replica_count; ++requester) {
@@ -164,7 +195,7 @@ int BackgroundAgent::serve_permissions() {
           own_background_.data() + background_layout::request_offset(requester), encoded_cursor_bytes));
       if (!request || request->index <= served_sequence_[requester]) continue;
       if (requester != config_.self && !may_grant(requester)) continue;
-      if (requester == config_.self && holder_ && *holder_ != config_.self && detector_.alive(*holder_)) continue;
+      if (requester == config_.self && holder_ && *holder_ != config_.self && holder_leads()) continue;
       serving_ = Serving{requester, request->index, false};
       for (fabric::NodeId other = 0; other < config_.replica_count; ++other) {
         if (other == requester) continue;
@@ -188,6 +219,7 @@ int BackgroundAgent::serve_permissions() {
   }
   if (!log_access_[serving.requester]->access_change_settled()) return 0;
   holder_ = serving.requester;
+  publish_holder();
   served_sequence_[serving.requester] = serving.sequence;
   ++grants_served_;
   const EncodedCursor ack = encode_cursor(LogCursor{serving.sequence, 1});
@@ -206,11 +238,39 @@ int BackgroundAgent::serve_permissions() {
 // --- election ----------------------------------------------------------------------
 
 fabric::NodeId BackgroundAgent::leader_to_follow() const {
-  if (holder_ && *holder_ != config_.self && detector_.alive(*holder_)) return *holder_;
+  // Stick with the holder while it is alive and still holds its own log (a leader always
+  // does; one that stepped down, say for a state transfer, does not).
+  if (holder_ && *holder_ != config_.self && holder_leads()) return *holder_;
   for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
     if (detector_.alive(replica)) return replica;
   }
   return config_.self;  // unreachable: a replica always considers itself alive
+}
+
+bool BackgroundAgent::log_closed() {
+  if (holder_ || serving_) return false;
+  for (fabric::Connection* end : log_access_) {
+    if ((end->access() & fabric::access_remote_write) != 0 || !end->access_change_settled()) return false;
+  }
+  return true;
+}
+
+void BackgroundAgent::publish_holder() {
+  const std::uint64_t word = holder_ ? std::uint64_t{*holder_} + 1 : 0;
+  std::atomic_ref<std::uint64_t>(
+      *reinterpret_cast<std::uint64_t*>(own_background_.data() + background_layout::holder_offset))
+      .store(word, std::memory_order_release);
+}
+
+bool BackgroundAgent::replaced() const {
+  // Only reads posted after leadership began count: earlier ones may predate the grants.
+  std::uint32_t naming_others = 0;
+  for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {
+    if (peer == config_.self || peer_holder_read_ns_[peer] <= leading_since_ns_) continue;
+    if (peer_holder_[peer] && *peer_holder_[peer] != config_.self) ++naming_others;
+  }
+  // This replica names itself; it is replaced when it cannot count on a majority any more.
+  return config_.replica_count - naming_others < majority(config_.replica_count);
 }
 
 void BackgroundAgent::back_off() {
@@ -222,7 +282,7 @@ int BackgroundAgent::run_candidacy() {
   const std::uint64_t now = clock_.now_ns();
   switch (candidacy_) {
     case Candidacy::idle: {
-      if (now < backoff_until_ns_ || leader_to_follow() != config_.self) return 0;
+      if (now < backoff_until_ns_ || leader_to_follow() != config_.self || apply_.needs_state_transfer()) return 0;
       leader_.reset_broken_connections();
       ++request_sequence_;
       const EncodedCursor request_word = encode_cursor(LogCursor{request_sequence_, 0});
@@ -251,29 +311,75 @@ int BackgroundAgent::run_candidacy() {
       if (granted.size() >= majority(config_.replica_count) && self_granted) {
         leader_.lead(granted);
         candidacy_ = Candidacy::leading;
+        leading_since_ns_ = now;
         return 1;
       }
       if (now - requested_at_ns_ > config_.candidate_timeout_ns) back_off();
       return 0;
     }
     case Candidacy::leading: {
-      if (leader_.role() == LeaderAgent::Role::deposed) {
+      if (leader_.role() == LeaderAgent::Role::deposed || replaced() || apply_.needs_state_transfer()) {
         // Someone else holds a majority of the logs: follow, and let this log go to them.
         leader_.step_down();
         back_off();
         return 1;
       }
       // Grants that arrive after leadership began (late, or from a replica that resumed):
-      // the leader brings that log up to date and adds it.
+      // the leader brings that log up to date and adds it, once per grant.
+      bool someone_missing = false;
       for (fabric::NodeId grantor = 0; grantor < config_.replica_count; ++grantor) {
+        if (leader_.is_confirmed(grantor)) continue;
+        someone_missing = true;
         const auto ack = decode_cursor(std::span<const std::byte>(
             own_background_.data() + background_layout::ack_offset(grantor), encoded_cursor_bytes));
-        if (ack && ack->index == request_sequence_ && !leader_.is_confirmed(grantor)) leader_.admit(grantor);
+        if (ack && ack->index == request_sequence_ && admitted_sequence_[grantor] != request_sequence_) {
+          admitted_sequence_[grantor] = request_sequence_;
+          leader_.admit(grantor);
+        }
+      }
+      // A replica that took its log back (it suspected this leader for a while) or whose
+      // grant was lost grants again only to a new request: ask the missing ones again now
+      // and then.
+      if (someone_missing && now - requested_at_ns_ > config_.candidate_timeout_ns) {
+        // Their ends of the log connections may be in the error state from a refused write;
+        // the grant cycles the far end, so cycle this one first (resets are paired).
+        leader_.reset_broken_connections();
+        ++request_sequence_;
+        requested_at_ns_ = now;
+        const EncodedCursor request_word = encode_cursor(LogCursor{request_sequence_, 0});
+        for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
+          if (link_broken_[replica] || leader_.is_confirmed(replica)) continue;
+          fabric::WriteRequest request;
+          request.work_id = work_id(Operation::write_request, replica);
+          request.remote = links_[replica].background;
+          request.remote_offset = background_layout::request_offset(config_.self);
+          request.inline_payload = request_word;
+          if (links_[replica].connection->post_write(request) != fabric::PostStatus::posted) {
+            link_broken_[replica] = true;
+          }
+        }
+        return 1;
       }
       return 0;
     }
   }
   return 0;
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+std::string BackgroundAgent::describe() const {
+  std::string out = "candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+                    std::to_string(request_sequence_) + " holder " +
+                    (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
+  for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {
+    out += " [" + std::to_string(peer) + " score " + std::to_string(detector_.score(peer)) +
+           (link_broken_[peer] ? " broken" : "") + " served " + std::to_string(served_sequence_[peer]) + " admitted " +
+           std::to_string(admitted_sequence_[peer]) + "]";
+  }
+  return out;
 }
 
 }  // namespace mu::engine

@@ -7,6 +7,14 @@
 // committing anything for fate_sharing_timeout_ns: a leader whose replication plane is
 // stuck stops looking alive, so the others replace it (fate sharing).
 //
+// A leader also reads, with each heartbeat, whom every log is granted to; when a majority
+// no longer name it, another leader has replaced it, and it steps down even if it has
+// written nothing since (a paused leader that resumes idle would otherwise keep refusing
+// the new leader its own log).
+//
+// A replica that needs a state transfer (its log was recycled before it applied it) takes
+// no part: it grants nothing, stands for nothing, and steps down if it led.
+//
 // Election. A replica wants to lead when it is the one it would follow: the replica its
 // log is granted to (the holder), as long as the detector says that one is alive; when
 // there is no holder or it failed, the lowest-id replica it considers alive. Sticking
@@ -21,17 +29,19 @@
 // then writes an acknowledgement into the requester's region. The requester leads once a
 // majority acknowledged (its confirmed acceptors), starting with recovery. A manager
 // grants a request only when it would itself follow the requester: the requester is its
-// holder, or it has none, or its holder failed, or its holder is this replica and it is
-// not leading.
+// holder, or it has none, or its holder no longer leads (failed, or alive but no longer
+// holding its own log, or this replica itself when it is not leading).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/background/failure_detector.hpp"
+#include "engine/replication/apply_agent.hpp"
 #include "engine/replication/leader_agent.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
@@ -67,7 +77,7 @@ class BackgroundAgent final : public Agent {
   BackgroundAgent(const BackgroundConfig& config, fabric::Fabric& fabric,
                   std::shared_ptr<fabric::CompletionQueue> queue, std::vector<BackgroundLink> links,
                   fabric::LocalRegion& own_background, std::vector<fabric::Connection*> log_access,
-                  LeaderAgent& leader, const Clock& clock);
+                  LeaderAgent& leader, const ApplyAgent& apply, const Clock& clock);
 
   int do_work() override;
   std::string_view name() const override { return "background"; }
@@ -75,10 +85,15 @@ class BackgroundAgent final : public Agent {
   const FailureDetector& detector() const { return detector_; }
   // Who may write this replica's log now.
   std::optional<fabric::NodeId> holder() const { return holder_; }
+  // True when nobody can write this replica's log: no holder and every revocation settled
+  // (what a state transfer waits for before it resets the log's header).
+  bool log_closed();
   Candidacy candidacy() const { return candidacy_; }
   std::uint64_t heartbeat() const { return heartbeat_; }
   // Grants this replica served (for tests and status).
   std::uint64_t grants_served() const { return grants_served_; }
+  // One line of state for diagnostics (mu-sim traces, status).
+  std::string describe() const;
 
  private:
   enum class Operation : std::uint8_t { read_heartbeat = 1, write_request, write_ack };
@@ -95,9 +110,12 @@ class BackgroundAgent final : public Agent {
   int serve_permissions();
   int run_candidacy();
   bool may_grant(fabric::NodeId requester) const;
+  bool holder_leads() const;
   fabric::NodeId leader_to_follow() const;
   bool leading() const;
   void back_off();
+  void publish_holder();
+  bool replaced() const;
   fabric::ChangeStatus change_access(fabric::Connection& end, fabric::AccessFlags access);
 
   BackgroundConfig config_;
@@ -107,6 +125,7 @@ class BackgroundAgent final : public Agent {
   fabric::LocalRegion& own_background_;
   std::vector<fabric::Connection*> log_access_;
   LeaderAgent& leader_;
+  const ApplyAgent& apply_;
   const Clock& clock_;
   FailureDetector detector_;
   std::unique_ptr<fabric::LocalRegion> scratch_;  // one heartbeat cell per replica
@@ -115,10 +134,16 @@ class BackgroundAgent final : public Agent {
   std::uint64_t last_beat_ns_ = 0;
   std::uint64_t next_read_ns_ = 0;
   std::vector<bool> read_outstanding_;
+  std::vector<std::uint64_t> read_posted_ns_;
+  // Per replica: whom its log was granted to, as last read, and when that read was posted.
+  std::vector<std::optional<fabric::NodeId>> peer_holder_;
+  std::vector<std::uint64_t> peer_holder_read_ns_;
+  std::uint64_t leading_since_ns_ = 0;
   std::vector<bool> link_broken_;
 
   std::optional<fabric::NodeId> holder_;
   std::vector<std::uint64_t> served_sequence_;
+  std::vector<std::uint64_t> admitted_sequence_;  // per grantor: the request it was admitted for
   std::optional<Serving> serving_;
   std::uint64_t grants_served_ = 0;
 

@@ -2,6 +2,9 @@
 // writes with one-sided operations (paper section 5).
 //
 //   heartbeat      a counter the owner bumps while it is healthy; peers READ it
+//   holder         right after it (one READ takes both): 1 + the id of the replica this
+//                  replica's log is granted to, 0 for none. A leader that reads that a
+//                  majority no longer name it knows it was replaced, even while idle.
 //   request[r]     written by replica r: "grant me write access to your log" (a sealed
 //                  cursor whose index is r's request sequence number)
 //   ack[g]         written by replica g into the requester's region: "granted, for your
@@ -17,6 +20,7 @@
 namespace mu::engine::background_layout {
 
 inline constexpr std::size_t heartbeat_offset = 0;
+inline constexpr std::size_t holder_offset = 8;
 inline constexpr std::size_t request_offset(std::uint32_t requester) { return 64 + requester * 64; }
 inline constexpr std::size_t ack_offset(std::uint32_t grantor) { return 64 + (max_replicas + grantor) * 64; }
 inline constexpr std::size_t region_bytes = 64 + 2 * max_replicas * 64;

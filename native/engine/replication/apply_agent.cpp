@@ -15,6 +15,11 @@ ApplyAgent::ApplyAgent(ReplicaLog& log, ApplyEntry apply, std::uint32_t max_entr
 }
 
 void ApplyAgent::learn_commit_point() {
+  if (const auto recycled = log_.read_cursor(log_layout::recycled_offset);
+      recycled && recycled->position > applied_.position) {
+    needs_state_transfer_ = true;  // a leader reused space this replica has not applied
+    return;
+  }
   for (const std::size_t offset : {log_layout::committed_offset, log_layout::aligned_offset}) {
     if (const auto cursor = log_.read_cursor(offset)) {
       first_undecided_index_ = std::max(first_undecided_index_, cursor->index);
@@ -33,6 +38,16 @@ void ApplyAgent::learn_commit_point() {
     }
     at.position = log_.geometry().position_after(entry->position, entry->header);
   }
+}
+
+void ApplyAgent::resume_from_state_transfer(const LogCursor& applied) {
+  applied_ = applied;
+  first_undecided_index_ = applied.index;
+  for (const std::size_t offset : {log_layout::aligned_offset, log_layout::committed_offset,
+                                   log_layout::applied_offset, log_layout::recycled_offset}) {
+    log_.write_cursor(offset, applied);
+  }
+  needs_state_transfer_ = false;
 }
 
 void ApplyAgent::check_overwritten() {
@@ -66,6 +81,25 @@ int ApplyAgent::do_work() {
   }
   if (applied_count > 0) log_.write_cursor(log_layout::applied_offset, applied_);
   return applied_count;
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+std::string ApplyAgent::describe() {
+  std::string out = "applied " + std::to_string(applied_.index) + "@" + std::to_string(applied_.position) +
+                    " first undecided " + std::to_string(first_undecided_index_);
+  const auto found = log_.index_at(applied_.position, scratch_);
+  out += " found " + (found ? std::to_string(*found) : std::string("nothing valid"));
+  for (const auto& [name, offset] : {std::pair{"aligned", log_layout::aligned_offset},
+                                     std::pair{"committed", log_layout::committed_offset},
+                                     std::pair{"recycled", log_layout::recycled_offset}}) {
+    const auto cursor = log_.read_cursor(offset);
+    out += std::string(" ") + name + " " +
+           (cursor ? std::to_string(cursor->index) + "@" + std::to_string(cursor->position) : std::string("-"));
+  }
+  return out;
 }
 
 }  // namespace mu::engine

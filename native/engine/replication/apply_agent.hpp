@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -42,6 +43,14 @@ class ApplyAgent final : public Agent {
   // circular log (the leader recycled it after a majority applied it): this replica can
   // only continue from a state transfer. It applies nothing more meanwhile.
   bool needs_state_transfer() const { return needs_state_transfer_; }
+  // After the application restored a snapshot that covers every entry before `applied`
+  // (taken from a replica that applied that far), continue from there. Call only while no
+  // leader can write this log (the background plane revokes every grant while a state
+  // transfer is needed): the header cursors leaders write are reset to `applied` too, so
+  // no stale cursor claims entries this log does not hold.
+  void resume_from_state_transfer(const LogCursor& applied);
+  // One line of state for diagnostics (mu-sim traces, status).
+  std::string describe();
 
  private:
   void learn_commit_point();

@@ -163,7 +163,10 @@ int LeaderAgent::do_work() {
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   work += static_cast<int>(polled);
   if (role_ == Role::recovering) work += advance_recovery();
-  if (role_ == Role::preparing) work += advance_prepare();
+  if (role_ == Role::preparing) {
+    work += start_recycling_round();
+    work += advance_prepare();
+  }
   if (role_ == Role::steady) {
     work += advance_join();
     work += start_recycling_round();
@@ -315,6 +318,10 @@ bool LeaderAgent::prepare_step_done() const {
 
 int LeaderAgent::advance_prepare() {
   if (prepare_step_ == PrepareStep::accept_adopted) {
+    if (!adopted_written_) {
+      write_adopted();
+      return adopted_written_ ? 1 : 0;
+    }
     if (committed_.index <= adopted_index_) return 0;  // not yet on a majority
     adopted_index_ = 0;
     start_read_slots(/*write_proposal=*/false);  // the same proposal covers the next index
@@ -384,11 +391,19 @@ void LeaderAgent::decide_from_slots() {
   }
   const DecodedEntry adopted =
       decode_entry(std::span<const std::byte>(scratch_for(*adopt_from), scratch_window_bytes_));
-  // Copy out: the write below reuses nothing of the scratch window, but keep it simple.
-  const std::vector<std::byte> payload(adopted.payload.begin(), adopted.payload.end());
+  // Kept until written: the log may be full until a recycling round frees space.
+  adopted_payload_.assign(adopted.payload.begin(), adopted.payload.end());
+  adopted_kind_ = adopted.header.kind;
+  adopted_written_ = false;
   adopted_index_ = tail_.index;
   prepare_step_ = PrepareStep::accept_adopted;
-  if (write_entry(adopted.header.kind, payload)) ++adopted_entries_;
+  write_adopted();
+}
+
+void LeaderAgent::write_adopted() {
+  if (adopted_written_ || !write_entry(adopted_kind_, adopted_payload_)) return;
+  adopted_written_ = true;
+  ++adopted_entries_;
 }
 
 // --- the fast path -------------------------------------------------------------------
@@ -543,7 +558,25 @@ int LeaderAgent::start_recycling_round() {
   return posted > 0 ? 1 : 0;
 }
 
-void LeaderAgent::finish_recycling_round() {
+void LeaderAgent::finish_recycling_round() { finish_recycling_round_up_to(committed_.position); }
+
+void LeaderAgent::publish_recycled_position() {
+  // Posted before any entry that reuses the space, so on each connection it lands first:
+  // an acceptor that has not applied that far learns it needs a state transfer.
+  const EncodedCursor recycled = encode_cursor(LogCursor{committed_.index, recycled_position_});
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = acceptors_[i];
+    if (!acceptor.confirmed) continue;
+    fabric::WriteRequest request;
+    request.work_id = work_id(Operation::write_commit, i, 0);
+    request.remote = acceptor.link.log;
+    request.remote_offset = log_layout::recycled_offset;
+    request.inline_payload = recycled;
+    post_or_drop(i, acceptor.link.connection->post_write(request));
+  }
+}
+
+void LeaderAgent::finish_recycling_round_up_to(std::uint64_t decided_position) {
   std::array<std::uint64_t, max_replicas> applied{};
   std::size_t count = 0;
   for (const Acceptor& acceptor : acceptors_) {
@@ -553,8 +586,10 @@ void LeaderAgent::finish_recycling_round() {
   if (count < needed) return;
   std::sort(applied.begin(), applied.begin() + static_cast<std::ptrdiff_t>(count), std::greater<>());
   // A majority has applied everything below this; only committed entries are ever applied.
-  const std::uint64_t safe = std::min(applied[needed - 1], committed_.position);
-  recycled_position_ = std::max(recycled_position_, safe);
+  const std::uint64_t safe = std::min(applied[needed - 1], decided_position);
+  if (safe <= recycled_position_) return;
+  recycled_position_ = safe;
+  if (role_ == Role::steady || role_ == Role::preparing) publish_recycled_position();
 }
 
 }  // namespace mu::engine
@@ -634,7 +669,14 @@ int LeaderAgent::advance_recovery() {
         recovery_target_ = first_undecided;
         catch_up_source_ = i;
       }
+      const auto applied = decode_cursor(std::span(
+          scratch_for(i) + (log_layout::applied_offset - log_layout::aligned_offset), encoded_cursor_bytes));
+      acceptor.applied_position = applied ? applied->position : 0;
     }
+    // What a majority has applied may be reused, as in a recycling round; never more than
+    // what this leader knows decided.
+    recycled_position_ = 0;
+    finish_recycling_round_up_to(recovery_target_.position);
     catch_up_cursor_ = acceptors_[self].first_undecided;
     if (catch_up_cursor_.index < recovery_target_.index) {
       recovery_step_ = RecoveryStep::catch_up;
@@ -645,6 +687,7 @@ int LeaderAgent::advance_recovery() {
     return 1;
   }
   // update_followers is done: every confirmed log agrees up to the target.
+  for (Acceptor& acceptor : acceptors_) acceptor.acknowledged_index = recovery_target_.index - 1;
   tail_ = recovery_target_;
   committed_ = recovery_target_;
   published_ = recovery_target_;
@@ -700,6 +743,7 @@ void LeaderAgent::start_update_followers() {
       const std::uint64_t to = recovery_target_.position;
       if (to - from > geometry_.area_bytes() || !own_log_holds(acceptor.first_undecided, recovery_target_)) {
         ++acceptors_left_behind_;
+        tell_left_behind(i);
         drop_acceptor(i);
         if (role_ == Role::deposed) return;
         continue;
@@ -720,7 +764,18 @@ void LeaderAgent::start_update_followers() {
       }
       if (!acceptor.confirmed) continue;
     }
-    // Every confirmed log now agrees up to the target: say so in its header.
+    // Every confirmed log now agrees up to the target: say so in its header, with the
+    // space that may be reused from now on.
+    if (recycled_position_ > 0) {
+      fabric::WriteRequest recycled_request;
+      recycled_request.work_id = work_id(Operation::update_write, i, 0);
+      recycled_request.remote = acceptor.link.log;
+      recycled_request.remote_offset = log_layout::recycled_offset;
+      const EncodedCursor recycled = encode_cursor(LogCursor{recovery_target_.index, recycled_position_});
+      recycled_request.inline_payload = recycled;
+      if (post_or_drop(i, acceptor.link.connection->post_write(recycled_request))) ++acceptor.step_operations;
+      if (!acceptor.confirmed) continue;
+    }
     fabric::WriteRequest request;
     request.work_id = work_id(Operation::update_write, i, 0);
     request.remote = acceptor.link.log;
@@ -794,6 +849,7 @@ int LeaderAgent::advance_join() {
       if (committed_.position - first_undecided.position > geometry_.area_bytes() ||
           !own_log_holds(first_undecided, committed_)) {
         ++acceptors_left_behind_;
+        tell_left_behind(index);
         joiner.first_undecided = log_start;
         join_started_ = false;
         joining_.pop_front();
@@ -839,6 +895,42 @@ int LeaderAgent::advance_join() {
   join_started_ = false;
   joining_.pop_front();
   return 1;
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+std::string LeaderAgent::describe() const {
+  std::string out = "role " + std::to_string(static_cast<int>(role_)) + " proposal " + std::to_string(proposal_) +
+                    " tail " + std::to_string(tail_.index) + "@" + std::to_string(tail_.position) + " committed " +
+                    std::to_string(committed_.index) + "@" + std::to_string(committed_.position) + " recycled " +
+                    std::to_string(recycled_position_) + " in flight " + std::to_string(in_flight_.size()) +
+                    " pending " + std::to_string(pending_.size()) + " joining " + std::to_string(joining_.size()) +
+                    " acceptors";
+  for (const Acceptor& acceptor : acceptors_) {
+    out += " [" + std::to_string(acceptor.link.node_id) + (acceptor.confirmed ? " confirmed" : "") + " acked " +
+           std::to_string(acceptor.acknowledged_index) + " applied " +
+           (acceptor.applied_position ? std::to_string(*acceptor.applied_position) : std::string("?")) +
+           (acceptor.applied_read_outstanding ? " reading" : "") + "]";
+  }
+  return out;
+}
+
+}  // namespace mu::engine
+
+namespace mu::engine {
+
+void LeaderAgent::tell_left_behind(std::size_t index) {
+  // Best effort (the acceptor granted this leader write access, so it normally lands): the
+  // owner learns from it that it cannot catch up from the log and needs a state transfer.
+  const EncodedCursor recycled = encode_cursor(LogCursor{committed_.index, std::max(recycled_position_, std::uint64_t{1})});
+  fabric::WriteRequest request;
+  request.work_id = work_id(Operation::join_write, index, 0);
+  request.remote = acceptors_[index].link.log;
+  request.remote_offset = log_layout::recycled_offset;
+  request.inline_payload = recycled;
+  if (acceptors_[index].link.connection->post_write(request) == fabric::PostStatus::posted) ++join_operations_;
 }
 
 }  // namespace mu::engine

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -108,6 +109,8 @@ class LeaderAgent final : public Agent {
   std::string_view name() const override { return "leader"; }
 
   Role role() const { return role_; }
+  // One line of state for diagnostics (mu-sim traces, status).
+  std::string describe() const;
   std::uint64_t proposal() const { return proposal_; }
   // Every index below this is committed (chosen by a majority).
   std::uint64_t first_uncommitted_index() const { return committed_.index; }
@@ -171,6 +174,7 @@ class LeaderAgent final : public Agent {
   bool post_or_drop(std::size_t acceptor, fabric::PostStatus status);
 
   int advance_join();
+  void tell_left_behind(std::size_t acceptor);
   int advance_recovery();
   void start_catch_up_read();
   void start_update_followers();
@@ -191,6 +195,9 @@ class LeaderAgent final : public Agent {
   int publish_commit_point();
   int start_recycling_round();
   void finish_recycling_round();
+  void finish_recycling_round_up_to(std::uint64_t decided_position);
+  void write_adopted();
+  void publish_recycled_position();
 
   std::byte* scratch_for(std::size_t acceptor);
   std::size_t cursor_scratch_offset(std::size_t acceptor) const;
@@ -233,6 +240,9 @@ class LeaderAgent final : public Agent {
   std::deque<InFlightEntry> in_flight_;
   std::uint64_t adopted_index_ = 0;  // the entry the prepare step is re-accepting, 0 = none
   std::uint64_t adopted_entries_ = 0;
+  std::vector<std::byte> adopted_payload_;
+  EntryKind adopted_kind_ = EntryKind::commands;
+  bool adopted_written_ = false;
 
   std::deque<std::vector<std::byte>> pending_;  // encoded command records
   std::uint64_t next_sequence_ = 1;

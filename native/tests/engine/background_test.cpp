@@ -6,14 +6,14 @@
 #include <cstdio>
 
 #include "engine/background/failure_detector.hpp"
-#include "sim_cluster.hpp"
+#include "simulator/sim_cluster.hpp"
 
 namespace mu::engine {
 namespace {
 
-using testing::bytes_of;
-using testing::SimCluster;
-using testing::SimClusterOptions;
+using simulator::bytes_of;
+using simulator::SimCluster;
+using simulator::SimClusterOptions;
 
 TEST(FailureDetector, APeerThatStopsIsSuspectedAfterTheScoreFallsAndTrustedOnlyAfterItClimbsBack) {
   DetectorConfig config;  // max 8, failure at 2, recovery at 5

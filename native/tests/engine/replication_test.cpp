@@ -7,15 +7,15 @@
 #include <set>
 
 #include "engine/quorum.hpp"
-#include "sim_cluster.hpp"
+#include "simulator/sim_cluster.hpp"
 
 namespace mu::engine {
 namespace {
 
-using testing::AppliedCommand;
-using testing::bytes_of;
-using testing::SimCluster;
-using testing::SimClusterOptions;
+using simulator::AppliedCommand;
+using simulator::bytes_of;
+using simulator::SimCluster;
+using simulator::SimClusterOptions;
 
 SimClusterOptions options_with(std::uint32_t replicas, std::uint64_t seed = 1) {
   SimClusterOptions options;

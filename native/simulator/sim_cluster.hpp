@@ -19,7 +19,7 @@
 #include "engine/runtime/clock.hpp"
 #include "fabric/sim/sim_network.hpp"
 
-namespace mu::engine::testing {
+namespace mu::engine::simulator {
 
 struct AppliedCommand {
   std::uint64_t log_index;
@@ -106,4 +106,4 @@ class SimCluster {
 std::string text(std::span<const std::byte> bytes);
 std::vector<std::byte> bytes_of(const std::string& text);
 
-}  // namespace mu::engine::testing
+}  // namespace mu::engine::simulator

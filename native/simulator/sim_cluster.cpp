@@ -1,11 +1,11 @@
-#include "sim_cluster.hpp"
+#include "simulator/sim_cluster.hpp"
 
 #include <stdexcept>
 
 #include "engine/background/background_layout.hpp"
 #include "engine/log_entry.hpp"
 
-namespace mu::engine::testing {
+namespace mu::engine::simulator {
 
 std::string text(std::span<const std::byte> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -63,6 +63,13 @@ SimCluster::SimCluster(const SimClusterOptions& options)
     config.replica_count = n;
     from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links),
                                                 *from.log_region, clock_);
+    Replica* self = &from;
+    from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
+      const bool well_formed = for_each_command(payload, [&](const Command& command) {
+        self->applied.push_back(AppliedCommand{index, command.tag, text(command.bytes)});
+      });
+      if (!well_formed) throw std::logic_error("applied a malformed batch");
+    });
     if (options.background_plane) {
       // Every from_leader end exists by now: the first loop made all of them.
       std::vector<BackgroundLink> background_links;
@@ -77,15 +84,8 @@ SimCluster::SimCluster(const SimClusterOptions& options)
       background.replica_count = n;
       from.background = std::make_unique<BackgroundAgent>(background, *from.fabric, from.background_queue,
                                                           std::move(background_links), *from.background_region,
-                                                          std::move(log_access), *from.leader, clock_);
+                                                          std::move(log_access), *from.leader, *from.apply, clock_);
     }
-    Replica* self = &from;
-    from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
-      const bool well_formed = for_each_command(payload, [&](const Command& command) {
-        self->applied.push_back(AppliedCommand{index, command.tag, text(command.bytes)});
-      });
-      if (!well_formed) throw std::logic_error("applied a malformed batch");
-    });
   }
 }
 
@@ -168,4 +168,4 @@ void SimCluster::plant_entry(fabric::NodeId replica, const LogCursor& at, std::u
                header, batch);
 }
 
-}  // namespace mu::engine::testing
+}  // namespace mu::engine::simulator
