@@ -625,6 +625,9 @@ int LeaderAgent::advance_recovery() {
     const DecodedEntry entry = decode_entry(std::span<const std::byte>(scratch_for(self), scratch_window_bytes_));
     if (entry.state != EntryState::valid || entry.header.log_index != catch_up_cursor_.index) {
       // Recycled at the source already: this replica can lead only after a state transfer.
+      // Say so in its own log (through the loopback link, like every write to it), so its
+      // apply agent stops and the background plane takes it out until then.
+      tell_left_behind(self);
       role_ = Role::deposed;
       return 1;
     }
@@ -924,7 +927,10 @@ namespace mu::engine {
 void LeaderAgent::tell_left_behind(std::size_t index) {
   // Best effort (the acceptor granted this leader write access, so it normally lands): the
   // owner learns from it that it cannot catch up from the log and needs a state transfer.
-  const EncodedCursor recycled = encode_cursor(LogCursor{committed_.index, std::max(recycled_position_, std::uint64_t{1})});
+  // Past everything this leader knows decided: the acceptor has not applied that far.
+  const LogCursor decided = role_ == Role::recovering ? recovery_target_ : committed_;
+  const EncodedCursor recycled = encode_cursor(
+      LogCursor{decided.index, std::max({recycled_position_, decided.position, std::uint64_t{1}})});
   fabric::WriteRequest request;
   request.work_id = work_id(Operation::join_write, index, 0);
   request.remote = acceptors_[index].link.log;
