@@ -37,6 +37,7 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       read_outstanding_(config.replica_count, false),
       read_posted_ns_(config.replica_count, 0),
       peer_holder_(config.replica_count),
+      peer_leading_(config.replica_count, false),
       peer_holder_read_ns_(config.replica_count, 0),
       link_broken_(config.replica_count, false),
       served_sequence_(config.replica_count, 0),
@@ -70,6 +71,7 @@ int BackgroundAgent::do_work() {
   work += read_heartbeats();
   work += serve_permissions();
   work += run_candidacy();
+  publish_leading();
   return work;
 }
 
@@ -91,6 +93,9 @@ void BackgroundAgent::handle_completion(const fabric::Completion& completion) {
                                ? std::nullopt
                                : std::optional<fabric::NodeId>(static_cast<fabric::NodeId>(holder - 1));
       peer_holder_read_ns_[peer] = read_posted_ns_[peer];
+      std::uint64_t leading = 0;
+      std::memcpy(&leading, scratch_->data() + 64 * peer + background_layout::leading_offset, sizeof leading);
+      peer_leading_[peer] = leading == 1;
     }
     detector_.observe(peer, counter);
   }
@@ -136,7 +141,7 @@ int BackgroundAgent::read_heartbeats() {
     request.remote_offset = background_layout::heartbeat_offset;
     request.local_region = scratch_.get();
     request.local_offset = 64 * peer;
-    request.length = 2 * sizeof(std::uint64_t);  // the counter and the holder word
+    request.length = background_layout::status_bytes;  // heartbeat, holder, leading
     if (links_[peer].connection->post_read(request) == fabric::PostStatus::posted) {
       read_outstanding_[peer] = true;
       read_posted_ns_[peer] = now;
@@ -165,9 +170,9 @@ bool BackgroundAgent::leading() const {
 bool BackgroundAgent::holder_leads() const {
   if (!holder_) return false;
   if (*holder_ == config_.self) return leading();
-  // Alive, and still holding its own log: a leader always does, one that stepped down
-  // (deposed, or out for a state transfer) does not.
-  return detector_.alive(*holder_) && peer_holder_[*holder_] == *holder_;
+  // Alive, and saying that it leads (or stands for election): one that stepped down
+  // (deposed, gave up, or out for a state transfer) says it does not.
+  return detector_.alive(*holder_) && peer_leading_[*holder_];
 }
 
 bool BackgroundAgent::may_grant(fabric::NodeId requester) const {
@@ -238,8 +243,7 @@ int BackgroundAgent::serve_permissions() {
 // --- election ----------------------------------------------------------------------
 
 fabric::NodeId BackgroundAgent::leader_to_follow() const {
-  // Stick with the holder while it is alive and still holds its own log (a leader always
-  // does; one that stepped down, say for a state transfer, does not).
+  // Stick with the holder while it is alive and says it leads.
   if (holder_ && *holder_ != config_.self && holder_leads()) return *holder_;
   for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
     if (detector_.alive(replica)) return replica;
@@ -260,6 +264,15 @@ void BackgroundAgent::publish_holder() {
   std::atomic_ref<std::uint64_t>(
       *reinterpret_cast<std::uint64_t*>(own_background_.data() + background_layout::holder_offset))
       .store(word, std::memory_order_release);
+}
+
+void BackgroundAgent::publish_leading() {
+  const bool now_leading = leading();
+  if (now_leading == published_leading_) return;
+  published_leading_ = now_leading;
+  std::atomic_ref<std::uint64_t>(
+      *reinterpret_cast<std::uint64_t*>(own_background_.data() + background_layout::leading_offset))
+      .store(now_leading ? 1 : 0, std::memory_order_release);
 }
 
 bool BackgroundAgent::replaced() const {

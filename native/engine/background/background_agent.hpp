@@ -115,6 +115,7 @@ class BackgroundAgent final : public Agent {
   bool leading() const;
   void back_off();
   void publish_holder();
+  void publish_leading();
   bool replaced() const;
   fabric::ChangeStatus change_access(fabric::Connection& end, fabric::AccessFlags access);
 
@@ -137,6 +138,8 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint64_t> read_posted_ns_;
   // Per replica: whom its log was granted to, as last read, and when that read was posted.
   std::vector<std::optional<fabric::NodeId>> peer_holder_;
+  std::vector<bool> peer_leading_;
+  bool published_leading_ = false;
   std::vector<std::uint64_t> peer_holder_read_ns_;
   std::uint64_t leading_since_ns_ = 0;
   std::vector<bool> link_broken_;
