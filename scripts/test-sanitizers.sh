@@ -8,3 +8,5 @@ cmake --build build-sanitizers -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 ctest --test-dir build-sanitizers --output-on-failure
+# The simulator exercises every engine path under faults: a short range under the sanitizers.
+build-sanitizers/Debug/mu-sim --seeds 1..40
