@@ -2,7 +2,6 @@
 
 #include <stdexcept>
 
-#include "engine/background/background_layout.hpp"
 #include "engine/log_entry.hpp"
 
 namespace mu::engine::simulator {
@@ -19,87 +18,42 @@ std::vector<std::byte> bytes_of(const std::string& text) {
 SimCluster::SimCluster(const SimClusterOptions& options)
     : network_(fabric::sim::SimNetwork::create(options.seed, options.faults, /*auto_step=*/false)) {
   const auto n = static_cast<fabric::NodeId>(options.replica_count);
+  std::vector<ReplicaCard> cards;
   for (fabric::NodeId id = 0; id < n; ++id) {
     auto replica = std::make_unique<Replica>();
+    Replica* self = replica.get();
+    ReplicaConfig config;
+    config.leader = options.leader;
+    config.leader.self = id;
+    config.leader.replica_count = n;
+    config.background = options.background;
     replica->fabric = network_->create_node(id);
-    replica->log_region = replica->fabric->register_region(log_layout::region_bytes(options.leader.log_area_bytes));
-    replica->log = std::make_unique<ReplicaLog>(
-        std::span(replica->log_region->data(), replica->log_region->size_bytes()), options.leader.max_payload_bytes);
-    replica->leader_queue = replica->fabric->create_completion_queue(4096);
-    replica->access_queue = replica->fabric->create_completion_queue(64);
-    replica->background_region = replica->fabric->register_region(background_layout::region_bytes);
-    replica->background_queue = replica->fabric->create_completion_queue(1024);
+    replica->engine = std::make_unique<engine::Replica>(
+        config, replica->fabric,
+        [self](std::uint64_t index, std::span<const std::byte> payload) {
+          const bool well_formed = for_each_command(payload, [&](const Command& command) {
+            self->applied.push_back(AppliedCommand{index, command.tag, text(command.bytes)});
+          });
+          if (!well_formed) throw std::logic_error("applied a malformed batch");
+        },
+        clock_);
+    cards.push_back(replica->engine->card());
     replicas_.push_back(std::move(replica));
   }
-  for (fabric::NodeId leader = 0; leader < n; ++leader) {
-    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
-      Replica& from = *replicas_[leader];
-      Replica& to = *replicas_[acceptor];
-      from.to_log.push_back(from.fabric->create_connection(from.leader_queue));
-      to.from_leader.resize(n);
-      to.from_leader[leader] = to.fabric->create_connection(to.access_queue);
-      from.to_background.push_back(from.fabric->create_connection(from.background_queue));
-      to.from_background.resize(n);
-      to.from_background[leader] = to.fabric->create_connection(to.access_queue);
-    }
-  }
-  for (fabric::NodeId leader = 0; leader < n; ++leader) {
-    Replica& from = *replicas_[leader];
-    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
-      Replica& to = *replicas_[acceptor];
-      to.from_leader[leader]->connect(from.to_log[acceptor]->local_endpoint(), fabric::access_none);
-      from.to_log[acceptor]->connect(to.from_leader[leader]->local_endpoint(), fabric::access_none);
-      from.remote_logs.push_back(from.fabric->attach_remote_region(to.log_region->descriptor()));
-      to.from_background[leader]->connect(from.to_background[acceptor]->local_endpoint(), fabric::access_remote_all);
-      from.to_background[acceptor]->connect(to.from_background[leader]->local_endpoint(), fabric::access_none);
-      from.remote_backgrounds.push_back(from.fabric->attach_remote_region(to.background_region->descriptor()));
-    }
-    std::vector<AcceptorLink> links;
-    for (fabric::NodeId acceptor = 0; acceptor < n; ++acceptor) {
-      links.push_back(AcceptorLink{acceptor, from.to_log[acceptor].get(), from.remote_logs[acceptor].get()});
-    }
-    LeaderConfig config = options.leader;
-    config.self = leader;
-    config.replica_count = n;
-    from.leader = std::make_unique<LeaderAgent>(config, *from.fabric, from.leader_queue, std::move(links),
-                                                *from.log_region, clock_);
-    Replica* self = &from;
-    from.apply = std::make_unique<ApplyAgent>(*from.log, [self](std::uint64_t index, std::span<const std::byte> payload) {
-      const bool well_formed = for_each_command(payload, [&](const Command& command) {
-        self->applied.push_back(AppliedCommand{index, command.tag, text(command.bytes)});
-      });
-      if (!well_formed) throw std::logic_error("applied a malformed batch");
-    });
-    if (options.background_plane) {
-      // Every from_leader end exists by now: the first loop made all of them.
-      std::vector<BackgroundLink> background_links;
-      std::vector<fabric::Connection*> log_access;
-      for (fabric::NodeId peer = 0; peer < n; ++peer) {
-        background_links.push_back(
-            BackgroundLink{peer, from.to_background[peer].get(), from.remote_backgrounds[peer].get()});
-        log_access.push_back(from.from_leader[peer].get());
-      }
-      BackgroundConfig background = options.background;
-      background.self = leader;
-      background.replica_count = n;
-      from.background = std::make_unique<BackgroundAgent>(background, *from.fabric, from.background_queue,
-                                                          std::move(background_links), *from.background_region,
-                                                          std::move(log_access), *from.leader, *from.apply, clock_);
+  for (auto& replica : replicas_) {
+    replica->engine->connect(cards);
+    replica->leader = &replica->engine->leader();
+    replica->apply = &replica->engine->apply();
+    if (options.background_plane) replica->background = &replica->engine->background();
+    replica->log_region = &replica->engine->log_region();
+    replica->log = &replica->engine->log();
+    for (fabric::NodeId leader = 0; leader < n; ++leader) {
+      replica->from_leader.push_back(&replica->engine->log_access(leader));
     }
   }
 }
 
-SimCluster::~SimCluster() {
-  for (auto& replica : replicas_) {
-    replica->background.reset();
-    replica->leader.reset();
-    replica->apply.reset();
-    replica->to_log.clear();
-    replica->from_leader.clear();
-    replica->to_background.clear();
-    replica->from_background.clear();
-  }
-}
+SimCluster::~SimCluster() = default;
 
 std::optional<fabric::NodeId> SimCluster::steady_leader() {
   std::optional<fabric::NodeId> found;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/background/background_agent.hpp"
+#include "engine/replica.hpp"
 #include "engine/command_batch.hpp"
 #include "engine/log_layout.hpp"
 #include "engine/replica_log.hpp"
@@ -46,28 +47,21 @@ class SimCluster {
 
   struct Replica {
     std::shared_ptr<fabric::Fabric> fabric;
-    std::unique_ptr<fabric::LocalRegion> log_region;
-    std::unique_ptr<ReplicaLog> log;
-    std::shared_ptr<fabric::CompletionQueue> leader_queue;
-    std::shared_ptr<fabric::CompletionQueue> access_queue;
-    // to_log[j]: this replica's posting end toward replica j's log.
-    std::vector<std::unique_ptr<fabric::Connection>> to_log;
-    // from_leader[i]: this replica's end of the connection from would-be leader i; its
-    // access flags are the permission of Mu.
-    std::vector<std::unique_ptr<fabric::Connection>> from_leader;
-    std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs;
-    std::unique_ptr<fabric::LocalRegion> background_region;
-    std::shared_ptr<fabric::CompletionQueue> background_queue;
-    std::vector<std::unique_ptr<fabric::Connection>> to_background;    // posting ends
-    std::vector<std::unique_ptr<fabric::Connection>> from_background;  // far ends, always open
-    std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_backgrounds;
-    std::unique_ptr<LeaderAgent> leader;
-    std::unique_ptr<ApplyAgent> apply;
-    std::unique_ptr<BackgroundAgent> background;
+    std::unique_ptr<engine::Replica> engine;
+    // Views into `engine`, named as the tests use them.
+    LeaderAgent* leader = nullptr;
+    ApplyAgent* apply = nullptr;
+    BackgroundAgent* background = nullptr;  // null without the background plane
+    fabric::LocalRegion* log_region = nullptr;
+    ReplicaLog* log = nullptr;
+    // from_leader[i]: this replica's end of the log connection from would-be leader i;
+    // its access flags are the permission of Mu.
+    std::vector<fabric::Connection*> from_leader;
     std::vector<AppliedCommand> applied;
     bool apply_paused = false;  // stands in for a replica whose backend stalls
     bool paused = false;        // SIGSTOP: no agent runs, but its memory stays reachable
   };
+
 
   Replica& replica(fabric::NodeId id) { return *replicas_[id]; }
   fabric::NodeId size() const { return static_cast<fabric::NodeId>(replicas_.size()); }
