@@ -744,7 +744,8 @@ void LeaderAgent::start_update_followers() {
       // them; if they were recycled here already, it needs a state transfer instead.
       const std::uint64_t from = acceptor.first_undecided.position;
       const std::uint64_t to = recovery_target_.position;
-      if (to - from > geometry_.area_bytes() || !own_log_holds(acceptor.first_undecided, recovery_target_)) {
+      if (from < recycled_position_ || to - from > geometry_.area_bytes() ||
+          !own_log_holds(acceptor.first_undecided, recovery_target_)) {
         ++acceptors_left_behind_;
         tell_left_behind(i);
         drop_acceptor(i);
@@ -849,7 +850,10 @@ int LeaderAgent::advance_join() {
     }
     joiner.first_undecided = first_undecided;
     if (first_undecided.index < committed_.index) {
-      if (committed_.position - first_undecided.position > geometry_.area_bytes() ||
+      // Below the recycled position the space may be rewritten by the very next entry:
+      // a joiner that has not applied that far cannot be brought up to date from the log.
+      if (first_undecided.position < recycled_position_ ||
+          committed_.position - first_undecided.position > geometry_.area_bytes() ||
           !own_log_holds(first_undecided, committed_)) {
         ++acceptors_left_behind_;
         tell_left_behind(index);
