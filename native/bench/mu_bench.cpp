@@ -1,0 +1,553 @@
+// mu-bench: the engine measured on real processes (one per replica, on shm), with the
+// threaded runtime: every replica runs its agents on one thread with the chosen idle
+// strategy, as a deployment would on a small machine.
+//
+//   mu-bench latency  [--iterations N] [--idle backoff|yield|spin]
+//       replication latency (propose -> committed and applied at the leader) for commands
+//       of 8 B to 4 KiB, beside the raw fabric floor measured in the same processes: one
+//       WRITE of the same size to every replica's memory, done when a majority completed
+//   mu-bench throughput [--seconds S] [--window N]
+//       commands committed per second with pipelining and batching
+//   mu-bench failover [--runs N] [--signal stop|kill]
+//       stop (SIGSTOP) or kill (SIGKILL) the leader; time from the signal to the first
+//       command committed by the new leader, split into detection, permission switch and
+//       recovery
+//   mu-bench idle [--seconds S]
+//       a healthy idle cluster: counts leader changes (there should be none)
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/command_batch.hpp"
+#include "engine/replica.hpp"
+#include "engine/runtime/agent_runner.hpp"
+#include "fabric/fabric.hpp"
+
+namespace {
+
+using namespace mu;
+using Steady = std::chrono::steady_clock;
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now().time_since_epoch()).count());
+}
+
+constexpr fabric::NodeId replica_count = 3;
+constexpr std::array<std::uint32_t, 5> sizes{8, 64, 256, 1024, 4096};
+
+struct Options {
+  std::string mode = "latency";
+  int iterations = 20000;
+  int runs = 20;
+  int seconds = 5;
+  int window = 256;
+  bool kill_leader = false;
+  std::string idle = "backoff";
+};
+
+// Shared with the parent (an anonymous shared mapping made before the forks).
+struct ReplicaStats {
+  std::atomic<std::uint32_t> ready;
+  std::atomic<std::uint64_t> candidate_ns;  // first time it stood for election
+  std::atomic<std::uint64_t> leading_ns;    // first time it got a majority of grants
+  std::atomic<std::uint64_t> steady_ns;     // recovery and prepare done
+  std::atomic<std::uint64_t> first_commit_ns;
+  std::atomic<std::uint64_t> grants_served;
+  std::atomic<std::uint32_t> done;
+};
+struct Shared {
+  ReplicaStats replicas[replica_count];
+};
+
+// --- the raw fabric floor's wiring -----------------------------------------------------
+
+struct BenchCard {
+  fabric::RegionDescriptor region;
+  std::array<fabric::EndpointInfo, replica_count> to_peer;    // posting ends
+  std::array<fabric::EndpointInfo, replica_count> from_peer;  // target ends
+};
+
+class Pipe {
+ public:
+  Pipe() {
+    if (::pipe(ends_.data()) != 0) std::abort();
+  }
+  void send(const void* data, std::size_t bytes) const {
+    const auto* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::write(ends_[1], p, bytes);
+      if (n <= 0) std::abort();
+      p += n;
+      bytes -= static_cast<std::size_t>(n);
+    }
+  }
+  void receive(void* data, std::size_t bytes) const {
+    auto* p = static_cast<char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::read(ends_[0], p, bytes);
+      if (n <= 0) std::exit(3);  // the parent went away
+      p += n;
+      bytes -= static_cast<std::size_t>(n);
+    }
+  }
+  void send_blob(const std::vector<std::byte>& blob) const {
+    const std::uint32_t size = static_cast<std::uint32_t>(blob.size());
+    send(&size, sizeof size);
+    send(blob.data(), blob.size());
+  }
+  std::vector<std::byte> receive_blob() const {
+    std::uint32_t size = 0;
+    receive(&size, sizeof size);
+    std::vector<std::byte> blob(size);
+    receive(blob.data(), size);
+    return blob;
+  }
+
+ private:
+  std::array<int, 2> ends_{};
+};
+
+struct Percentiles {
+  double p50, p90, p99, p999;
+};
+Percentiles percentiles(std::vector<double>& samples) {
+  std::sort(samples.begin(), samples.end());
+  const auto at = [&](double q) { return samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * static_cast<double>(samples.size())))]; };
+  return {at(0.5), at(0.9), at(0.99), at(0.999)};
+}
+
+// --- the driver: an agent on each replica's thread ---------------------------------------
+
+class Driver final : public engine::Agent {
+ public:
+  Driver(const Options& options, engine::Replica& replica, ReplicaStats& stats, fabric::Fabric& fabric,
+         std::shared_ptr<fabric::CompletionQueue> bench_queue, std::vector<fabric::Connection*> bench_connections,
+         std::vector<const fabric::RemoteRegion*> bench_regions, fabric::LocalRegion& bench_source)
+      : options_(options),
+        replica_(replica),
+        stats_(stats),
+        fabric_(fabric),
+        bench_queue_(std::move(bench_queue)),
+        bench_connections_(std::move(bench_connections)),
+        bench_regions_(std::move(bench_regions)),
+        bench_source_(bench_source) {}
+
+  std::string_view name() const override { return "bench driver"; }
+
+  void on_applied(std::span<const std::byte> payload) {
+    engine::for_each_command(payload, [&](const engine::Command& command) {
+      if (command.tag.origin == replica_.node_id()) last_applied_sequence_ = command.tag.sequence;
+    });
+  }
+
+  int do_work() override {
+    observe_transitions();
+    if (replica_.leader().role() != engine::LeaderAgent::Role::steady) return 0;
+    if (options_.mode == "latency" && replica_.node_id() == 0) return latency_step();
+    if (options_.mode == "throughput" && replica_.node_id() == 0) return throughput_step();
+    if (options_.mode == "failover") return failover_step();
+    return 0;
+  }
+
+  bool finished() const { return finished_; }
+
+ private:
+  void observe_transitions() {
+    const std::uint64_t now = now_ns();
+    const auto candidacy = replica_.background().candidacy();
+    if (candidacy != engine::BackgroundAgent::Candidacy::idle && stats_.candidate_ns.load() == 0) stats_.candidate_ns = now;
+    if (candidacy == engine::BackgroundAgent::Candidacy::leading && stats_.leading_ns.load() == 0) stats_.leading_ns = now;
+    if (replica_.leader().role() == engine::LeaderAgent::Role::steady && stats_.steady_ns.load() == 0) stats_.steady_ns = now;
+    stats_.grants_served = replica_.background().grants_served();
+  }
+
+  std::optional<engine::CommandTag> propose(std::uint32_t bytes) {
+    command_.assign(bytes, std::byte{0x5a});
+    return replica_.leader().propose(command_);
+  }
+
+  int failover_step() {
+    if (marker_) {
+      if (last_applied_sequence_ >= marker_->sequence && stats_.first_commit_ns.load() == 0) {
+        stats_.first_commit_ns = now_ns();
+      }
+      return 0;
+    }
+    marker_ = propose(64);
+    return 1;
+  }
+
+  // Raw floor: one WRITE of `bytes` to every replica's bench region; done at the majority.
+  double raw_write_to_majority(std::uint32_t bytes) {
+    const std::uint64_t started = now_ns();
+    for (std::size_t peer = 0; peer < replica_count; ++peer) {
+      fabric::WriteRequest request;
+      request.work_id = peer;
+      request.remote = bench_regions_[peer];
+      if (bytes <= fabric_.max_inline_bytes()) {
+        request.inline_payload = std::span<const std::byte>(bench_source_.data(), bytes);
+      } else {
+        request.local_region = &bench_source_;
+        request.length = bytes;
+      }
+      if (bench_connections_[peer]->post_write(request) != fabric::PostStatus::posted) std::abort();
+    }
+    std::size_t completed = 0;
+    double at_majority = 0;
+    std::array<fabric::Completion, 4> completions;
+    while (completed < replica_count) {
+      const std::size_t got = bench_queue_->poll(completions);
+      for (std::size_t i = 0; i < got; ++i) {
+        if (completions[i].status != fabric::CompletionStatus::success) std::abort();
+        if (++completed == 2) at_majority = static_cast<double>(now_ns() - started);
+      }
+    }
+    return at_majority;
+  }
+
+  int latency_step() {
+    if (finished_) return 0;
+    if (waiting_) {
+      if (last_applied_sequence_ < waiting_->sequence) return 0;
+      samples_.push_back(static_cast<double>(now_ns() - proposed_at_));
+      waiting_.reset();
+      if (static_cast<int>(samples_.size()) == options_.iterations) report_size();
+      return 1;
+    }
+    if (size_index_ == sizes.size()) {
+      finished_ = true;
+      stats_.done = 1;
+      return 0;
+    }
+    const std::uint32_t bytes = sizes[size_index_];
+    proposed_at_ = now_ns();
+    waiting_ = propose(bytes);
+    return 1;
+  }
+
+  void report_size() {
+    const std::uint32_t bytes = sizes[size_index_];
+    std::vector<double> floor;
+    for (int i = 0; i < options_.iterations; ++i) floor.push_back(raw_write_to_majority(bytes + 16 + 48));
+    const Percentiles engine_figures = percentiles(samples_);
+    const Percentiles floor_figures = percentiles(floor);
+    std::printf("  %5u B  replication p50 %7.0f ns p90 %7.0f p99 %7.0f p99.9 %8.0f | raw write to majority p50 %6.0f "
+                "p99 %6.0f | ratio p50 %.2fx\n",
+                bytes, engine_figures.p50, engine_figures.p90, engine_figures.p99, engine_figures.p999,
+                floor_figures.p50, floor_figures.p99, engine_figures.p50 / floor_figures.p50);
+    std::fflush(stdout);
+    samples_.clear();
+    ++size_index_;
+  }
+
+  int throughput_step() {
+    if (finished_) return 0;
+    const std::uint64_t now = now_ns();
+    if (started_ns_ == 0) {
+      started_ns_ = now;
+      first_sequence_ = last_applied_sequence_;
+    }
+    if (now - started_ns_ > static_cast<std::uint64_t>(options_.seconds) * 1'000'000'000ULL) {
+      const double seconds = static_cast<double>(now - started_ns_) / 1e9;
+      std::printf("  throughput: %.0f commands/s committed and applied at the leader (64 B commands, window %d, "
+                  "%.1f s)\n",
+                  static_cast<double>(last_applied_sequence_ - first_sequence_) / seconds, options_.window, seconds);
+      std::fflush(stdout);
+      finished_ = true;
+      stats_.done = 1;
+      return 0;
+    }
+    int proposed = 0;
+    while (next_sequence_ - last_applied_sequence_ < static_cast<std::uint64_t>(options_.window)) {
+      const auto tag = propose(64);
+      if (!tag) break;
+      next_sequence_ = tag->sequence + 1;
+      ++proposed;
+    }
+    return proposed;
+  }
+
+  Options options_;
+  engine::Replica& replica_;
+  ReplicaStats& stats_;
+  fabric::Fabric& fabric_;
+  std::shared_ptr<fabric::CompletionQueue> bench_queue_;
+  std::vector<fabric::Connection*> bench_connections_;
+  std::vector<const fabric::RemoteRegion*> bench_regions_;
+  fabric::LocalRegion& bench_source_;
+  std::vector<std::byte> command_;
+  std::uint64_t last_applied_sequence_ = 0;
+  std::optional<engine::CommandTag> waiting_;
+  std::optional<engine::CommandTag> marker_;
+  std::uint64_t proposed_at_ = 0;
+  std::vector<double> samples_;
+  std::size_t size_index_ = 0;
+  bool finished_ = false;
+  std::uint64_t started_ns_ = 0;
+  std::uint64_t first_sequence_ = 0;
+  std::uint64_t next_sequence_ = 1;
+};
+
+// --- one replica process ------------------------------------------------------------
+
+struct Channels {
+  Pipe to_parent[replica_count];
+  Pipe to_child[replica_count];
+};
+
+[[noreturn]] void run_replica(fabric::NodeId id, const Options& options, const std::string& cluster, Channels& channels,
+                              Shared& shared) {
+  fabric::FabricConfig fabric_config;
+  fabric_config.backend = fabric::Backend::shm;
+  fabric_config.node_id = id;
+  fabric_config.cluster_name = cluster;
+  auto fabric = fabric::create_fabric(fabric_config);
+
+  engine::ReplicaConfig config;
+  config.leader.self = id;
+  config.leader.replica_count = replica_count;
+  config.leader.log_area_bytes = 4 << 20;
+  config.leader.max_payload_bytes = 64 * 1024;
+  engine::SteadyClock clock;
+  Driver* driver = nullptr;
+  engine::Replica replica(config, fabric,
+                          [&driver](std::uint64_t, std::span<const std::byte> payload) {
+                            if (driver != nullptr) driver->on_applied(payload);
+                          },
+                          clock);
+
+  // The floor's own connections and regions, wired like the engine's.
+  auto bench_queue = fabric->create_completion_queue(64);
+  auto bench_region = fabric->register_region(8192);
+  auto bench_source = fabric->register_region(8192);
+  std::vector<std::unique_ptr<fabric::Connection>> to_peer, from_peer;
+  BenchCard mine{};
+  mine.region = bench_region->descriptor();
+  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+    to_peer.push_back(fabric->create_connection(bench_queue));
+    from_peer.push_back(fabric->create_connection(bench_queue));
+    mine.to_peer[peer] = to_peer.back()->local_endpoint();
+    mine.from_peer[peer] = from_peer.back()->local_endpoint();
+  }
+  channels.to_parent[id].send_blob(replica.card().encode());
+  channels.to_parent[id].send(&mine, sizeof mine);
+  std::vector<engine::ReplicaCard> cards;
+  std::vector<BenchCard> bench_cards(replica_count);
+  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+    cards.push_back(engine::ReplicaCard::decode(channels.to_child[id].receive_blob()));
+    channels.to_child[id].receive(&bench_cards[peer], sizeof(BenchCard));
+  }
+  replica.connect(cards);
+  std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_bench;
+  std::vector<fabric::Connection*> bench_connections;
+  std::vector<const fabric::RemoteRegion*> bench_regions;
+  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+    from_peer[peer]->connect(bench_cards[peer].to_peer[id], fabric::access_remote_all);
+    to_peer[peer]->connect(bench_cards[peer].from_peer[id], fabric::access_none);
+    remote_bench.push_back(fabric->attach_remote_region(bench_cards[peer].region));
+    bench_connections.push_back(to_peer[peer].get());
+    bench_regions.push_back(remote_bench.back().get());
+  }
+  Driver the_driver(options, replica, shared.replicas[id], *fabric, bench_queue, bench_connections, bench_regions,
+                    *bench_source);
+  driver = &the_driver;
+  std::vector<engine::Agent*> agents = replica.agents();
+  agents.push_back(&the_driver);
+  engine::AgentRunner runner(agents, engine::make_idle_strategy(options.idle));
+  shared.replicas[id].ready = 1;
+  runner.start();
+  char stop = 0;
+  channels.to_child[id].receive(&stop, 1);  // the parent says when
+  runner.stop();
+  std::_Exit(0);
+}
+
+struct Cluster {
+  std::array<pid_t, replica_count> pids{};
+  Shared* shared = nullptr;
+  Channels* channels = nullptr;
+
+  Cluster(const Options& options, int run) {
+    shared = static_cast<Shared*>(
+        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    new (shared) Shared{};
+    channels = new Channels;
+    const std::string cluster = "bench-" + std::to_string(::getpid()) + "-" + std::to_string(run);
+    for (fabric::NodeId id = 0; id < replica_count; ++id) {
+      pids[id] = ::fork();
+      if (pids[id] == 0) run_replica(id, options, cluster, *channels, *shared);
+    }
+    // Every card to every replica.
+    std::vector<std::vector<std::byte>> cards(replica_count);
+    std::vector<BenchCard> bench_cards(replica_count);
+    for (fabric::NodeId id = 0; id < replica_count; ++id) {
+      cards[id] = channels->to_parent[id].receive_blob();
+      channels->to_parent[id].receive(&bench_cards[id], sizeof(BenchCard));
+    }
+    for (fabric::NodeId id = 0; id < replica_count; ++id) {
+      for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+        channels->to_child[id].send_blob(cards[peer]);
+        channels->to_child[id].send(&bench_cards[peer], sizeof(BenchCard));
+      }
+    }
+  }
+  ~Cluster() {
+    for (fabric::NodeId id = 0; id < replica_count; ++id) {
+      ::kill(pids[id], SIGCONT);
+      const char stop = 1;
+      channels->to_child[id].send(&stop, 1);
+    }
+    for (fabric::NodeId id = 0; id < replica_count; ++id) {
+      const auto deadline = Steady::now() + std::chrono::seconds(5);
+      int status = 0;
+      while (::waitpid(pids[id], &status, WNOHANG) == 0) {
+        if (Steady::now() > deadline) {
+          ::kill(pids[id], SIGKILL);
+          ::waitpid(pids[id], &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    ::munmap(shared, sizeof(Shared));
+    delete channels;
+  }
+
+  bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds limit) const {
+    const auto deadline = Steady::now() + limit;
+    while (Steady::now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return condition();
+  }
+};
+
+int run_latency_or_throughput(const Options& options) {
+  Cluster cluster(options, 0);
+  const bool finished = cluster.wait_for([&] { return cluster.shared->replicas[0].done.load() == 1; },
+                                         std::chrono::seconds(600));
+  if (!finished) std::fprintf(stderr, "mu-bench: the run did not finish\n");
+  return finished ? 0 : 1;
+}
+
+int run_failover(const Options& options) {
+  std::vector<double> total, detection, switching, recovery;
+  int failures = 0;
+  for (int run = 0; run < options.runs; ++run) {
+    Cluster cluster(options, run);
+    auto& stats = cluster.shared->replicas;
+    if (!cluster.wait_for([&] { return stats[0].first_commit_ns.load() != 0; }, std::chrono::seconds(10))) {
+      ++failures;
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a settled, healthy cluster
+    for (fabric::NodeId id = 1; id < replica_count; ++id) {
+      stats[id].candidate_ns = 0;
+      stats[id].leading_ns = 0;
+      stats[id].steady_ns = 0;
+      stats[id].first_commit_ns = 0;
+    }
+    const std::uint64_t signalled = now_ns();
+    ::kill(cluster.pids[0], options.kill_leader ? SIGKILL : SIGSTOP);
+    fabric::NodeId winner = 0;
+    const bool replaced = cluster.wait_for(
+        [&] {
+          for (fabric::NodeId id = 1; id < replica_count; ++id) {
+            if (stats[id].first_commit_ns.load() != 0) {
+              winner = id;
+              return true;
+            }
+          }
+          return false;
+        },
+        std::chrono::seconds(10));
+    if (!replaced) {
+      ++failures;
+      continue;
+    }
+    const auto& won = stats[winner];
+    total.push_back(static_cast<double>(won.first_commit_ns - signalled));
+    detection.push_back(static_cast<double>(won.candidate_ns - signalled));
+    switching.push_back(static_cast<double>(won.leading_ns - won.candidate_ns));
+    recovery.push_back(static_cast<double>(won.first_commit_ns - won.leading_ns));
+  }
+  if (total.empty()) {
+    std::printf("  failover (%s): no run completed\n", options.kill_leader ? "SIGKILL" : "SIGSTOP");
+    return 1;
+  }
+  const auto t = percentiles(total), d = percentiles(detection), s = percentiles(switching), r = percentiles(recovery);
+  std::printf("  failover after %s of the leader, %zu runs (%d failed): to first commit p50 %.0f us p90 %.0f us "
+              "p99 %.0f us max %.0f us\n",
+              options.kill_leader ? "SIGKILL" : "SIGSTOP", total.size(), failures, t.p50 / 1e3, t.p90 / 1e3,
+              t.p99 / 1e3, *std::max_element(total.begin(), total.end()) / 1e3);
+  std::printf("    detection p50 %.0f us p99 %.0f us | permission switch p50 %.0f us p99 %.0f us | recovery and first "
+              "commit p50 %.0f us p99 %.0f us\n",
+              d.p50 / 1e3, d.p99 / 1e3, s.p50 / 1e3, s.p99 / 1e3, r.p50 / 1e3, r.p99 / 1e3);
+  return failures == 0 ? 0 : 1;
+}
+
+int run_idle(const Options& options) {
+  Cluster cluster(options, 0);
+  auto& stats = cluster.shared->replicas;
+  if (!cluster.wait_for([&] { return stats[0].steady_ns.load() != 0; }, std::chrono::seconds(10))) {
+    std::printf("  idle: no leader was elected\n");
+    return 1;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::uint64_t grants_before = 0;
+  for (auto& replica : stats) grants_before += replica.grants_served;
+  std::this_thread::sleep_for(std::chrono::seconds(options.seconds));
+  std::uint64_t grants_after = 0;
+  bool someone_else_stood = false;
+  for (fabric::NodeId id = 0; id < replica_count; ++id) {
+    grants_after += stats[id].grants_served;
+    if (id != 0 && stats[id].candidate_ns.load() != 0) someone_else_stood = true;
+  }
+  std::printf("  idle for %d s: %llu permission grants after the first election, %s\n", options.seconds,
+              static_cast<unsigned long long>(grants_after - grants_before),
+              someone_else_stood ? "ANOTHER REPLICA STOOD FOR ELECTION" : "no other replica stood for election");
+  return grants_after == grants_before && !someone_else_stood ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (argc >= 2) options.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string flag = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (flag == "--iterations" && value) options.iterations = std::max(100, std::atoi(value)), ++i;
+    else if (flag == "--runs" && value) options.runs = std::max(1, std::atoi(value)), ++i;
+    else if (flag == "--seconds" && value) options.seconds = std::max(1, std::atoi(value)), ++i;
+    else if (flag == "--window" && value) options.window = std::max(1, std::atoi(value)), ++i;
+    else if (flag == "--signal" && value) options.kill_leader = std::string(value) == "kill", ++i;
+    else if (flag == "--idle" && value) options.idle = value, ++i;
+    else {
+      std::fprintf(stderr, "usage: mu-bench latency|throughput|failover|idle [options] (see the file header)\n");
+      return 2;
+    }
+  }
+  std::printf("mu-bench %s: 3 replicas as 3 processes on shm, idle strategy %s, %u cores\n", options.mode.c_str(),
+              options.idle.c_str(), std::thread::hardware_concurrency());
+  std::fflush(stdout);
+  if (options.mode == "latency" || options.mode == "throughput") return run_latency_or_throughput(options);
+  if (options.mode == "failover") return run_failover(options);
+  if (options.mode == "idle") return run_idle(options);
+  std::fprintf(stderr, "mu-bench: unknown mode %s\n", options.mode.c_str());
+  return 2;
+}
