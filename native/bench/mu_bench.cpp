@@ -56,6 +56,8 @@ struct Options {
   int window = 256;
   bool kill_leader = false;
   std::string idle = "backoff";
+  std::uint64_t read_interval_us = 0;  // 0: the engine's default
+  std::uint32_t failure_reads = 0;     // reads without a heartbeat before a peer is suspected
 };
 
 // Shared with the parent (an anonymous shared mapping made before the forks).
@@ -154,6 +156,13 @@ class Driver final : public engine::Agent {
   }
 
   int do_work() override {
+    const std::uint64_t round_ns = now_ns();
+    if (last_round_ns_ != 0) {
+      const std::uint64_t gap = round_ns - last_round_ns_;
+      max_gap_ns_ = std::max(max_gap_ns_, gap);
+      for (std::size_t i = 0; i < gap_limits_us_.size(); ++i) gaps_over_[i] += gap > gap_limits_us_[i] * 1000 ? 1 : 0;
+    }
+    last_round_ns_ = round_ns;
     observe_transitions();
     if (replica_.leader().role() != engine::LeaderAgent::Role::steady) return 0;
     if (options_.mode == "latency" && replica_.node_id() == 0) return latency_step();
@@ -163,6 +172,18 @@ class Driver final : public engine::Agent {
   }
 
   bool finished() const { return finished_; }
+  // How long this replica's thread went between two rounds: scheduling stalls, which no
+  // failure detector can tell from a stopped process.
+  std::string describe_gaps() const {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "max gap between rounds %llu us; gaps over 250 us: %llu, over 500 us: %llu, over 1 ms: %llu, "
+                  "over 5 ms: %llu",
+                  static_cast<unsigned long long>(max_gap_ns_ / 1000), static_cast<unsigned long long>(gaps_over_[0]),
+                  static_cast<unsigned long long>(gaps_over_[1]), static_cast<unsigned long long>(gaps_over_[2]),
+                  static_cast<unsigned long long>(gaps_over_[3]));
+    return line;
+  }
 
  private:
   void observe_transitions() {
@@ -299,6 +320,10 @@ class Driver final : public engine::Agent {
   std::uint64_t started_ns_ = 0;
   std::uint64_t first_sequence_ = 0;
   std::uint64_t next_sequence_ = 1;
+  std::uint64_t last_round_ns_ = 0;
+  std::uint64_t max_gap_ns_ = 0;
+  static constexpr std::array<std::uint64_t, 4> gap_limits_us_{250, 500, 1000, 5000};
+  std::array<std::uint64_t, 4> gaps_over_{};
 };
 
 // --- one replica process ------------------------------------------------------------
@@ -321,6 +346,15 @@ struct Channels {
   config.leader.replica_count = replica_count;
   config.leader.log_area_bytes = 4 << 20;
   config.leader.max_payload_bytes = 64 * 1024;
+  if (options.read_interval_us != 0) {
+    config.background.detector.read_interval_ns = options.read_interval_us * 1000;
+    config.background.detector.heartbeat_interval_ns = options.read_interval_us * 1000 / 4;
+  }
+  if (options.failure_reads != 0) {
+    config.background.detector.max_score = options.failure_reads + 2;
+    config.background.detector.failure_threshold = 2;
+    config.background.detector.recovery_threshold = std::min(config.background.detector.max_score, 5u);
+  }
   engine::SteadyClock clock;
   Driver* driver = nullptr;
   engine::Replica replica(config, fabric,
@@ -351,6 +385,11 @@ struct Channels {
     channels.to_child[id].receive(&bench_cards[peer], sizeof(BenchCard));
   }
   replica.connect(cards);
+  // No replica posts before every replica has connected its ends (the contract: both ends
+  // connect before either posts); the parent releases them together.
+  char go = 0;
+  channels.to_parent[id].send(&go, 1);
+  channels.to_child[id].receive(&go, 1);
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_bench;
   std::vector<fabric::Connection*> bench_connections;
   std::vector<const fabric::RemoteRegion*> bench_regions;
@@ -372,6 +411,14 @@ struct Channels {
   char stop = 0;
   channels.to_child[id].receive(&stop, 1);  // the parent says when
   runner.stop();
+  if (std::getenv("MU_BENCH_DEBUG") != nullptr) {
+    std::fprintf(stderr, "replica %u: %s; %s; rounds %llu idle %llu\n", id, replica.leader().describe().c_str(),
+                 replica.background().describe().c_str(), static_cast<unsigned long long>(runner.rounds()),
+                 static_cast<unsigned long long>(runner.idle_rounds()));
+  }
+  if (options.mode == "idle") {
+    std::fprintf(stderr, "  replica %u: %s\n", id, the_driver.describe_gaps().c_str());
+  }
   std::_Exit(0);
 }
 
@@ -403,6 +450,9 @@ struct Cluster {
         channels->to_child[id].send(&bench_cards[peer], sizeof(BenchCard));
       }
     }
+    char connected = 0;
+    for (fabric::NodeId id = 0; id < replica_count; ++id) channels->to_parent[id].receive(&connected, 1);
+    for (fabric::NodeId id = 0; id < replica_count; ++id) channels->to_child[id].send(&connected, 1);
   }
   ~Cluster() {
     for (fabric::NodeId id = 0; id < replica_count; ++id) {
@@ -537,6 +587,8 @@ int main(int argc, char** argv) {
     else if (flag == "--window" && value) options.window = std::max(1, std::atoi(value)), ++i;
     else if (flag == "--signal" && value) options.kill_leader = std::string(value) == "kill", ++i;
     else if (flag == "--idle" && value) options.idle = value, ++i;
+    else if (flag == "--read-interval-us" && value) options.read_interval_us = std::strtoull(value, nullptr, 10), ++i;
+    else if (flag == "--failure-reads" && value) options.failure_reads = static_cast<std::uint32_t>(std::atoi(value)), ++i;
     else {
       std::fprintf(stderr, "usage: mu-bench latency|throughput|failover|idle [options] (see the file header)\n");
       return 2;

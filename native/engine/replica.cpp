@@ -152,6 +152,9 @@ void Replica::connect(std::span<const ReplicaCard> cards) {
   apply_ = std::make_unique<ApplyAgent>(*log_, apply_entry_);
   leader_ = std::make_unique<LeaderAgent>(config_.leader, *fabric_, leader_queue_, std::move(acceptors), *log_region_,
                                           clock_);
+  // Only while it leads does this replica's leader agent know a commit point; as a
+  // follower, its last one is stale but still true (commit points only grow).
+  apply_->set_local_commit_hint([leader = leader_.get()] { return leader->first_uncommitted_index(); });
   background_ = std::make_unique<BackgroundAgent>(config_.background, *fabric_, background_queue_,
                                                   std::move(background_links), *background_region_,
                                                   std::move(log_access), *leader_, *apply_, clock_);

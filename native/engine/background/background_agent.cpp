@@ -62,14 +62,15 @@ std::uint64_t BackgroundAgent::work_id(Operation operation, fabric::NodeId peer)
 }
 
 int BackgroundAgent::do_work() {
-  int work = 0;
+  // Heartbeats, detector reads and their completions are periodic chores: they do not
+  // count as work, so an idle replica's runner may park between them (counting them would
+  // keep every runner spinning, three replicas on two cores starving each other).
   std::array<fabric::Completion, 16> completions;
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
-  work += static_cast<int>(polled);
-  work += beat();
-  work += read_heartbeats();
-  work += serve_permissions();
+  beat();
+  read_heartbeats();
+  int work = serve_permissions();
   work += run_candidacy();
   publish_leading();
   return work;
@@ -109,6 +110,7 @@ int BackgroundAgent::beat() {
   // Fate sharing: a leader that cannot make progress must not look healthy.
   if (leader_.role() == LeaderAgent::Role::steady && leader_.has_work_in_flight() &&
       now - leader_.last_progress_ns() > config_.fate_sharing_timeout_ns) {
+    ++beats_withheld_;
     return 0;
   }
   ++heartbeat_;
@@ -130,6 +132,7 @@ int BackgroundAgent::read_heartbeats() {
       continue;
     }
     if (read_outstanding_[peer]) {
+      ++reads_overdue_;
       // The previous read has not come back within a whole interval: that says as much as
       // a counter that did not move.
       detector_.observe(peer, std::nullopt);
@@ -384,7 +387,7 @@ int BackgroundAgent::run_candidacy() {
 namespace mu::engine {
 
 std::string BackgroundAgent::describe() const {
-  std::string out = "candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+  std::string out = "heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
                     std::to_string(request_sequence_) + " holder " +
                     (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {

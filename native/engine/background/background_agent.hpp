@@ -132,6 +132,8 @@ class BackgroundAgent final : public Agent {
   std::unique_ptr<fabric::LocalRegion> scratch_;  // one heartbeat cell per replica
 
   std::uint64_t heartbeat_ = 0;
+  std::uint64_t beats_withheld_ = 0;  // by fate sharing
+  std::uint64_t reads_overdue_ = 0;
   std::uint64_t last_beat_ns_ = 0;
   std::uint64_t next_read_ns_ = 0;
   std::vector<bool> read_outstanding_;

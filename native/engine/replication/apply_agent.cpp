@@ -20,6 +20,7 @@ void ApplyAgent::learn_commit_point() {
     needs_state_transfer_ = true;  // a leader reused space this replica has not applied
     return;
   }
+  if (local_commit_hint_) first_undecided_index_ = std::max(first_undecided_index_, local_commit_hint_());
   for (const std::size_t offset : {log_layout::committed_offset, log_layout::aligned_offset}) {
     if (const auto cursor = log_.read_cursor(offset)) {
       first_undecided_index_ = std::max(first_undecided_index_, cursor->index);

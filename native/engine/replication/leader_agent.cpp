@@ -170,7 +170,16 @@ int LeaderAgent::do_work() {
   if (role_ == Role::steady) {
     work += advance_join();
     work += start_recycling_round();
-    if (joining_.empty()) work += propose_entries();  // a join waits for a drained pipeline
+    if (joining_.empty()) {  // a join waits for a drained pipeline
+      const int entries = propose_entries();
+      work += entries;
+      // Completions may be ready at once (shm completes at post): take them in the same
+      // round rather than the next, which saves a round of every agent on the thread.
+      if (entries > 0) {
+        const std::size_t again = queue_->poll(completions);
+        for (std::size_t i = 0; i < again; ++i) handle_completion(completions[i]);
+      }
+    }
     work += publish_commit_point();
   }
   return work;

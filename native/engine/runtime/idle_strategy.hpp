@@ -23,11 +23,13 @@ class IdleStrategy {
   virtual void reset() = 0;
 };
 
+// The longest park bounds how late an idle replica notices work, and how far apart its
+// heartbeats can fall, so it must stay well below the failure detector's read interval.
 struct BackoffLimits {
   std::uint32_t spins = 100;
   std::uint32_t yields = 50;
   std::uint64_t min_park_ns = 1'000;
-  std::uint64_t max_park_ns = 100'000;
+  std::uint64_t max_park_ns = 5'000;  // sleeps ~40 us in practice (timer granularity)
 };
 
 class SpinIdle final : public IdleStrategy {
