@@ -186,12 +186,23 @@ class Driver final : public engine::Agent {
   }
 
  private:
+  // Stamps rising edges only, so the parent can clear the stamps and see what happens next.
   void observe_transitions() {
     const std::uint64_t now = now_ns();
     const auto candidacy = replica_.background().candidacy();
-    if (candidacy != engine::BackgroundAgent::Candidacy::idle && stats_.candidate_ns.load() == 0) stats_.candidate_ns = now;
-    if (candidacy == engine::BackgroundAgent::Candidacy::leading && stats_.leading_ns.load() == 0) stats_.leading_ns = now;
-    if (replica_.leader().role() == engine::LeaderAgent::Role::steady && stats_.steady_ns.load() == 0) stats_.steady_ns = now;
+    const bool steady = replica_.leader().role() == engine::LeaderAgent::Role::steady;
+    if (candidacy == engine::BackgroundAgent::Candidacy::requesting && previous_candidacy_ != candidacy) {
+      stats_.candidate_ns = now;
+    }
+    if (candidacy == engine::BackgroundAgent::Candidacy::leading && previous_candidacy_ != candidacy) {
+      stats_.leading_ns = now;
+    }
+    if (steady && !was_steady_) {
+      stats_.steady_ns = now;
+      marker_.reset();  // a new reign: its first commit is measured afresh
+    }
+    previous_candidacy_ = candidacy;
+    was_steady_ = steady;
     stats_.grants_served = replica_.background().grants_served();
   }
 
@@ -202,12 +213,14 @@ class Driver final : public engine::Agent {
 
   int failover_step() {
     if (marker_) {
-      if (last_applied_sequence_ >= marker_->sequence && stats_.first_commit_ns.load() == 0) {
+      if (!marker_committed_ && last_applied_sequence_ >= marker_->sequence) {
+        marker_committed_ = true;
         stats_.first_commit_ns = now_ns();
       }
       return 0;
     }
     marker_ = propose(64);
+    marker_committed_ = false;
     return 1;
   }
 
@@ -313,6 +326,9 @@ class Driver final : public engine::Agent {
   std::uint64_t last_applied_sequence_ = 0;
   std::optional<engine::CommandTag> waiting_;
   std::optional<engine::CommandTag> marker_;
+  bool marker_committed_ = false;
+  engine::BackgroundAgent::Candidacy previous_candidacy_ = engine::BackgroundAgent::Candidacy::idle;
+  bool was_steady_ = false;
   std::uint64_t proposed_at_ = 0;
   std::vector<double> samples_;
   std::size_t size_index_ = 0;
@@ -353,7 +369,7 @@ struct Channels {
   if (options.failure_reads != 0) {
     config.background.detector.max_score = options.failure_reads + 2;
     config.background.detector.failure_threshold = 2;
-    config.background.detector.recovery_threshold = std::min(config.background.detector.max_score, 5u);
+    config.background.detector.recovery_threshold = std::max(3u, config.background.detector.max_score * 3 / 4);
   }
   engine::SteadyClock clock;
   Driver* driver = nullptr;
@@ -530,6 +546,11 @@ int run_failover(const Options& options) {
       continue;
     }
     const auto& won = stats[winner];
+    if (won.candidate_ns.load() < signalled || won.leading_ns.load() < won.candidate_ns.load() ||
+        won.first_commit_ns.load() < won.leading_ns.load()) {
+      ++failures;  // stamps out of order: a leader change that began before the signal
+      continue;
+    }
     total.push_back(static_cast<double>(won.first_commit_ns - signalled));
     detection.push_back(static_cast<double>(won.candidate_ns - signalled));
     switching.push_back(static_cast<double>(won.leading_ns - won.candidate_ns));

@@ -248,6 +248,12 @@ int BackgroundAgent::serve_permissions() {
 fabric::NodeId BackgroundAgent::leader_to_follow() const {
   // Stick with the holder while it is alive and says it leads.
   if (holder_ && *holder_ != config_.self && holder_leads()) return *holder_;
+  // Someone alive already says it leads: follow it rather than compete, whatever its id
+  // (a replica that resumes after a pause, or recovers from a false suspicion, must not
+  // keep standing against a leader that a majority follows).
+  for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
+    if (replica != config_.self && detector_.alive(replica) && peer_leading_[replica]) return replica;
+  }
   for (fabric::NodeId replica = 0; replica < config_.replica_count; ++replica) {
     if (detector_.alive(replica)) return replica;
   }
@@ -313,6 +319,7 @@ int BackgroundAgent::run_candidacy() {
       }
       candidacy_ = Candidacy::requesting;
       requested_at_ns_ = now;
+      ++stood_;
       return 1;
     }
     case Candidacy::requesting: {
@@ -330,11 +337,15 @@ int BackgroundAgent::run_candidacy() {
         leading_since_ns_ = now;
         return 1;
       }
-      if (now - requested_at_ns_ > config_.candidate_timeout_ns) back_off();
+      if (now - requested_at_ns_ > config_.candidate_timeout_ns) {
+        ++timed_out_;
+        back_off();
+      }
       return 0;
     }
     case Candidacy::leading: {
       if (leader_.role() == LeaderAgent::Role::deposed || replaced() || apply_.needs_state_transfer()) {
+        ++(leader_.role() == LeaderAgent::Role::deposed ? stepped_down_deposed_ : stepped_down_replaced_);
         // Someone else holds a majority of the logs: follow, and let this log go to them.
         leader_.step_down();
         back_off();
@@ -387,7 +398,9 @@ int BackgroundAgent::run_candidacy() {
 namespace mu::engine {
 
 std::string BackgroundAgent::describe() const {
-  std::string out = "heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+  std::string out = "stood " + std::to_string(stood_) + " timed out " + std::to_string(timed_out_) + " deposed " +
+                    std::to_string(stepped_down_deposed_) + " replaced " + std::to_string(stepped_down_replaced_) +
+                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
                     std::to_string(request_sequence_) + " holder " +
                     (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {

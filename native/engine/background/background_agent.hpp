@@ -133,6 +133,9 @@ class BackgroundAgent final : public Agent {
 
   std::uint64_t heartbeat_ = 0;
   std::uint64_t beats_withheld_ = 0;  // by fate sharing
+  // Why candidacies ended (for status and diagnostics).
+  std::uint64_t stood_ = 0, timed_out_ = 0, stepped_down_deposed_ = 0, stepped_down_replaced_ = 0;
+  std::uint64_t suspicions_ = 0;
   std::uint64_t reads_overdue_ = 0;
   std::uint64_t last_beat_ns_ = 0;
   std::uint64_t next_read_ns_ = 0;
