@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -114,12 +115,26 @@ class SharedObject {
   T* object_;
 };
 
+// A unique cluster name whose directory is removed when the test ends, even when a killed
+// child left its files behind. Declare it first, so it outlives every fabric of the test.
+struct ScopedCluster {
+  explicit ScopedCluster(const std::string& stem) : name(testing::unique_cluster_name(stem)) {}
+  ~ScopedCluster() {
+    std::error_code ignored;
+    std::filesystem::remove_all(cluster_directory(name), ignored);
+  }
+  ScopedCluster(const ScopedCluster&) = delete;
+  ScopedCluster& operator=(const ScopedCluster&) = delete;
+  std::string name;
+};
+
 FabricConfig shm_config(NodeId node_id, const std::string& cluster) {
   return testing::config_for(Backend::shm, node_id, cluster);
 }
 
 TEST(ShmFiles, RegionsArePrivateFilesInAPrivatePerClusterDirectory) {
-  const std::string cluster = testing::unique_cluster_name("files");
+  const ScopedCluster scoped_cluster("files");
+  const std::string& cluster = scoped_cluster.name;
   const std::string directory = cluster_directory(cluster);
   {
     auto fabric = create_fabric(shm_config(3, cluster));
@@ -138,7 +153,8 @@ TEST(ShmFiles, RegionsArePrivateFilesInAPrivatePerClusterDirectory) {
 }
 
 TEST(ShmFiles, ASecondLiveInstanceOfANodeIsRefused) {
-  const std::string cluster = testing::unique_cluster_name("twice");
+  const ScopedCluster scoped_cluster("twice");
+  const std::string& cluster = scoped_cluster.name;
   auto first = create_fabric(shm_config(4, cluster));
   try {
     create_fabric(shm_config(4, cluster));
@@ -149,7 +165,8 @@ TEST(ShmFiles, ASecondLiveInstanceOfANodeIsRefused) {
 }
 
 TEST(ShmFiles, ARestartedNodeReplacesTheFilesOfItsDeadIncarnation) {
-  const std::string cluster = testing::unique_cluster_name("restart");
+  const ScopedCluster scoped_cluster("restart");
+  const std::string& cluster = scoped_cluster.name;
   const std::string directory = cluster_directory(cluster);
   Pipe ready;
   ChildProcess crashed([&] {
@@ -181,7 +198,8 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
   constexpr int writer_count = 3;
   constexpr int rounds = 60;
   constexpr std::size_t cell_bytes = 64;
-  const std::string cluster = testing::unique_cluster_name("hammer");
+  const ScopedCluster scoped_cluster("hammer");
+  const std::string& cluster = scoped_cluster.name;
 
   struct Shared {
     std::atomic<bool> stop{false};
@@ -338,7 +356,8 @@ class ShmStoppedPeer : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ShmStoppedPeer, RevokeIsPendingUntilTheStoppedPeerDiesOrResumes) {
   const bool kill_it = GetParam();
-  const std::string cluster = testing::unique_cluster_name("stopped");
+  const ScopedCluster scoped_cluster("stopped");
+  const std::string& cluster = scoped_cluster.name;
   auto target = create_fabric(shm_config(0, cluster));
   auto queue = target->create_completion_queue(16);
   auto connection = target->create_connection(queue);
@@ -366,7 +385,8 @@ INSTANTIATE_TEST_SUITE_P(DiesOrResumes, ShmStoppedPeer, ::testing::Values(true, 
 // A second change while the first is pending must not report settled while the new flags
 // still forbid what the stopped operation may do.
 TEST(ShmStoppedPeer, AFurtherNarrowChangeStaysPendingBehindTheFirst) {
-  const std::string cluster = testing::unique_cluster_name("stopped2");
+  const ScopedCluster scoped_cluster("stopped2");
+  const std::string& cluster = scoped_cluster.name;
   auto target = create_fabric(shm_config(0, cluster));
   auto queue = target->create_completion_queue(16);
   auto connection = target->create_connection(queue);
@@ -383,7 +403,8 @@ TEST(ShmStoppedPeer, AFurtherNarrowChangeStaysPendingBehindTheFirst) {
 // A reset does not wait for an operation already past its checks, so that operation must
 // hold every later access change pending, even one that narrows nothing any more.
 TEST(ShmStoppedPeer, AnOperationInFlightAcrossAResetHoldsLaterChangesPending) {
-  const std::string cluster = testing::unique_cluster_name("stopped3");
+  const ScopedCluster scoped_cluster("stopped3");
+  const std::string& cluster = scoped_cluster.name;
   auto target = create_fabric(shm_config(0, cluster));
   auto queue = target->create_completion_queue(16);
   auto connection = target->create_connection(queue);
@@ -403,7 +424,8 @@ TEST(ShmStoppedPeer, AnOperationInFlightAcrossAResetHoldsLaterChangesPending) {
 // The liveness word turns dead when the thread holding it goes, which can be before other
 // threads of the process stop running. Only the process's exit (pidfd) settles a revoke.
 TEST(ShmStoppedPeer, ALivenessWordThatReadsDeadIsNotEnoughWhileTheProcessRuns) {
-  const std::string cluster = testing::unique_cluster_name("stopped4");
+  const ScopedCluster scoped_cluster("stopped4");
+  const std::string& cluster = scoped_cluster.name;
   auto target = create_fabric(shm_config(0, cluster));
   auto queue = target->create_completion_queue(16);
   auto connection = target->create_connection(queue);
@@ -419,7 +441,8 @@ TEST(ShmStoppedPeer, ALivenessWordThatReadsDeadIsNotEnoughWhileTheProcessRuns) {
 // A restarted initiator reusing the node id and connection slot of the incarnation the
 // target granted is a different process: it must be refused until the target reconnects.
 TEST(ShmRestart, ARestartedInitiatorDoesNotInheritTheGrantOfItsPredecessor) {
-  const std::string cluster = testing::unique_cluster_name("reincarnated");
+  const ScopedCluster scoped_cluster("reincarnated");
+  const std::string& cluster = scoped_cluster.name;
   auto target = create_fabric(shm_config(0, cluster));
   auto target_queue = target->create_completion_queue(16);
   auto target_connection = target->create_connection(target_queue);
@@ -462,7 +485,8 @@ TEST(ShmRestart, ARestartedInitiatorDoesNotInheritTheGrantOfItsPredecessor) {
 
 // A region descriptor names one incarnation of its owner: after a restart it is refused.
 TEST(ShmRestart, ARegionDescriptorFromAnEarlierIncarnationIsRefused) {
-  const std::string cluster = testing::unique_cluster_name("staledescriptor");
+  const ScopedCluster scoped_cluster("staledescriptor");
+  const std::string& cluster = scoped_cluster.name;
   auto initiator = create_fabric(shm_config(0, cluster));
   RegionDescriptor stale;
   {
@@ -480,7 +504,8 @@ TEST(ShmRestart, ARegionDescriptorFromAnEarlierIncarnationIsRefused) {
 // A write into a dead target must not report success: the leader would count an
 // acknowledgement from a replica whose memory is gone.
 TEST(ShmPeerDeath, WritesToADeadTargetReportItUnreachable) {
-  const std::string cluster = testing::unique_cluster_name("deadtarget");
+  const ScopedCluster scoped_cluster("deadtarget");
+  const std::string& cluster = scoped_cluster.name;
   auto initiator = create_fabric(shm_config(0, cluster));
   auto queue = initiator->create_completion_queue(16);
   auto connection = initiator->create_connection(queue);
