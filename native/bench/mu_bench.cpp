@@ -14,6 +14,9 @@
 //       recovery
 //   mu-bench idle [--seconds S]
 //       a healthy idle cluster: counts leader changes (there should be none)
+//   mu-bench stalls [--seconds S]
+//       the machine, not the engine: three processes that only sleep 50 us in a loop report
+//       the longest gaps they saw (what a failure detector cannot tell from a failure)
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -620,6 +623,34 @@ int run_idle(const Options& options) {
   return grants_after == grants_before && !someone_else_stood ? 0 : 1;
 }
 
+int run_stalls(const Options& options) {
+  std::array<pid_t, replica_count> pids{};
+  for (auto& pid : pids) {
+    pid = ::fork();
+    if (pid != 0) continue;
+    const auto started = Steady::now();
+    auto last = started;
+    std::uint64_t over_1ms = 0, over_5ms = 0;
+    double max_gap_us = 0;
+    while (Steady::now() - started < std::chrono::seconds(options.seconds)) {
+      const timespec pause{0, 50'000};
+      ::nanosleep(&pause, nullptr);
+      const auto now = Steady::now();
+      const double gap_us = std::chrono::duration<double, std::micro>(now - last).count();
+      last = now;
+      max_gap_us = std::max(max_gap_us, gap_us);
+      over_1ms += gap_us > 1000 ? 1 : 0;
+      over_5ms += gap_us > 5000 ? 1 : 0;
+    }
+    std::printf("  sleeper %d: longest gap %.0f us, gaps over 1 ms: %llu, over 5 ms: %llu\n", ::getpid(), max_gap_us,
+                static_cast<unsigned long long>(over_1ms), static_cast<unsigned long long>(over_5ms));
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
+  for (const pid_t pid : pids) ::waitpid(pid, nullptr, 0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -648,6 +679,7 @@ int main(int argc, char** argv) {
   if (options.mode == "throughput") return run_throughput(options);
   if (options.mode == "failover") return run_failover(options);
   if (options.mode == "idle") return run_idle(options);
+  if (options.mode == "stalls") return run_stalls(options);
   std::fprintf(stderr, "mu-bench: unknown mode %s\n", options.mode.c_str());
   return 2;
 }
