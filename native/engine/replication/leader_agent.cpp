@@ -74,6 +74,23 @@ std::uint64_t LeaderAgent::work_id(Operation operation, std::size_t acceptor, st
          (static_cast<std::uint64_t>(epoch_) << 40) | value;
 }
 
+fabric::PostStatus LeaderAgent::post_cursor_write(std::size_t acceptor, Operation operation, std::size_t header_offset,
+                                                  const LogCursor& cursor) {
+  const EncodedCursor encoded = encode_cursor(cursor);  // inline: copied at post time
+  fabric::WriteRequest request;
+  request.work_id = work_id(operation, acceptor, 0);
+  request.remote = acceptors_[acceptor].link.log;
+  request.remote_offset = header_offset;
+  request.inline_payload = encoded;
+  return acceptors_[acceptor].link.connection->post_write(request);
+}
+
+void LeaderAgent::write_cursor_to_confirmed(Operation operation, std::size_t header_offset, const LogCursor& cursor) {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    if (acceptors_[i].confirmed) post_or_drop(i, post_cursor_write(i, operation, header_offset, cursor));
+  }
+}
+
 std::byte* LeaderAgent::scratch_for(std::size_t acceptor) { return scratch_->data() + acceptor * scratch_window_bytes_; }
 
 std::size_t LeaderAgent::cursor_scratch_offset(std::size_t acceptor) const {
@@ -301,19 +318,15 @@ void LeaderAgent::read_slot(std::size_t i, std::uint64_t position) {
 
 void LeaderAgent::start_read_slots(bool write_proposal) {
   prepare_step_ = PrepareStep::read_slots;
-  const EncodedCursor encoded_proposal = encode_cursor(LogCursor{proposal_, 0});
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor& acceptor = acceptors_[i];
     acceptor.step_succeeded = false;
     if (!acceptor.confirmed) continue;
     if (write_proposal) {
       // Posted before the read on the same connection, so it takes effect first.
-      fabric::WriteRequest request;
-      request.work_id = work_id(Operation::write_min_proposal, i, 0);
-      request.remote = acceptor.link.log;
-      request.remote_offset = log_layout::min_proposal_offset;
-      request.inline_payload = encoded_proposal;
-      if (!post_or_drop(i, acceptor.link.connection->post_write(request))) continue;
+      const auto status =
+          post_cursor_write(i, Operation::write_min_proposal, log_layout::min_proposal_offset, LogCursor{proposal_, 0});
+      if (!post_or_drop(i, status)) continue;
       ++acceptor.step_operations;
     }
     read_slot(i, tail_.position);
@@ -523,24 +536,11 @@ void LeaderAgent::advance_commit() {
 int LeaderAgent::publish_commit_point() {
   // Only when idle: while entries flow, each one carries the commit point.
   if (!in_flight_.empty() || !pending_.empty() || committed_ == published_) return 0;
-  const EncodedCursor encoded = encode_cursor(committed_);
-  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-    Acceptor& acceptor = acceptors_[i];
-    if (!acceptor.confirmed) continue;
-    fabric::WriteRequest request;
-    request.work_id = work_id(Operation::write_commit, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::committed_offset;
-    request.inline_payload = encoded;
-    post_or_drop(i, acceptor.link.connection->post_write(request));
-  }
+  write_cursor_to_confirmed(Operation::write_commit, log_layout::committed_offset, committed_);
   published_ = committed_;
   return 1;
 }
 
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 int LeaderAgent::start_recycling_round() {
   if (tail_.position - recycled_position_ <= geometry_.area_bytes() / 2) return 0;
@@ -572,17 +572,8 @@ void LeaderAgent::finish_recycling_round() { finish_recycling_round_up_to(commit
 void LeaderAgent::publish_recycled_position() {
   // Posted before any entry that reuses the space, so on each connection it lands first:
   // an acceptor that has not applied that far learns it needs a state transfer.
-  const EncodedCursor recycled = encode_cursor(LogCursor{committed_.index, recycled_position_});
-  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-    Acceptor& acceptor = acceptors_[i];
-    if (!acceptor.confirmed) continue;
-    fabric::WriteRequest request;
-    request.work_id = work_id(Operation::write_commit, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::recycled_offset;
-    request.inline_payload = recycled;
-    post_or_drop(i, acceptor.link.connection->post_write(request));
-  }
+  write_cursor_to_confirmed(Operation::write_commit, log_layout::recycled_offset,
+                            LogCursor{committed_.index, recycled_position_});
 }
 
 void LeaderAgent::finish_recycling_round_up_to(std::uint64_t decided_position) {
@@ -601,9 +592,6 @@ void LeaderAgent::finish_recycling_round_up_to(std::uint64_t decided_position) {
   if (role_ == Role::steady || role_ == Role::preparing) publish_recycled_position();
 }
 
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 // --- recovery (paper 4.3) ------------------------------------------------------------
 
@@ -743,7 +731,6 @@ bool LeaderAgent::own_log_holds(LogCursor from, const LogCursor& to) const {
 void LeaderAgent::start_update_followers() {
   recovery_step_ = RecoveryStep::update_followers;
   const std::size_t self = own_acceptor();
-  const EncodedCursor aligned = encode_cursor(recovery_target_);
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor& acceptor = acceptors_[i];
     acceptor.step_succeeded = acceptor.confirmed;
@@ -780,30 +767,21 @@ void LeaderAgent::start_update_followers() {
     // Every confirmed log now agrees up to the target: say so in its header, with the
     // space that may be reused from now on.
     if (recycled_position_ > 0) {
-      fabric::WriteRequest recycled_request;
-      recycled_request.work_id = work_id(Operation::update_write, i, 0);
-      recycled_request.remote = acceptor.link.log;
-      recycled_request.remote_offset = log_layout::recycled_offset;
-      const EncodedCursor recycled = encode_cursor(LogCursor{recovery_target_.index, recycled_position_});
-      recycled_request.inline_payload = recycled;
-      if (post_or_drop(i, acceptor.link.connection->post_write(recycled_request))) ++acceptor.step_operations;
+      const LogCursor recycled{recovery_target_.index, recycled_position_};
+      if (post_or_drop(i, post_cursor_write(i, Operation::update_write, log_layout::recycled_offset, recycled))) {
+        ++acceptor.step_operations;
+      }
       if (!acceptor.confirmed) continue;
     }
-    fabric::WriteRequest request;
-    request.work_id = work_id(Operation::update_write, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::aligned_offset;
-    request.inline_payload = aligned;
-    if (post_or_drop(i, acceptor.link.connection->post_write(request))) ++acceptor.step_operations;
+    if (post_or_drop(i, post_cursor_write(i, Operation::update_write, log_layout::aligned_offset, recovery_target_))) {
+      ++acceptor.step_operations;
+    }
   }
   for (Acceptor& acceptor : acceptors_) {
     if (acceptor.confirmed && acceptor.step_operations > 0) acceptor.step_succeeded = false;
   }
 }
 
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 // --- admitting acceptors after the start ---------------------------------------------
 
@@ -888,13 +866,8 @@ int LeaderAgent::advance_join() {
         position += bytes;
       }
     }
-    const EncodedCursor aligned = encode_cursor(committed_);
-    fabric::WriteRequest request;
-    request.work_id = work_id(Operation::join_write, index, 0);
-    request.remote = joiner.link.log;
-    request.remote_offset = log_layout::aligned_offset;
-    request.inline_payload = aligned;
-    if (joiner.link.connection->post_write(request) != fabric::PostStatus::posted) {
+    if (post_cursor_write(index, Operation::join_write, log_layout::aligned_offset, committed_) !=
+        fabric::PostStatus::posted) {
       join_failed_ = true;
       return 1;
     }
@@ -913,9 +886,6 @@ int LeaderAgent::advance_join() {
   return 1;
 }
 
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 std::string LeaderAgent::describe() const {
   std::string out = "role " + std::to_string(static_cast<int>(role_)) + " proposal " + std::to_string(proposal_) +
@@ -933,23 +903,17 @@ std::string LeaderAgent::describe() const {
   return out;
 }
 
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 void LeaderAgent::tell_left_behind(std::size_t index) {
   // Best effort (the acceptor granted this leader write access, so it normally lands): the
   // owner learns from it that it cannot catch up from the log and needs a state transfer.
   // Past everything this leader knows decided: the acceptor has not applied that far.
   const LogCursor decided = role_ == Role::recovering ? recovery_target_ : committed_;
-  const EncodedCursor recycled = encode_cursor(
-      LogCursor{decided.index, std::max({recycled_position_, decided.position, std::uint64_t{1}})});
-  fabric::WriteRequest request;
-  request.work_id = work_id(Operation::join_write, index, 0);
-  request.remote = acceptors_[index].link.log;
-  request.remote_offset = log_layout::recycled_offset;
-  request.inline_payload = recycled;
-  if (acceptors_[index].link.connection->post_write(request) == fabric::PostStatus::posted) ++join_operations_;
+  const LogCursor recycled{decided.index, std::max({recycled_position_, decided.position, std::uint64_t{1}})};
+  if (post_cursor_write(index, Operation::join_write, log_layout::recycled_offset, recycled) ==
+      fabric::PostStatus::posted) {
+    ++join_operations_;
+  }
 }
 
 }  // namespace mu::engine

@@ -200,6 +200,10 @@ class LeaderAgent final : public Agent {
   void publish_recycled_position();
 
   std::byte* scratch_for(std::size_t acceptor);
+  // One checksummed cursor into a header word of an acceptor's log (inline).
+  fabric::PostStatus post_cursor_write(std::size_t acceptor, Operation operation, std::size_t header_offset,
+                                       const LogCursor& cursor);
+  void write_cursor_to_confirmed(Operation operation, std::size_t header_offset, const LogCursor& cursor);
   std::size_t cursor_scratch_offset(std::size_t acceptor) const;
 
   LeaderConfig config_;
