@@ -85,6 +85,30 @@ fabric::PostStatus LeaderAgent::post_cursor_write(std::size_t acceptor, Operatio
   return acceptors_[acceptor].link.connection->post_write(request);
 }
 
+fabric::PostStatus LeaderAgent::post_header_read(std::size_t acceptor, Operation operation, std::size_t header_offset,
+                                                 std::uint32_t length, std::uint64_t local_offset) {
+  fabric::ReadRequest request;
+  request.work_id = work_id(operation, acceptor, 0);
+  request.remote = acceptors_[acceptor].link.log;
+  request.remote_offset = header_offset;
+  request.local_region = scratch_.get();
+  request.local_offset = local_offset;
+  request.length = length;
+  return acceptors_[acceptor].link.connection->post_read(request);
+}
+
+LogCursor LeaderAgent::first_undecided_in(std::size_t acceptor) const {
+  // The latest of the three cursors read at `aligned_offset`; one that is torn or
+  // unwritten says nothing.
+  LogCursor first_undecided = log_start;
+  const std::byte* window = scratch_->data() + acceptor * scratch_window_bytes_;
+  for (const std::size_t offset : {log_layout::aligned_offset, log_layout::committed_offset, log_layout::applied_offset}) {
+    const auto cursor = decode_cursor(std::span(window + (offset - log_layout::aligned_offset), encoded_cursor_bytes));
+    if (cursor && cursor->index > first_undecided.index) first_undecided = *cursor;
+  }
+  return first_undecided;
+}
+
 void LeaderAgent::write_cursor_to_confirmed(Operation operation, std::size_t header_offset, const LogCursor& cursor) {
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     if (acceptors_[i].confirmed) post_or_drop(i, post_cursor_write(i, operation, header_offset, cursor));
@@ -125,16 +149,10 @@ void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed) {
   recovery_step_ = RecoveryStep::read_cursors;
   // One READ covers the three cursors that say how far a log is decided.
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-    Acceptor& acceptor = acceptors_[i];
-    if (!acceptor.confirmed) continue;
-    fabric::ReadRequest request;
-    request.work_id = work_id(Operation::read_cursors, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::aligned_offset;
-    request.local_region = scratch_.get();
-    request.local_offset = i * scratch_window_bytes_;
-    request.length = static_cast<std::uint32_t>(log_layout::applied_offset + encoded_cursor_bytes - log_layout::aligned_offset);
-    if (post_or_drop(i, acceptor.link.connection->post_read(request))) acceptor.step_operations = 1;
+    if (!acceptors_[i].confirmed) continue;
+    const auto status = post_header_read(i, Operation::read_cursors, log_layout::aligned_offset, cursors_read_bytes,
+                                         i * scratch_window_bytes_);
+    if (post_or_drop(i, status)) acceptors_[i].step_operations = 1;
   }
 }
 
@@ -291,14 +309,9 @@ void LeaderAgent::start_read_min_proposals() {
     Acceptor& acceptor = acceptors_[i];
     acceptor.step_succeeded = false;
     if (!acceptor.confirmed) continue;
-    fabric::ReadRequest request;
-    request.work_id = work_id(Operation::read_min_proposal, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::min_proposal_offset;
-    request.local_region = scratch_.get();
-    request.local_offset = i * scratch_window_bytes_;
-    request.length = encoded_cursor_bytes;
-    if (post_or_drop(i, acceptor.link.connection->post_read(request))) acceptor.step_operations = 1;
+    const auto status = post_header_read(i, Operation::read_min_proposal, log_layout::min_proposal_offset,
+                                         encoded_cursor_bytes, i * scratch_window_bytes_);
+    if (post_or_drop(i, status)) acceptor.step_operations = 1;
   }
 }
 
@@ -552,14 +565,9 @@ int LeaderAgent::start_recycling_round() {
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor& acceptor = acceptors_[i];
     if (!acceptor.confirmed) continue;
-    fabric::ReadRequest request;
-    request.work_id = work_id(Operation::read_applied, i, 0);
-    request.remote = acceptor.link.log;
-    request.remote_offset = log_layout::applied_offset;
-    request.local_region = scratch_.get();
-    request.local_offset = cursor_scratch_offset(i);
-    request.length = encoded_cursor_bytes;
-    if (post_or_drop(i, acceptor.link.connection->post_read(request))) {
+    const auto status = post_header_read(i, Operation::read_applied, log_layout::applied_offset, encoded_cursor_bytes,
+                                         cursor_scratch_offset(i));
+    if (post_or_drop(i, status)) {
       acceptor.applied_read_outstanding = true;
       ++posted;
     }
@@ -656,14 +664,7 @@ int LeaderAgent::advance_recovery() {
     for (std::size_t i = 0; i < acceptors_.size(); ++i) {
       Acceptor& acceptor = acceptors_[i];
       if (!acceptor.confirmed || !acceptor.step_succeeded) continue;
-      // The latest of the three cursors; one that is torn or unwritten says nothing.
-      LogCursor first_undecided = log_start;
-      for (const std::size_t offset :
-           {log_layout::aligned_offset, log_layout::committed_offset, log_layout::applied_offset}) {
-        const auto cursor =
-            decode_cursor(std::span(scratch_for(i) + (offset - log_layout::aligned_offset), encoded_cursor_bytes));
-        if (cursor && cursor->index > first_undecided.index) first_undecided = *cursor;
-      }
+      const LogCursor first_undecided = first_undecided_in(i);
       acceptor.first_undecided = first_undecided;
       if (first_undecided.index > recovery_target_.index) {
         recovery_target_ = first_undecided;
@@ -813,14 +814,9 @@ int LeaderAgent::advance_join() {
   if (!join_started_) {
     // Everything committed is in this replica's log; read how far the joiner is decided.
     join_started_ = true;
-    fabric::ReadRequest request;
-    request.work_id = work_id(Operation::join_read, index, 0);
-    request.remote = joiner.link.log;
-    request.remote_offset = log_layout::aligned_offset;
-    request.local_region = scratch_.get();
-    request.local_offset = index * scratch_window_bytes_;
-    request.length = static_cast<std::uint32_t>(log_layout::applied_offset + encoded_cursor_bytes - log_layout::aligned_offset);
-    if (joiner.link.connection->post_read(request) == fabric::PostStatus::posted) {
+    const auto status = post_header_read(index, Operation::join_read, log_layout::aligned_offset, cursors_read_bytes,
+                                         index * scratch_window_bytes_);
+    if (status == fabric::PostStatus::posted) {
       join_operations_ = 1;
     } else {
       join_failed_ = true;
@@ -829,12 +825,7 @@ int LeaderAgent::advance_join() {
     return 1;
   }
   if (joiner.first_undecided.index == 0) {
-    LogCursor first_undecided = log_start;
-    for (const std::size_t offset : {log_layout::aligned_offset, log_layout::committed_offset, log_layout::applied_offset}) {
-      const auto cursor =
-          decode_cursor(std::span(scratch_for(index) + (offset - log_layout::aligned_offset), encoded_cursor_bytes));
-      if (cursor && cursor->index > first_undecided.index) first_undecided = *cursor;
-    }
+    const LogCursor first_undecided = first_undecided_in(index);
     joiner.first_undecided = first_undecided;
     if (first_undecided.index < committed_.index) {
       // Below the recycled position the space may be rewritten by the very next entry:

@@ -43,6 +43,7 @@
 #include "engine/command_batch.hpp"
 #include "engine/log_cursor.hpp"
 #include "engine/log_entry.hpp"
+#include "engine/log_layout.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
 #include "fabric/fabric.hpp"
@@ -204,6 +205,13 @@ class LeaderAgent final : public Agent {
   fabric::PostStatus post_cursor_write(std::size_t acceptor, Operation operation, std::size_t header_offset,
                                        const LogCursor& cursor);
   void write_cursor_to_confirmed(Operation operation, std::size_t header_offset, const LogCursor& cursor);
+  // A READ of header words of an acceptor's log into this leader's scratch region.
+  fabric::PostStatus post_header_read(std::size_t acceptor, Operation operation, std::size_t header_offset,
+                                      std::uint32_t length, std::uint64_t local_offset);
+  // After a READ of cursors_read_bytes at aligned_offset into the acceptor's window.
+  LogCursor first_undecided_in(std::size_t acceptor) const;
+  static constexpr std::uint32_t cursors_read_bytes =
+      static_cast<std::uint32_t>(log_layout::applied_offset + encoded_cursor_bytes - log_layout::aligned_offset);
   std::size_t cursor_scratch_offset(std::size_t acceptor) const;
 
   LeaderConfig config_;
