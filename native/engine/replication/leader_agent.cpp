@@ -97,6 +97,27 @@ fabric::PostStatus LeaderAgent::post_header_read(std::size_t acceptor, Operation
   return acceptors_[acceptor].link.connection->post_read(request);
 }
 
+LeaderAgent::RangeCopy LeaderAgent::post_range_copy(std::size_t acceptor, Operation operation, std::uint64_t from,
+                                                    std::uint64_t to) {
+  RangeCopy copy;
+  for (std::uint64_t position = from; position < to;) {
+    // Split where the circular area ends: the same places in both logs.
+    const std::uint64_t bytes = std::min(to - position, geometry_.bytes_before_end(position));
+    fabric::WriteRequest request;
+    request.work_id = work_id(operation, acceptor, 0);
+    request.remote = acceptors_[acceptor].link.log;
+    request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
+    request.local_region = &own_log_;
+    request.local_offset = log_layout::entry_area_offset + geometry_.place(position);
+    request.length = static_cast<std::uint32_t>(bytes);
+    copy.status = acceptors_[acceptor].link.connection->post_write(request);
+    if (copy.status != fabric::PostStatus::posted) break;
+    ++copy.posted;
+    position += bytes;
+  }
+  return copy;
+}
+
 LogCursor LeaderAgent::first_undecided_in(std::size_t acceptor) const {
   // The latest of the three cursors read at `aligned_offset`; one that is torn or
   // unwritten says nothing.
@@ -749,21 +770,9 @@ void LeaderAgent::start_update_followers() {
         if (role_ == Role::deposed) return;
         continue;
       }
-      std::uint64_t position = from;
-      while (position < to) {
-        const std::uint64_t bytes = std::min(to - position, geometry_.bytes_before_end(position));
-        fabric::WriteRequest request;
-        request.work_id = work_id(Operation::update_write, i, 0);
-        request.remote = acceptor.link.log;
-        request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
-        request.local_region = &own_log_;
-        request.local_offset = log_layout::entry_area_offset + geometry_.place(position);
-        request.length = static_cast<std::uint32_t>(bytes);
-        if (!post_or_drop(i, acceptor.link.connection->post_write(request))) break;
-        ++acceptor.step_operations;
-        position += bytes;
-      }
-      if (!acceptor.confirmed) continue;
+      const auto copied = post_range_copy(i, Operation::update_write, from, to);
+      acceptor.step_operations += copied.posted;
+      if (!post_or_drop(i, copied.status)) continue;
     }
     // Every confirmed log now agrees up to the target: say so in its header, with the
     // space that may be reused from now on.
@@ -840,21 +849,11 @@ int LeaderAgent::advance_join() {
         joining_.pop_front();
         return 1;
       }
-      for (std::uint64_t position = first_undecided.position; position < committed_.position;) {
-        const std::uint64_t bytes = std::min(committed_.position - position, geometry_.bytes_before_end(position));
-        fabric::WriteRequest request;
-        request.work_id = work_id(Operation::join_write, index, 0);
-        request.remote = joiner.link.log;
-        request.remote_offset = log_layout::entry_area_offset + geometry_.place(position);
-        request.local_region = &own_log_;
-        request.local_offset = log_layout::entry_area_offset + geometry_.place(position);
-        request.length = static_cast<std::uint32_t>(bytes);
-        if (joiner.link.connection->post_write(request) != fabric::PostStatus::posted) {
-          join_failed_ = true;
-          return 1;
-        }
-        ++join_operations_;
-        position += bytes;
+      const auto copied = post_range_copy(index, Operation::join_write, first_undecided.position, committed_.position);
+      join_operations_ += copied.posted;
+      if (copied.status != fabric::PostStatus::posted) {
+        join_failed_ = true;
+        return 1;
       }
     }
     if (post_cursor_write(index, Operation::join_write, log_layout::aligned_offset, committed_) !=

@@ -208,6 +208,13 @@ class LeaderAgent final : public Agent {
   // A READ of header words of an acceptor's log into this leader's scratch region.
   fabric::PostStatus post_header_read(std::size_t acceptor, Operation operation, std::size_t header_offset,
                                       std::uint32_t length, std::uint64_t local_offset);
+  // Writes the entry-area bytes [from, to) of this replica's log to the same places of an
+  // acceptor's log (the decided entries it lacks).
+  struct RangeCopy {
+    std::uint32_t posted = 0;
+    fabric::PostStatus status = fabric::PostStatus::posted;
+  };
+  RangeCopy post_range_copy(std::size_t acceptor, Operation operation, std::uint64_t from, std::uint64_t to);
   // After a READ of cursors_read_bytes at aligned_offset into the acceptor's window.
   LogCursor first_undecided_in(std::size_t acceptor) const;
   static constexpr std::uint32_t cursors_read_bytes =
