@@ -36,6 +36,7 @@
 #include "engine/command_batch.hpp"
 #include "engine/replica.hpp"
 #include "engine/runtime/agent_runner.hpp"
+#include "harness/process_cluster.hpp"
 #include "fabric/fabric.hpp"
 
 namespace {
@@ -65,7 +66,6 @@ struct Options {
 
 // Shared with the parent (an anonymous shared mapping made before the forks).
 struct ReplicaStats {
-  std::atomic<std::uint32_t> ready;
   std::atomic<std::uint64_t> candidate_ns;  // first time it stood for election
   std::atomic<std::uint64_t> leading_ns;    // first time it got a majority of grants
   std::atomic<std::uint64_t> steady_ns;     // recovery and prepare done
@@ -96,46 +96,6 @@ struct BenchCard {
   fabric::RegionDescriptor region;
   std::array<fabric::EndpointInfo, replica_count> to_peer;    // posting ends
   std::array<fabric::EndpointInfo, replica_count> from_peer;  // target ends
-};
-
-class Pipe {
- public:
-  Pipe() {
-    if (::pipe(ends_.data()) != 0) std::abort();
-  }
-  void send(const void* data, std::size_t bytes) const {
-    const auto* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-      const ssize_t n = ::write(ends_[1], p, bytes);
-      if (n <= 0) std::abort();
-      p += n;
-      bytes -= static_cast<std::size_t>(n);
-    }
-  }
-  void receive(void* data, std::size_t bytes) const {
-    auto* p = static_cast<char*>(data);
-    while (bytes > 0) {
-      const ssize_t n = ::read(ends_[0], p, bytes);
-      if (n <= 0) std::exit(3);  // the parent went away
-      p += n;
-      bytes -= static_cast<std::size_t>(n);
-    }
-  }
-  void send_blob(const std::vector<std::byte>& blob) const {
-    const std::uint32_t size = static_cast<std::uint32_t>(blob.size());
-    send(&size, sizeof size);
-    send(blob.data(), blob.size());
-  }
-  std::vector<std::byte> receive_blob() const {
-    std::uint32_t size = 0;
-    receive(&size, sizeof size);
-    std::vector<std::byte> blob(size);
-    receive(blob.data(), size);
-    return blob;
-  }
-
- private:
-  std::array<int, 2> ends_{};
 };
 
 struct Percentiles {
@@ -340,22 +300,78 @@ class Driver final : public engine::Agent {
 
 // --- one replica process ------------------------------------------------------------
 
-struct Channels {
-  Pipe to_parent[replica_count];
-  Pipe to_child[replica_count];
+// What mu-bench adds to each replica process: the floor's own connections and the driver.
+class BenchHooks final : public harness::ReplicaHooks {
+ public:
+  BenchHooks(const Options& options, Shared& shared, fabric::NodeId id, fabric::Fabric& fabric,
+             engine::Replica& replica)
+      : options_(options), shared_(shared), id_(id), fabric_(fabric), replica_(replica) {
+    queue_ = fabric.create_completion_queue(64);
+    region_ = fabric.register_region(8192);
+    source_ = fabric.register_region(8192);
+    for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+      to_peer_.push_back(fabric.create_connection(queue_));
+      from_peer_.push_back(fabric.create_connection(queue_));
+    }
+  }
+
+  std::vector<std::byte> card() override {
+    BenchCard mine{};
+    mine.region = region_->descriptor();
+    for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+      mine.to_peer[peer] = to_peer_[peer]->local_endpoint();
+      mine.from_peer[peer] = from_peer_[peer]->local_endpoint();
+    }
+    std::vector<std::byte> bytes(sizeof mine);
+    std::memcpy(bytes.data(), &mine, sizeof mine);
+    return bytes;
+  }
+
+  void connect(std::span<const std::vector<std::byte>> cards) override {
+    std::vector<fabric::Connection*> connections;
+    std::vector<const fabric::RemoteRegion*> regions;
+    for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
+      BenchCard theirs{};
+      if (cards[peer].size() != sizeof theirs) std::abort();
+      std::memcpy(&theirs, cards[peer].data(), sizeof theirs);
+      from_peer_[peer]->connect(theirs.to_peer[id_], fabric::access_remote_all);
+      to_peer_[peer]->connect(theirs.from_peer[id_], fabric::access_none);
+      remote_.push_back(fabric_.attach_remote_region(theirs.region));
+      connections.push_back(to_peer_[peer].get());
+      regions.push_back(remote_.back().get());
+    }
+    driver_ = std::make_unique<Driver>(options_, replica_, shared_.replicas[id_], shared_.run, fabric_, queue_,
+                                       std::move(connections), std::move(regions), *source_);
+  }
+
+  std::vector<engine::Agent*> agents() override { return {driver_.get()}; }
+  void on_applied(std::uint64_t, std::span<const std::byte> payload) override { driver_->on_applied(payload); }
+
+  void before_exit() override {
+    if (std::getenv("MU_BENCH_DEBUG") != nullptr) {
+      std::fprintf(stderr, "replica %u: %s; %s\n", id_, replica_.leader().describe().c_str(),
+                   replica_.background().describe().c_str());
+    }
+    if (options_.mode == "idle") std::fprintf(stderr, "  replica %u: %s\n", id_, driver_->describe_gaps().c_str());
+  }
+
+ private:
+  const Options& options_;
+  Shared& shared_;
+  fabric::NodeId id_;
+  fabric::Fabric& fabric_;
+  engine::Replica& replica_;
+  std::shared_ptr<fabric::CompletionQueue> queue_;
+  std::unique_ptr<fabric::LocalRegion> region_;
+  std::unique_ptr<fabric::LocalRegion> source_;
+  std::vector<std::unique_ptr<fabric::Connection>> to_peer_;
+  std::vector<std::unique_ptr<fabric::Connection>> from_peer_;
+  std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_;
+  std::unique_ptr<Driver> driver_;
 };
 
-[[noreturn]] void run_replica(fabric::NodeId id, const Options& options, const std::string& cluster, Channels& channels,
-                              Shared& shared) {
-  fabric::FabricConfig fabric_config;
-  fabric_config.backend = fabric::Backend::shm;
-  fabric_config.node_id = id;
-  fabric_config.cluster_name = cluster;
-  auto fabric = fabric::create_fabric(fabric_config);
-
+engine::ReplicaConfig replica_config(const Options& options) {
   engine::ReplicaConfig config;
-  config.leader.self = id;
-  config.leader.replica_count = replica_count;
   config.leader.log_area_bytes = 4 << 20;
   config.leader.max_payload_bytes = 64 * 1024;
   if (options.read_interval_us != 0) {
@@ -367,134 +383,31 @@ struct Channels {
     config.background.detector.failure_threshold = 2;
     config.background.detector.recovery_threshold = std::max(3u, config.background.detector.max_score * 3 / 4);
   }
-  engine::SteadyClock clock;
-  Driver* driver = nullptr;
-  engine::Replica replica(config, fabric,
-                          [&driver](std::uint64_t, std::span<const std::byte> payload) {
-                            if (driver != nullptr) driver->on_applied(payload);
-                          },
-                          clock);
-
-  // The floor's own connections and regions, wired like the engine's.
-  auto bench_queue = fabric->create_completion_queue(64);
-  auto bench_region = fabric->register_region(8192);
-  auto bench_source = fabric->register_region(8192);
-  std::vector<std::unique_ptr<fabric::Connection>> to_peer, from_peer;
-  BenchCard mine{};
-  mine.region = bench_region->descriptor();
-  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
-    to_peer.push_back(fabric->create_connection(bench_queue));
-    from_peer.push_back(fabric->create_connection(bench_queue));
-    mine.to_peer[peer] = to_peer.back()->local_endpoint();
-    mine.from_peer[peer] = from_peer.back()->local_endpoint();
-  }
-  channels.to_parent[id].send_blob(replica.card().encode());
-  channels.to_parent[id].send(&mine, sizeof mine);
-  std::vector<engine::ReplicaCard> cards;
-  std::vector<BenchCard> bench_cards(replica_count);
-  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
-    cards.push_back(engine::ReplicaCard::decode(channels.to_child[id].receive_blob()));
-    channels.to_child[id].receive(&bench_cards[peer], sizeof(BenchCard));
-  }
-  replica.connect(cards);
-  // No replica posts before every replica has connected its ends (the contract: both ends
-  // connect before either posts); the parent releases them together.
-  char go = 0;
-  channels.to_parent[id].send(&go, 1);
-  channels.to_child[id].receive(&go, 1);
-  std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_bench;
-  std::vector<fabric::Connection*> bench_connections;
-  std::vector<const fabric::RemoteRegion*> bench_regions;
-  for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
-    from_peer[peer]->connect(bench_cards[peer].to_peer[id], fabric::access_remote_all);
-    to_peer[peer]->connect(bench_cards[peer].from_peer[id], fabric::access_none);
-    remote_bench.push_back(fabric->attach_remote_region(bench_cards[peer].region));
-    bench_connections.push_back(to_peer[peer].get());
-    bench_regions.push_back(remote_bench.back().get());
-  }
-  Driver the_driver(options, replica, shared.replicas[id], shared.run, *fabric, bench_queue, bench_connections,
-                    bench_regions, *bench_source);
-  driver = &the_driver;
-  std::vector<engine::Agent*> agents = replica.agents();
-  agents.push_back(&the_driver);
-  engine::AgentRunner runner(agents, engine::make_idle_strategy(options.idle));
-  shared.replicas[id].ready = 1;
-  runner.start();
-  char stop = 0;
-  channels.to_child[id].receive(&stop, 1);  // the parent says when
-  runner.stop();
-  if (std::getenv("MU_BENCH_DEBUG") != nullptr) {
-    std::fprintf(stderr, "replica %u: %s; %s; rounds %llu idle %llu\n", id, replica.leader().describe().c_str(),
-                 replica.background().describe().c_str(), static_cast<unsigned long long>(runner.rounds()),
-                 static_cast<unsigned long long>(runner.idle_rounds()));
-  }
-  if (options.mode == "idle") {
-    std::fprintf(stderr, "  replica %u: %s\n", id, the_driver.describe_gaps().c_str());
-  }
-  std::_Exit(0);
+  return config;
 }
 
+// Three replica processes and the memory they share with this one.
 struct Cluster {
-  std::array<pid_t, replica_count> pids{};
-  Shared* shared = nullptr;
-  Channels* channels = nullptr;
+  harness::SharedMemory<Shared> memory;
+  Shared* shared = &*memory;
+  std::unique_ptr<harness::ProcessCluster> processes;
 
   Cluster(const Options& options, int run) {
-    shared = static_cast<Shared*>(
-        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    new (shared) Shared{};
-    channels = new Channels;
-    const std::string cluster = "bench-" + std::to_string(::getpid()) + "-" + std::to_string(run);
-    for (fabric::NodeId id = 0; id < replica_count; ++id) {
-      pids[id] = ::fork();
-      if (pids[id] == 0) run_replica(id, options, cluster, *channels, *shared);
-    }
-    // Every card to every replica.
-    std::vector<std::vector<std::byte>> cards(replica_count);
-    std::vector<BenchCard> bench_cards(replica_count);
-    for (fabric::NodeId id = 0; id < replica_count; ++id) {
-      cards[id] = channels->to_parent[id].receive_blob();
-      channels->to_parent[id].receive(&bench_cards[id], sizeof(BenchCard));
-    }
-    for (fabric::NodeId id = 0; id < replica_count; ++id) {
-      for (fabric::NodeId peer = 0; peer < replica_count; ++peer) {
-        channels->to_child[id].send_blob(cards[peer]);
-        channels->to_child[id].send(&bench_cards[peer], sizeof(BenchCard));
-      }
-    }
-    char connected = 0;
-    for (fabric::NodeId id = 0; id < replica_count; ++id) channels->to_parent[id].receive(&connected, 1);
-    for (fabric::NodeId id = 0; id < replica_count; ++id) channels->to_child[id].send(&connected, 1);
+    harness::ProcessClusterOptions cluster_options;
+    cluster_options.replica_count = replica_count;
+    cluster_options.replica = replica_config(options);
+    cluster_options.idle_strategy = options.idle;
+    cluster_options.cluster_name = "bench-" + std::to_string(::getpid()) + "-" + std::to_string(run);
+    processes = std::make_unique<harness::ProcessCluster>(
+        cluster_options, [&options, this](fabric::NodeId id, fabric::Fabric& fabric, engine::Replica& replica) {
+          return std::make_unique<BenchHooks>(options, *shared, id, fabric, replica);
+        });
   }
-  ~Cluster() {
-    for (fabric::NodeId id = 0; id < replica_count; ++id) {
-      ::kill(pids[id], SIGCONT);
-      const char stop = 1;
-      channels->to_child[id].send(&stop, 1);
-    }
-    for (fabric::NodeId id = 0; id < replica_count; ++id) {
-      const auto deadline = Steady::now() + std::chrono::seconds(5);
-      int status = 0;
-      while (::waitpid(pids[id], &status, WNOHANG) == 0) {
-        if (Steady::now() > deadline) {
-          ::kill(pids[id], SIGKILL);
-          ::waitpid(pids[id], &status, 0);
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    }
-    ::munmap(shared, sizeof(Shared));
-    delete channels;
-  }
+  ~Cluster() { processes.reset(); }  // before the shared memory goes
 
+  pid_t pid(fabric::NodeId id) const { return processes->pid(id); }
   bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds limit) const {
-    const auto deadline = Steady::now() + limit;
-    while (Steady::now() < deadline) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-    return condition();
+    return harness::ProcessCluster::wait_for(condition, limit);
   }
 };
 
@@ -555,7 +468,7 @@ int run_failover(const Options& options) {
       stats[id].first_commit_ns = 0;
     }
     const std::uint64_t signalled = now_ns();
-    ::kill(cluster.pids[0], options.kill_leader ? SIGKILL : SIGSTOP);
+    ::kill(cluster.pid(0), options.kill_leader ? SIGKILL : SIGSTOP);
     fabric::NodeId winner = 0;
     const bool replaced = cluster.wait_for(
         [&] {
