@@ -177,6 +177,31 @@ class Run {
     cluster_.clock().advance_ns(20 + random_.below(300));
     if (random_.chance(options_.propose_probability)) propose();
     observe_leader();
+    fault_at_commit();
+  }
+
+  void fault_at_commit() {
+    const auto leader = cluster_.steady_leader();
+    if (!leader) return;
+    // The leader's own applied history: a command there has been answered to its client,
+    // while the followers may not know yet that it is committed.
+    const std::uint64_t committed = cluster_.replica(*leader).applied.size();
+    const bool moved = leader == commit_watch_leader_ && committed > commit_watch_index_;
+    commit_watch_leader_ = leader;
+    commit_watch_index_ = committed;
+    if (!moved || unavailable() >= tolerated_failures(cluster_.size()) ||
+        !random_.chance(options_.fault_at_commit_probability)) {
+      return;
+    }
+    if (random_.chance(0.2) && options_.crash_probability > 0) {
+      cluster_.network().crash(*leader);
+      ++result_.crashes;
+      note(std::string("crash leader ") + std::to_string(*leader) + " right after applying command " + std::to_string(committed - 1));
+    } else {
+      cluster_.replica(*leader).paused = true;
+      ++result_.pauses;
+      note(std::string("pause leader ") + std::to_string(*leader) + " right after applying command " + std::to_string(committed - 1));
+    }
   }
 
   void propose() {
@@ -327,6 +352,8 @@ class Run {
   std::size_t acknowledged_through_ = 0;
   std::map<fabric::NodeId, std::uint64_t> last_sequence_;
   std::optional<fabric::NodeId> last_leader_;
+  std::optional<fabric::NodeId> commit_watch_leader_;
+  std::uint64_t commit_watch_index_ = 0;
 };
 
 }  // namespace

@@ -19,6 +19,9 @@
 //   durability     every command acknowledged (applied at its proposer) is applied on
 //                  every live replica
 //   liveness       the probe commits within the bound
+// Besides faults at random moments, a leader is paused or crashed now and then right
+// after its commit point moves, while entries behind it are still in flight: the moment
+// where a wrong prepare (say, adopting the lowest proposal) would lose a chosen value.
 // The same seed replays the same run exactly.
 #pragma once
 
@@ -38,6 +41,10 @@ struct SimulationOptions {
   double pause_probability = 2e-4;
   double resume_probability = 2e-3;
   double crash_probability = 2e-5;
+  // Faults aimed at the protocol's most delicate moment: right after a leader applied (and
+  // so answered) a command that its followers may not yet know to be committed, that
+  // leader is paused or crashed with this probability.
+  double fault_at_commit_probability = 0.02;
   double propose_probability = 0.05;
   fabric::sim::SimFaults network{1, 8, 0.2, 4};
   // Small logs, so that runs wrap and recycle.
