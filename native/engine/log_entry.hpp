@@ -40,6 +40,7 @@ struct EntryHeader {
 };
 
 inline constexpr std::size_t entry_header_bytes = 32;
+inline constexpr std::size_t entry_index_offset = 16;  // of log_index, for a quick look
 inline constexpr std::size_t entry_trailer_bytes = 8;
 inline constexpr std::uint32_t entry_canary = 0x4d75'4c67;  // "gLuM"
 inline constexpr std::uint32_t max_entry_payload_bytes = 1u << 20;

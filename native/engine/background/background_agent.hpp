@@ -59,6 +59,8 @@ struct BackgroundConfig {
   // by (1 + id) so that two candidates do not keep colliding.
   std::uint64_t candidate_backoff_ns = 500'000;
   std::uint64_t fate_sharing_timeout_ns = 10'000'000;
+  // How often pending permission requests and the election are looked at.
+  std::uint64_t housekeeping_interval_ns = 10'000;
 };
 
 // One replica's background region as this replica reaches it (itself included).
@@ -131,6 +133,8 @@ class BackgroundAgent final : public Agent {
   FailureDetector detector_;
   std::unique_ptr<fabric::LocalRegion> scratch_;  // one heartbeat cell per replica
 
+  std::uint64_t now_ns_ = 0;  // read once per round
+  std::uint64_t next_housekeeping_ns_ = 0;
   std::uint64_t heartbeat_ = 0;
   std::uint64_t beats_withheld_ = 0;  // by fate sharing
   // Why candidacies ended (for status and diagnostics).

@@ -26,19 +26,11 @@ void ApplyAgent::learn_commit_point() {
       first_undecided_index_ = std::max(first_undecided_index_, cursor->index);
     }
   }
-  LogCursor at = applied_;
-  for (std::uint32_t seen = 0; seen < max_entries_per_round_; ++seen) {
-    const auto entry = log_.read_entry(at.position, at.index, scratch_);
-    if (!entry) {
-      if (seen == 0) check_overwritten();
-      break;
-    }
-    if (entry->header.kind != EntryKind::wrap) {
-      first_undecided_index_ = std::max(first_undecided_index_, entry->header.leader_commit_index + 1);
-      ++at.index;
-    }
-    at.position = log_.geometry().position_after(entry->position, entry->header);
-  }
+}
+
+void ApplyAgent::check_overwritten() {
+  const auto found = log_.index_at(applied_.position, scratch_);
+  if (found && *found > applied_.index) needs_state_transfer_ = true;
 }
 
 void ApplyAgent::resume_from_state_transfer(const LogCursor& applied) {
@@ -51,42 +43,44 @@ void ApplyAgent::resume_from_state_transfer(const LogCursor& applied) {
   needs_state_transfer_ = false;
 }
 
-void ApplyAgent::check_overwritten() {
-  const auto found = log_.index_at(applied_.position, scratch_);
-  if (found && *found > applied_.index) needs_state_transfer_ = true;
-}
-
 int ApplyAgent::do_work() {
   if (needs_state_transfer_) return 0;
+  // What is known committed before any entry is read this round.
   learn_commit_point();
   if (needs_state_transfer_) return 0;
+  const std::uint64_t known = first_undecided_index_;
+  // One walk. An entry below `known` was read after its commit was learned, so it is the
+  // chosen one and is applied now; an entry at or beyond it only teaches, through its
+  // piggybacked commit index, a later commit point, and is applied in a later round after
+  // being read again (it may have been an unchosen value that a new leader rewrites).
+  LogCursor at = applied_;
   int applied_count = 0;
-  while (applied_.index < first_undecided_index_ &&
-         static_cast<std::uint32_t>(applied_count) < max_entries_per_round_) {
-    // Read after learning the commit point: see the class comment.
-    const auto entry = log_.read_entry(applied_.position, applied_.index, scratch_);
+  for (std::uint32_t seen = 0; seen < max_entries_per_round_; ++seen) {
+    const auto entry = log_.read_entry(at.position, at.index, scratch_);
     if (!entry) {
       // Still landing (torn) or being rewritten with the same value; or, when a later
       // index sits here, recycled before this replica applied it.
-      check_overwritten();
+      if (at == applied_) check_overwritten();
       break;
     }
     const std::uint64_t next_position = log_.geometry().position_after(entry->position, entry->header);
+    const bool apply_now = at.index < known && at == applied_;
     if (entry->header.kind == EntryKind::wrap) {
-      applied_.position = next_position;
+      if (apply_now) applied_.position = next_position;
+      at.position = next_position;
       continue;
     }
-    if (entry->header.kind == EntryKind::commands) apply_(applied_.index, entry->payload);
-    applied_ = LogCursor{applied_.index + 1, next_position};
-    ++applied_count;
+    first_undecided_index_ = std::max(first_undecided_index_, entry->header.leader_commit_index + 1);
+    if (apply_now) {
+      if (entry->header.kind == EntryKind::commands) apply_(at.index, entry->payload);
+      applied_ = LogCursor{at.index + 1, next_position};
+      ++applied_count;
+    }
+    at = LogCursor{at.index + 1, next_position};
   }
   if (applied_count > 0) log_.write_cursor(log_layout::applied_offset, applied_);
   return applied_count;
 }
-
-}  // namespace mu::engine
-
-namespace mu::engine {
 
 std::string ApplyAgent::describe() {
   std::string out = "applied " + std::to_string(applied_.index) + "@" + std::to_string(applied_.position) +

@@ -2,13 +2,15 @@
 // the replica's own log, learns how far it is committed, and hands each committed entry to
 // the application in log order.
 //
-// The commit point comes from three places: the commit index piggybacked in every entry
+// The commit point comes from four places: the commit index piggybacked in every entry
 // (the leader's knowledge when it wrote it), the `committed` cursor a leader publishes
-// when it goes idle, and the `aligned` cursor a new leader writes after bringing this log
-// up to date. Each round has two passes: the first learns the commit point, the second
-// re-reads and applies the entries below it. Re-reading matters: an entry read before a
-// new leader rewrote it (prepare adoption) may be a value that was never chosen, and only
-// a read that happens after learning the commit point is sure to see the chosen one.
+// when it goes idle, the `aligned` cursor a new leader writes after bringing this log up
+// to date, and, on the leader's own replica, the leader agent itself. An entry is applied
+// only if it was read after its commit became known: one read before a new leader rewrote
+// it (prepare adoption) may be a value that was never chosen, and only a read that happens
+// after learning the commit point is sure to see the chosen one. So each round learns
+// first, then walks the entries once, applying those below what it knew and learning
+// from the rest for the next round.
 #pragma once
 
 #include <cstdint>

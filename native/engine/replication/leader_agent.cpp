@@ -569,7 +569,14 @@ void LeaderAgent::advance_commit() {
 
 int LeaderAgent::publish_commit_point() {
   // Only when idle: while entries flow, each one carries the commit point.
-  if (!in_flight_.empty() || !pending_.empty() || committed_ == published_) return 0;
+  if (!in_flight_.empty() || !pending_.empty()) {
+    idle_since_ns_.reset();
+    return 0;
+  }
+  if (committed_ == published_) return 0;
+  const std::uint64_t now = clock_.now_ns();
+  if (!idle_since_ns_) idle_since_ns_ = now;
+  if (now - *idle_since_ns_ < config_.commit_publish_delay_ns) return 0;
   write_cursor_to_confirmed(Operation::write_commit, log_layout::committed_offset, committed_);
   published_ = committed_;
   return 1;

@@ -60,6 +60,9 @@ struct LeaderConfig {
   std::uint32_t max_outstanding_entries = 8;    // the pipeline depth, K
   // Commands waiting to be proposed, at most; propose() refuses beyond (backpressure).
   std::uint32_t max_pending_commands = 65536;
+  // How long the pipeline must stay idle before the commit point is published: while
+  // commands keep coming, the next entry carries it at no cost.
+  std::uint64_t commit_publish_delay_ns = 20'000;
 };
 
 // One acceptor as the leader reaches it: its log region, through this leader's posting
@@ -255,6 +258,7 @@ class LeaderAgent final : public Agent {
   LogCursor tail_;       // where the next entry goes
   LogCursor committed_;  // the first uncommitted entry
   LogCursor published_;  // the commit point last published
+  std::optional<std::uint64_t> idle_since_ns_;  // when the pipeline last drained
   std::uint64_t recycled_position_ = 0;
   std::deque<InFlightEntry> in_flight_;
   std::uint64_t adopted_index_ = 0;  // the entry the prepare step is re-accepting, 0 = none
