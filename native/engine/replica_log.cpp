@@ -50,7 +50,17 @@ std::optional<ReplicaLog::Snapshot> ReplicaLog::read_entry(std::uint64_t positio
 }
 
 std::optional<std::uint64_t> ReplicaLog::index_at(std::uint64_t position, std::vector<std::byte>& scratch) const {
-  const DecodedEntry decoded = snapshot(geometry_.readable_position(position), scratch);
+  return index_at_least(position, 0, scratch);
+}
+
+std::optional<std::uint64_t> ReplicaLog::index_at_least(std::uint64_t position, std::uint64_t minimum,
+                                                        std::vector<std::byte>& scratch) const {
+  position = geometry_.readable_position(position);
+  // Cheap rejection first: usually the bytes there are an earlier lap's (a lower index).
+  std::uint64_t index_word = 0;
+  std::memcpy(&index_word, entry_area_.data() + geometry_.place(position) + entry_index_offset, sizeof index_word);
+  if (index_word < minimum) return std::nullopt;
+  const DecodedEntry decoded = snapshot(position, scratch);
   if (decoded.state != EntryState::valid) return std::nullopt;
   return decoded.header.log_index;
 }

@@ -43,6 +43,9 @@ class ReplicaLog {
   // The index of whatever valid entry lies at `position`, expected or not: lets a reader
   // tell "not written yet" from "overwritten by a later lap".
   std::optional<std::uint64_t> index_at(std::uint64_t position, std::vector<std::byte>& scratch) const;
+  // The same, but only when that index is at least `minimum` (cheap when it is not).
+  std::optional<std::uint64_t> index_at_least(std::uint64_t position, std::uint64_t minimum,
+                                              std::vector<std::byte>& scratch) const;
 
   std::span<const std::byte> entry_area() const { return entry_area_; }
 

@@ -29,7 +29,7 @@ void ApplyAgent::learn_commit_point() {
 }
 
 void ApplyAgent::check_overwritten() {
-  const auto found = log_.index_at(applied_.position, scratch_);
+  const auto found = log_.index_at_least(applied_.position, applied_.index + 1, scratch_);
   if (found && *found > applied_.index) needs_state_transfer_ = true;
 }
 

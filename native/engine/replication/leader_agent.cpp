@@ -64,6 +64,7 @@ LeaderAgent::LeaderAgent(const LeaderConfig& config, fabric::Fabric& fabric,
                    [&](const Acceptor& acceptor) { return acceptor.link.node_id == config_.self; })) {
     throw std::invalid_argument("leader: no loopback link to this replica's own log");
   }
+  own_view_.emplace(std::span(own_log_.data(), own_log_.size_bytes()), config_.max_payload_bytes);
   staging_slot_bytes_ = encoded_entry_bytes(config_.max_payload_bytes) + encoded_entry_bytes(0);
   staging_ = fabric_.register_region(staging_slot_bytes_ * config_.max_outstanding_entries);
 }
@@ -740,19 +741,12 @@ void LeaderAgent::start_catch_up_read() {
   if (post_or_drop(catch_up_source_, source.link.connection->post_read(request))) catch_up_outstanding_ = true;
 }
 
-bool LeaderAgent::own_log_holds(LogCursor from, const LogCursor& to) const {
-  const std::span<const std::byte> area(own_log_.data() + log_layout::entry_area_offset, geometry_.area_bytes());
-  std::vector<std::byte> copy;
+bool LeaderAgent::own_log_holds(LogCursor from, const LogCursor& to) {
   while (from.index < to.index) {
-    from.position = geometry_.readable_position(from.position);
-    const std::uint64_t place = geometry_.place(from.position);
-    const std::uint64_t room = geometry_.bytes_before_end(from.position);
-    copy.assign(area.begin() + static_cast<std::ptrdiff_t>(place),
-                area.begin() + static_cast<std::ptrdiff_t>(place + std::min<std::uint64_t>(room, scratch_window_bytes_)));
-    const DecodedEntry entry = decode_entry(copy);
-    if (entry.state != EntryState::valid || entry.header.log_index != from.index) return false;
-    if (entry.header.kind != EntryKind::wrap) ++from.index;
-    from.position = geometry_.position_after(from.position, entry.header);
+    const auto entry = own_view_->read_entry(from.position, from.index, own_scratch_);
+    if (!entry) return false;
+    if (entry->header.kind != EntryKind::wrap) ++from.index;
+    from.position = geometry_.position_after(entry->position, entry->header);
   }
   return geometry_.readable_position(from.position) == geometry_.readable_position(to.position);
 }

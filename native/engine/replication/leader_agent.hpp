@@ -44,6 +44,7 @@
 #include "engine/log_cursor.hpp"
 #include "engine/log_entry.hpp"
 #include "engine/log_layout.hpp"
+#include "engine/replica_log.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
 #include "fabric/fabric.hpp"
@@ -182,7 +183,7 @@ class LeaderAgent final : public Agent {
   int advance_recovery();
   void start_catch_up_read();
   void start_update_followers();
-  bool own_log_holds(LogCursor from, const LogCursor& to) const;
+  bool own_log_holds(LogCursor from, const LogCursor& to);
   std::size_t own_acceptor() const;
 
   int advance_prepare();
@@ -227,6 +228,8 @@ class LeaderAgent final : public Agent {
   LeaderConfig config_;
   fabric::Fabric& fabric_;
   fabric::LocalRegion& own_log_;
+  std::optional<ReplicaLog> own_view_;  // this replica's log, read locally (never written so)
+  std::vector<std::byte> own_scratch_;
   std::shared_ptr<fabric::CompletionQueue> queue_;
   const Clock& clock_;
   CircularLog geometry_;
