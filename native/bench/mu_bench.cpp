@@ -136,13 +136,7 @@ class Driver final : public engine::Agent {
   }
 
   int do_work() override {
-    const std::uint64_t round_ns = now_ns();
-    if (last_round_ns_ != 0) {
-      const std::uint64_t gap = round_ns - last_round_ns_;
-      max_gap_ns_ = std::max(max_gap_ns_, gap);
-      for (std::size_t i = 0; i < gap_limits_us_.size(); ++i) gaps_over_[i] += gap > gap_limits_us_[i] * 1000 ? 1 : 0;
-    }
-    last_round_ns_ = round_ns;
+    if (options_.mode == "idle") record_gap();  // a clock read per round: only where it is the point
     observe_transitions();
     if (replica_.leader().role() != engine::LeaderAgent::Role::steady) {
       waiting_.reset();  // a command proposed in an earlier reign may never be applied here
@@ -169,10 +163,21 @@ class Driver final : public engine::Agent {
 
  private:
   // Stamps rising edges only, so the parent can clear the stamps and see what happens next.
+  void record_gap() {
+    const std::uint64_t round_ns = now_ns();
+    if (last_round_ns_ != 0) {
+      const std::uint64_t gap = round_ns - last_round_ns_;
+      max_gap_ns_ = std::max(max_gap_ns_, gap);
+      for (std::size_t i = 0; i < gap_limits_us_.size(); ++i) gaps_over_[i] += gap > gap_limits_us_[i] * 1000 ? 1 : 0;
+    }
+    last_round_ns_ = round_ns;
+  }
+
   void observe_transitions() {
-    const std::uint64_t now = now_ns();
     const auto candidacy = replica_.background().candidacy();
     const bool steady = replica_.leader().role() == engine::LeaderAgent::Role::steady;
+    if (candidacy == previous_candidacy_ && steady == was_steady_) return;  // the common case: no clock read
+    const std::uint64_t now = now_ns();
     if (candidacy == engine::BackgroundAgent::Candidacy::requesting && previous_candidacy_ != candidacy) {
       stats_.candidate_ns = now;
     }
