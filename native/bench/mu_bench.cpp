@@ -2,6 +2,9 @@
 // threaded runtime: every replica runs its agents on one thread with the chosen idle
 // strategy, as a deployment would on a small machine.
 //
+//   Every mode takes --backend shm|verbs (verbs: MU_VERBS_DEVICE, MU_VERBS_GID_INDEX, as
+//   for the tests; inside the Soft-RoCE VM: scripts/rdma-vm/run-verbs-suite.sh -- ...).
+//
 //   mu-bench latency  [--iterations N] [--idle backoff|yield|spin]
 //       replication latency (propose -> committed and applied at the leader) for commands
 //       of 8 B to 4 KiB, beside the raw fabric floor measured in the same processes: one
@@ -60,6 +63,7 @@ struct Options {
   int window = 256;
   bool kill_leader = false;
   std::string idle = "backoff";
+  fabric::Backend backend = fabric::Backend::shm;
   std::uint64_t read_interval_us = 0;  // 0: the engine's default
   std::uint32_t failure_reads = 0;     // reads without a heartbeat before a peer is suspected
 };
@@ -401,6 +405,11 @@ struct Cluster {
     harness::ProcessClusterOptions cluster_options;
     cluster_options.replica_count = replica_count;
     cluster_options.replica = replica_config(options);
+    cluster_options.fabric.backend = options.backend;
+    if (const char* device = std::getenv("MU_VERBS_DEVICE")) cluster_options.fabric.verbs_device = device;
+    if (const char* gid_index = std::getenv("MU_VERBS_GID_INDEX")) {
+      cluster_options.fabric.verbs_gid_index = static_cast<std::uint8_t>(std::atoi(gid_index));
+    }
     cluster_options.idle_strategy = options.idle;
     cluster_options.cluster_name = "bench-" + std::to_string(::getpid()) + "-" + std::to_string(run);
     processes = std::make_unique<harness::ProcessCluster>(
@@ -583,6 +592,7 @@ int main(int argc, char** argv) {
     else if (flag == "--window" && value) options.window = std::max(1, std::atoi(value)), ++i;
     else if (flag == "--signal" && value) options.kill_leader = std::string(value) == "kill", ++i;
     else if (flag == "--idle" && value) options.idle = value, ++i;
+    else if (flag == "--backend" && value) options.backend = fabric::parse_backend(value), ++i;
     else if (flag == "--read-interval-us" && value) options.read_interval_us = std::strtoull(value, nullptr, 10), ++i;
     else if (flag == "--failure-reads" && value) options.failure_reads = static_cast<std::uint32_t>(std::atoi(value)), ++i;
     else {
@@ -590,8 +600,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("mu-bench %s: 3 replicas as 3 processes on shm, idle strategy %s, %u cores\n", options.mode.c_str(),
-              options.idle.c_str(), std::thread::hardware_concurrency());
+  std::printf("mu-bench %s: 3 replicas as 3 processes on %s, idle strategy %s, %u cores\n", options.mode.c_str(),
+              std::string(fabric::backend_name(options.backend)).c_str(), options.idle.c_str(),
+              std::thread::hardware_concurrency());
   std::fflush(stdout);
   if (options.mode == "latency") return run_latency(options);
   if (options.mode == "throughput") return run_throughput(options);

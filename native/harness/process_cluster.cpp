@@ -79,8 +79,7 @@ namespace {
 
 [[noreturn]] void run_replica(fabric::NodeId id, const ProcessClusterOptions& options, const HooksFactory& make_hooks,
                               const Pipe& to_parent, const Pipe& from_parent) {
-  fabric::FabricConfig fabric_config;
-  fabric_config.backend = fabric::Backend::shm;
+  fabric::FabricConfig fabric_config = options.fabric;
   fabric_config.node_id = id;
   fabric_config.cluster_name = options.cluster_name;
   auto fabric = fabric::create_fabric(fabric_config);

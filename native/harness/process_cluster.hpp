@@ -1,4 +1,4 @@
-// Replicas as real processes on the shm fabric, for tests and benchmarks: one forked
+// Replicas as real processes on the shm fabric (or verbs), for tests and benchmarks: one forked
 // process per replica, each running the engine's agents (and the caller's, through hooks)
 // on one thread with an idle strategy, as a deployment on a small machine would. The
 // parent carries the replicas' cards to one another over pipes (standing in for the
@@ -47,6 +47,9 @@ using HooksFactory =
 
 struct ProcessClusterOptions {
   std::uint32_t replica_count = 3;
+  // The fabric each replica creates (node id and cluster name are set per process):
+  // shm by default; verbs needs verbs_device (and the GID index) set.
+  fabric::FabricConfig fabric{};
   engine::ReplicaConfig replica{};  // self and replica_count are set per process
   std::string idle_strategy = "backoff";
   std::string cluster_name;  // unique per cluster (the shm directory is named after it)
