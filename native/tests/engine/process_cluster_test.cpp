@@ -1,7 +1,8 @@
-// The threaded runtime with real processes on shm: three replica processes, each running
-// its agents on one thread, while the test pauses, resumes and kills leaders and
-// followers. Every replica records a hash chain of what it applied, so agreement is
-// checked across processes, not assumed.
+// The threaded runtime with real processes: three replica processes, each running its
+// agents on one thread, while the test pauses, resumes and kills leaders and followers.
+// Every replica records a hash chain of what it applied, so agreement is checked across
+// processes, not assumed. On shm by default; MU_PROCESS_BACKEND=verbs runs the same tests
+// on verbs (inside the Soft-RoCE VM, with MU_VERBS_DEVICE and MU_VERBS_GID_INDEX set).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -84,10 +86,19 @@ class ProcessClusterTest : public ::testing::Test {
     options.replica_count = replicas;
     options.replica.leader.log_area_bytes = 1 << 20;
     options.replica.leader.max_payload_bytes = 16 * 1024;
-    // A detection window (2 ms reads, ten misses) wider than the scheduling gaps of a
-    // shared 2-core machine, so the test checks the protocol, not the host's scheduler.
-    options.replica.background.detector.read_interval_ns = 2'000'000;
-    options.replica.background.detector.heartbeat_interval_ns = 500'000;
+    const char* backend = std::getenv("MU_PROCESS_BACKEND");
+    options.fabric.backend = fabric::parse_backend(backend != nullptr ? backend : "shm");
+    if (const char* device = std::getenv("MU_VERBS_DEVICE")) options.fabric.verbs_device = device;
+    if (const char* gid_index = std::getenv("MU_VERBS_GID_INDEX")) {
+      options.fabric.verbs_gid_index = static_cast<std::uint8_t>(std::atoi(gid_index));
+    }
+    // A detection window wider than the scheduling gaps of a shared 2-core machine (2 ms
+    // reads, ten misses), or of an emulated CPU in the Soft-RoCE VM (ten times that), so
+    // the test checks the protocol, not the host's scheduler.
+    const std::uint64_t read_interval_ns = options.fabric.backend == fabric::Backend::verbs ? 20'000'000 : 2'000'000;
+    options.replica.background.detector.read_interval_ns = read_interval_ns;
+    options.replica.background.detector.heartbeat_interval_ns = read_interval_ns / 4;
+    options.replica.background.candidate_timeout_ns = 10 * read_interval_ns;
     options.replica.background.detector.max_score = 12;
     options.replica.background.detector.recovery_threshold = 9;
     options.cluster_name = "threaded-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++);
@@ -136,57 +147,57 @@ class ProcessClusterTest : public ::testing::Test {
 
 TEST_F(ProcessClusterTest, APausedLeaderIsReplacedAndRejoinsAsAFollowerWhenResumed) {
   start();
-  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 10s));
+  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 30s));
   const auto old_leader = leader();
   ASSERT_TRUE(old_leader.has_value());
 
   cluster_->stop(*old_leader);
   std::optional<fabric::NodeId> new_leader;
-  ASSERT_TRUE(harness::ProcessCluster::wait_for([&] { return (new_leader = leader(old_leader)).has_value(); }, 10s));
+  ASSERT_TRUE(harness::ProcessCluster::wait_for([&] { return (new_leader = leader(old_leader)).has_value(); }, 30s));
   const fabric::NodeId follower = static_cast<fabric::NodeId>(3 - *old_leader - *new_leader);
   const std::uint64_t before = applied(*new_leader);
-  ASSERT_TRUE(all_applied_at_least({*new_leader, follower}, before + 50, 10s)) << "commits continue without it";
+  ASSERT_TRUE(all_applied_at_least({*new_leader, follower}, before + 50, 30s)) << "commits continue without it";
 
   cluster_->resume(*old_leader);
   const std::uint64_t target = applied(*new_leader) + 50;
-  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, target, 10s)) << "the resumed replica catches up as a follower";
+  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, target, 30s)) << "the resumed replica catches up as a follower";
   expect_agreement();
 }
 
 TEST_F(ProcessClusterTest, AKilledFollowerDoesNotStopCommitsAndAKilledLeaderIsReplaced) {
   start();
-  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 10s));
+  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 30s));
   const auto first_leader = leader();
   ASSERT_TRUE(first_leader.has_value());
   const fabric::NodeId follower = static_cast<fabric::NodeId>((*first_leader + 1) % replicas);
   const fabric::NodeId survivor = static_cast<fabric::NodeId>((*first_leader + 2) % replicas);
 
   cluster_->kill(follower);
-  ASSERT_TRUE(all_applied_at_least({*first_leader, survivor}, applied(*first_leader) + 50, 10s));
+  ASSERT_TRUE(all_applied_at_least({*first_leader, survivor}, applied(*first_leader) + 50, 30s));
   expect_agreement();
 
   // Two of three gone: no majority, so nothing more may commit.
   cluster_->kill(*first_leader);
   const std::uint64_t frozen = applied(survivor);
-  std::this_thread::sleep_for(300ms);
+  std::this_thread::sleep_for(1s);
   EXPECT_LE(applied(survivor), frozen + 16) << "at most what was already committed may still be applied";
   const std::uint64_t settled = applied(survivor);
-  std::this_thread::sleep_for(300ms);
+  std::this_thread::sleep_for(1s);
   EXPECT_EQ(applied(survivor), settled) << "a lone replica commits nothing";
 }
 
 TEST_F(ProcessClusterTest, AKilledLeaderIsReplacedAndNothingAcknowledgedIsLost) {
   start();
-  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 10s));
+  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 30s));
   const auto first_leader = leader();
   ASSERT_TRUE(first_leader.has_value());
   const std::uint64_t acknowledged = applied(*first_leader);  // applied at the leader: answered
 
   cluster_->kill(*first_leader);
   std::optional<fabric::NodeId> next;
-  ASSERT_TRUE(harness::ProcessCluster::wait_for([&] { return (next = leader(first_leader)).has_value(); }, 10s));
+  ASSERT_TRUE(harness::ProcessCluster::wait_for([&] { return (next = leader(first_leader)).has_value(); }, 30s));
   const fabric::NodeId other = static_cast<fabric::NodeId>(3 - *first_leader - *next);
-  ASSERT_TRUE(all_applied_at_least({*next, other}, acknowledged + 50, 10s));
+  ASSERT_TRUE(all_applied_at_least({*next, other}, acknowledged + 50, 30s));
   // The survivors' histories extend what the dead leader had answered.
   const std::uint64_t checked = std::min(acknowledged, std::uint64_t{max_history});
   EXPECT_EQ(records_->replica[*next].chain[checked - 1], records_->replica[*first_leader].chain[checked - 1]);
