@@ -95,7 +95,7 @@ void SimCluster::run_round() {
   for (auto& replica : replicas_) {
     if (network_->crashed(replica->fabric->node_id()) || replica->paused) continue;
     if (replica->background) replica->background->do_work();
-    replica->leader->do_work();
+    if (!replica->leader_stuck) replica->leader->do_work();
     if (!replica->apply_paused) replica->apply->do_work();
   }
   network_->step();

@@ -60,6 +60,7 @@ class SimCluster {
     std::vector<AppliedCommand> applied;
     bool apply_paused = false;  // stands in for a replica whose backend stalls
     bool paused = false;        // SIGSTOP: no agent runs, but its memory stays reachable
+    bool leader_stuck = false;  // only the replication plane stops (its thread stuck, say)
   };
 
 

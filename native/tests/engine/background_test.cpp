@@ -119,6 +119,32 @@ TEST(Failover, APausedLeaderIsReplacedAndAfterResumingCannotWriteAndFollows) {
   for (const auto& command : cluster.replica(2).applied) EXPECT_NE(command.bytes, "from the old leader");
 }
 
+// Fate sharing (paper 5): a leader whose replication plane is stuck while work waits must
+// stop looking alive, even though its background plane runs on; the others replace it.
+TEST(Failover, ALeaderWhoseReplicationPlaneIsStuckStopsItsHeartbeatAndIsReplaced) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of("before")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 2, 1); }, 100000));
+
+  cluster.replica(0).leader_stuck = true;
+  ASSERT_TRUE(cluster.replica(0).leader->propose(bytes_of("waits on the stuck plane")));
+  const std::uint64_t heartbeat = cluster.replica(0).background->heartbeat();
+  ASSERT_TRUE(cluster.run_until(
+      [&] {
+        for (fabric::NodeId id = 1; id < 3; ++id) {
+          if (cluster.replica(id).leader->role() == LeaderAgent::Role::steady) return true;
+        }
+        return false;
+      },
+      2'000'000));
+  EXPECT_LT(cluster.replica(0).background->heartbeat() - heartbeat, 1000u) << "its heartbeat stopped";
+  const fabric::NodeId next = cluster.replica(1).leader->role() == LeaderAgent::Role::steady ? 1 : 2;
+  ASSERT_TRUE(cluster.replica(next).leader->propose(bytes_of("after")));
+  ASSERT_TRUE(cluster.run_until([&] { return applied_at_least(cluster, 1, 2) && applied_at_least(cluster, 2, 2); }, 200000));
+  EXPECT_EQ(cluster.replica(1).applied, cluster.replica(2).applied);
+}
+
 TEST(Election, AHealthyIdleClusterNeverFailsOver) {
   SimCluster cluster(automatic(3));
   ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
