@@ -164,6 +164,24 @@ TEST_F(ProcessClusterTest, APausedLeaderIsReplacedAndRejoinsAsAFollowerWhenResum
   expect_agreement();
 }
 
+TEST_F(ProcessClusterTest, APausedFollowerDoesNotStopCommitsAndCatchesUpWhenResumed) {
+  start();
+  ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 30s));
+  const auto current = leader();
+  ASSERT_TRUE(current.has_value());
+  const fabric::NodeId paused = static_cast<fabric::NodeId>((*current + 1) % replicas);
+  const fabric::NodeId other = static_cast<fabric::NodeId>((*current + 2) % replicas);
+
+  cluster_->stop(paused);
+  const std::uint64_t before = applied(paused);
+  ASSERT_TRUE(all_applied_at_least({*current, other}, applied(*current) + 200, 30s));
+  EXPECT_EQ(applied(paused), before) << "a stopped process applies nothing";
+
+  cluster_->resume(paused);
+  ASSERT_TRUE(all_applied_at_least({paused}, applied(*current) + 20, 30s)) << "it catches up from its log";
+  expect_agreement();
+}
+
 TEST_F(ProcessClusterTest, AKilledFollowerDoesNotStopCommitsAndAKilledLeaderIsReplaced) {
   start();
   ASSERT_TRUE(all_applied_at_least({0, 1, 2}, 50, 30s));
