@@ -219,6 +219,7 @@ int LeaderAgent::do_work() {
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   work += static_cast<int>(polled);
+  if (submissions_ != nullptr) work += take_submissions();
   if (role_ == Role::recovering) work += advance_recovery();
   if (role_ == Role::preparing) {
     work += start_recycling_round();
@@ -464,6 +465,18 @@ void LeaderAgent::write_adopted() {
 }
 
 // --- the fast path -------------------------------------------------------------------
+
+int LeaderAgent::take_submissions() {
+  const std::size_t room = config_.max_pending_commands - std::min<std::size_t>(pending_.size(), config_.max_pending_commands);
+  return static_cast<int>(submissions_->drain(
+      [this](std::span<const std::byte> record) {
+        // A record the producer encoded with append_command(); one too large for an entry
+        // could never be proposed, and would block every command behind it.
+        if (record.size() > config_.max_payload_bytes) return;
+        pending_.emplace_back(record.begin(), record.end());
+      },
+      room));
+}
 
 int LeaderAgent::propose_entries() {
   int entries = 0;

@@ -47,6 +47,7 @@
 #include "engine/replica_log.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
+#include "engine/runtime/spsc_ring.hpp"
 #include "fabric/fabric.hpp"
 
 namespace mu::engine {
@@ -104,6 +105,11 @@ class LeaderAgent final : public Agent {
   void reset_broken_connections();
   // Stops writing at once; entries in flight are left to the next leader's prepare.
   void step_down();
+
+  // Commands submitted from another thread (CommandSubmitter) are taken from `ring` in
+  // every round, in order, as long as the pending queue has room. The ring must outlive
+  // this agent. Then do not call propose(): the submitter numbers the commands.
+  void accept_submissions(SpscRing& ring) { submissions_ = &ring; }
 
   // Queues a command for the next entries; nullopt when the queue is full. Call from the
   // agent's thread. A command is proposed only while leading; one queued while following
@@ -194,6 +200,7 @@ class LeaderAgent final : public Agent {
   void decide_from_slots();
 
   int propose_entries();
+  int take_submissions();
   bool pipeline_has_room() const;
   bool write_entry(EntryKind kind, std::span<const std::byte> payload);
   void advance_commit();
@@ -271,6 +278,7 @@ class LeaderAgent final : public Agent {
   bool adopted_written_ = false;
 
   std::deque<std::vector<std::byte>> pending_;  // encoded command records
+  SpscRing* submissions_ = nullptr;
   std::uint64_t next_sequence_ = 1;
   std::vector<std::byte> batch_;
 };

@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <set>
 
+#include <thread>
+
 #include "engine/quorum.hpp"
+#include "engine/replication/command_submitter.hpp"
 #include "simulator/sim_cluster.hpp"
 
 namespace mu::engine {
@@ -265,6 +268,34 @@ TEST(Recovery, FollowersThatAreBehindAreBroughtUpToDate) {
   EXPECT_EQ(cluster.replica(2).applied, cluster.replica(1).applied);
   EXPECT_EQ(new_leader.caught_up_entries(), 0u);
   EXPECT_EQ(new_leader.acceptors_left_behind(), 0u);
+}
+
+// Commands submitted from another thread reach the log in submission order, each under
+// the tag the submitter returned.
+TEST(Submissions, CommandsFromAnotherThreadAreProposedInOrderWithTheirTags) {
+  SimCluster cluster(options_with(3));
+  cluster.grant_all_to(0);
+  SpscRing ring(16 * 1024);
+  cluster.replica(0).leader->accept_submissions(ring);
+  constexpr std::uint64_t commands = 5000;
+  std::thread producer([&] {
+    CommandSubmitter submitter(ring, 0);
+    for (std::uint64_t i = 1; i <= commands; ++i) {
+      const auto bytes = bytes_of(std::string("set k") + std::to_string(i));
+      std::optional<CommandTag> tag;
+      while (!(tag = submitter.submit(bytes))) std::this_thread::yield();
+      if (tag->sequence != i) std::abort();
+    }
+  });
+  const bool done = cluster.run_until([&] { return all_applied(cluster, commands); }, 5'000'000);
+  producer.join();
+  ASSERT_TRUE(done);
+  expect_same_history(cluster);
+  const auto& applied = cluster.replica(2).applied;
+  for (std::uint64_t i = 0; i < commands; ++i) {
+    ASSERT_EQ(applied[i].tag, (CommandTag{0, i + 1})) << i;
+    ASSERT_EQ(applied[i].bytes, std::string("set k") + std::to_string(i + 1)) << i;
+  }
 }
 
 // Delays, cross-connection reordering and torn writes: whatever the schedule, every

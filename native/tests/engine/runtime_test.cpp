@@ -5,10 +5,12 @@
 #include <chrono>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "engine/runtime/agent_runner.hpp"
 #include "engine/runtime/clock.hpp"
 #include "engine/runtime/idle_strategy.hpp"
+#include "engine/runtime/spsc_ring.hpp"
 
 namespace mu::engine {
 namespace {
@@ -95,6 +97,53 @@ TEST(ManualClock, MovesOnlyWhenToldAndNeverBackwards) {
   EXPECT_EQ(clock.now_ns(), 250u);
   clock.set_ns(100);
   EXPECT_EQ(clock.now_ns(), 250u);
+}
+
+}  // namespace
+}  // namespace mu::engine
+
+namespace mu::engine {
+namespace {
+
+TEST(SpscRing, RecordsCrossThreadsIntactAndInOrderThroughManyWraps) {
+  SpscRing ring(4096);
+  constexpr std::uint32_t records = 200'000;
+  std::thread producer([&] {
+    for (std::uint32_t i = 0; i < records; ++i) {
+      // Lengths from 0 to 300 bytes, each byte derived from the record number.
+      std::vector<std::byte> record(i % 301);
+      for (std::size_t b = 0; b < record.size(); ++b) record[b] = static_cast<std::byte>((i + b) & 0xff);
+      while (!ring.try_push(record)) std::this_thread::yield();
+    }
+  });
+  std::uint32_t next = 0;
+  bool intact = true;
+  while (next < records) {
+    ring.drain(
+        [&](std::span<const std::byte> record) {
+          if (record.size() != next % 301) intact = false;
+          for (std::size_t b = 0; b < record.size(); ++b) {
+            if (record[b] != static_cast<std::byte>((next + b) & 0xff)) intact = false;
+          }
+          ++next;
+        },
+        64);
+  }
+  producer.join();
+  EXPECT_TRUE(intact);
+  EXPECT_EQ(next, records);
+}
+
+TEST(SpscRing, AFullRingRefusesAndAcceptsAgainOnceDrained) {
+  SpscRing ring(64);
+  const std::vector<std::byte> record(20);
+  int pushed = 0;
+  while (ring.try_push(record)) ++pushed;
+  EXPECT_GT(pushed, 0);
+  EXPECT_FALSE(ring.try_push(record)) << "backpressure, not loss";
+  EXPECT_EQ(ring.drain([](std::span<const std::byte>) {}, 100), static_cast<std::size_t>(pushed));
+  EXPECT_TRUE(ring.try_push(record));
+  EXPECT_FALSE(ring.try_push(std::vector<std::byte>(ring.max_record_bytes() + 1))) << "too long for this ring";
 }
 
 }  // namespace
