@@ -175,7 +175,14 @@ ProcessCluster::~ProcessCluster() {
   }
 }
 
-void ProcessCluster::stop(fabric::NodeId id) { ::kill(pids_[id], SIGSTOP); }
+void ProcessCluster::stop(fabric::NodeId id) {
+  // A signal is delivered asynchronously: wait until the process has really stopped, so
+  // that whatever the caller reads next about it no longer changes.
+  ::kill(pids_[id], SIGSTOP);
+  int status = 0;
+  while (::waitpid(pids_[id], &status, WUNTRACED) == pids_[id] && !WIFSTOPPED(status)) {
+  }
+}
 void ProcessCluster::resume(fabric::NodeId id) { ::kill(pids_[id], SIGCONT); }
 
 void ProcessCluster::kill(fabric::NodeId id) {

@@ -65,7 +65,7 @@ class ProcessCluster {
   ProcessCluster& operator=(const ProcessCluster&) = delete;
 
   pid_t pid(fabric::NodeId id) const { return pids_[id]; }
-  void stop(fabric::NodeId id);    // SIGSTOP
+  void stop(fabric::NodeId id);    // SIGSTOP; returns once the process is stopped
   void resume(fabric::NodeId id);  // SIGCONT
   void kill(fabric::NodeId id);    // SIGKILL, then reap
 
