@@ -233,6 +233,8 @@ class Run {
       const auto& applied = cluster_.replica(id).applied;
       for (std::size_t position = checked_[id]; position < applied.size(); ++position) {
         const AppliedCommand& command = applied[position];
+        // A command applied at its own proposer is answered to its client.
+        if (command.tag.origin == id) acknowledged_through_ = std::max(acknowledged_through_, position + 1);
         if (position < history_.size()) {
           if (!(history_[position] == command)) {
             fail(std::string("agreement: replica ") + std::to_string(id) + " applied '" + command.bytes + "' at position " +
@@ -250,16 +252,6 @@ class Run {
         last_sequence = command.tag.sequence;
         history_.push_back(command);
         if (command.tag.origin == id) ++result_.commands_acknowledged;
-      }
-      // Acknowledgements: a command applied at its own proposer is answered to its client.
-      for (std::size_t position = checked_[id]; position < applied.size(); ++position) {
-        if (applied[position].tag.origin == id && position >= history_acknowledged_.size()) {
-          history_acknowledged_.resize(position + 1, false);
-        }
-        if (applied[position].tag.origin == id) {
-          history_acknowledged_[position] = true;
-          acknowledged_through_ = std::max(acknowledged_through_, position + 1);
-        }
       }
       checked_[id] = applied.size();
     }
@@ -348,7 +340,6 @@ class Run {
   SimulationResult result_;
   std::vector<std::size_t> checked_;
   std::vector<AppliedCommand> history_;
-  std::vector<bool> history_acknowledged_;
   std::size_t acknowledged_through_ = 0;
   std::map<fabric::NodeId, std::uint64_t> last_sequence_;
   std::optional<fabric::NodeId> last_leader_;

@@ -304,6 +304,17 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
   connections.clear();
 }
 
+// Node 0's end of a connection whose peer lives in a child process.
+struct TargetEnd {
+  explicit TargetEnd(const std::string& cluster)
+      : fabric(create_fabric(shm_config(0, cluster))),
+        queue(fabric->create_completion_queue(16)),
+        connection(fabric->create_connection(queue)) {}
+  std::shared_ptr<Fabric> fabric;
+  std::shared_ptr<CompletionQueue> queue;
+  std::unique_ptr<Connection> connection;
+};
+
 // A peer (node 1, a child process) connected to a target's connection that stops itself
 // inside an operation, standing in for a process descheduled mid-copy: it announces an
 // operation in its own connection slot exactly as the data path does, then raises SIGSTOP
@@ -358,9 +369,8 @@ TEST_P(ShmStoppedPeer, RevokeIsPendingUntilTheStoppedPeerDiesOrResumes) {
   const bool kill_it = GetParam();
   const ScopedCluster scoped_cluster("stopped");
   const std::string& cluster = scoped_cluster.name;
-  auto target = create_fabric(shm_config(0, cluster));
-  auto queue = target->create_completion_queue(16);
-  auto connection = target->create_connection(queue);
+  TargetEnd target(cluster);
+  auto& connection = target.connection;
   PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
 
   EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
@@ -387,9 +397,8 @@ INSTANTIATE_TEST_SUITE_P(DiesOrResumes, ShmStoppedPeer, ::testing::Values(true, 
 TEST(ShmStoppedPeer, AFurtherNarrowChangeStaysPendingBehindTheFirst) {
   const ScopedCluster scoped_cluster("stopped2");
   const std::string& cluster = scoped_cluster.name;
-  auto target = create_fabric(shm_config(0, cluster));
-  auto queue = target->create_completion_queue(16);
-  auto connection = target->create_connection(queue);
+  TargetEnd target(cluster);
+  auto& connection = target.connection;
   PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
 
   EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
@@ -405,9 +414,8 @@ TEST(ShmStoppedPeer, AFurtherNarrowChangeStaysPendingBehindTheFirst) {
 TEST(ShmStoppedPeer, AnOperationInFlightAcrossAResetHoldsLaterChangesPending) {
   const ScopedCluster scoped_cluster("stopped3");
   const std::string& cluster = scoped_cluster.name;
-  auto target = create_fabric(shm_config(0, cluster));
-  auto queue = target->create_completion_queue(16);
-  auto connection = target->create_connection(queue);
+  TargetEnd target(cluster);
+  auto& connection = target.connection;
   PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all);
 
   const EndpointInfo remote = connection->remote_endpoint();
@@ -426,9 +434,8 @@ TEST(ShmStoppedPeer, AnOperationInFlightAcrossAResetHoldsLaterChangesPending) {
 TEST(ShmStoppedPeer, ALivenessWordThatReadsDeadIsNotEnoughWhileTheProcessRuns) {
   const ScopedCluster scoped_cluster("stopped4");
   const std::string& cluster = scoped_cluster.name;
-  auto target = create_fabric(shm_config(0, cluster));
-  auto queue = target->create_completion_queue(16);
-  auto connection = target->create_connection(queue);
+  TargetEnd target(cluster);
+  auto& connection = target.connection;
   PeerStoppedInsideAnOperation peer(cluster, *connection, access_remote_all, /*drop_fabric_first=*/true);
 
   EXPECT_EQ(connection->change_access(access_none, AccessPath::fast), ChangeStatus::pending);
