@@ -201,6 +201,26 @@ void LeaderAgent::step_down() {
   ++epoch_;
   role_ = Role::follower;
   in_flight_.clear();
+  notice_reign_end();
+}
+
+void LeaderAgent::notice_reign_end() {
+  const bool leading_now = leading();
+  if (was_leading_ && !leading_now) {
+    if (submissions_ != nullptr) {
+      // Never written anywhere: the submitter learns now rather than at the next reign,
+      // which may never come (a front end forwards to the new leader instead).
+      for (const auto& record : pending_) drop_command(record);
+      pending_.clear();
+    }
+    if (submission_events_.reign_ended) submission_events_.reign_ended(tail_.index);
+  }
+  was_leading_ = leading_now;
+}
+
+void LeaderAgent::drop_command(std::span<const std::byte> record) {
+  if (!submission_events_.dropped) return;
+  for_each_command(record, [this](const Command& command) { submission_events_.dropped(command.tag); });
 }
 
 std::optional<CommandTag> LeaderAgent::propose(std::span<const std::byte> command) {
@@ -219,6 +239,7 @@ int LeaderAgent::do_work() {
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   work += static_cast<int>(polled);
+  notice_reign_end();  // deposed since the last round (by a failed completion or step)
   if (submissions_ != nullptr) work += take_submissions();
   if (role_ == Role::recovering) work += advance_recovery();
   if (role_ == Role::preparing) {
@@ -229,7 +250,7 @@ int LeaderAgent::do_work() {
     work += advance_join();
     work += start_recycling_round();
     if (joining_.empty()) {  // a join waits for a drained pipeline
-      const int entries = propose_entries();
+      const int entries = propose_entries() + write_no_ops();
       work += entries;
       // Completions may be ready at once (shm completes at post): take them in the same
       // round rather than the next, which saves a round of every agent on the thread.
@@ -240,6 +261,7 @@ int LeaderAgent::do_work() {
     }
     work += publish_commit_point();
   }
+  notice_reign_end();
   return work;
 }
 
@@ -445,6 +467,9 @@ void LeaderAgent::decide_from_slots() {
     // No acceptor of a majority holds anything at this index, and logs are written in
     // index order, so none holds anything beyond it: the fast path is safe from here.
     role_ = Role::steady;
+    // An earlier leader may have written up to K entries past what it committed, and
+    // this reign starts at or beyond that commit point (paper 4.3: the pipeline bound).
+    decide_through_index_ = tail_.index + config_.max_outstanding_entries;
     return;
   }
   const DecodedEntry adopted =
@@ -472,7 +497,9 @@ int LeaderAgent::take_submissions() {
       [this](std::span<const std::byte> record) {
         // A record the producer encoded with append_command(); one too large for an entry
         // could never be proposed, and would block every command behind it.
-        if (record.size() > config_.max_payload_bytes) return;
+        if (record.size() > config_.max_payload_bytes) return drop_command(record);
+        // Only a leader proposes; a follower's front end forwards to the leader.
+        if (!leading()) return drop_command(record);
         pending_.emplace_back(record.begin(), record.end());
       },
       room));
@@ -502,6 +529,19 @@ int LeaderAgent::propose_entries() {
     ++entries;
   }
   return entries;
+}
+
+int LeaderAgent::write_no_ops() {
+  // The indices an earlier reign may have written (to a minority, so the prepare step
+  // did not see them) stay undecided until this reign writes them; until then that
+  // leader cannot tell its submitters whether their commands were chosen. Commands decide
+  // them too, so no-ops fill in only when none are waiting.
+  int written = 0;
+  while (tail_.index < decide_through_index_ && pending_.empty() && pipeline_has_room() &&
+         write_entry(EntryKind::no_op, {})) {
+    ++written;
+  }
+  return written;
 }
 
 bool LeaderAgent::pipeline_has_room() const {

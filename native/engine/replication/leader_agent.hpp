@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -106,15 +107,33 @@ class LeaderAgent final : public Agent {
   // Stops writing at once; entries in flight are left to the next leader's prepare.
   void step_down();
 
+  // What becomes of commands taken from the submission ring, told to whoever submitted
+  // them (on this agent's thread). `dropped`: the command was never written to any log
+  // (taken while this replica did not lead, or still queued when its reign ended), so it
+  // will never be applied and may be retried through the new leader. `reign_ended`: this
+  // replica stopped leading; a command it had written may still be chosen, but only at an
+  // index below `next_index`, so once this replica has applied that far, each one's fate
+  // is known (applied, or lost). The next leader writes no-ops until every such index is
+  // decided, so this happens even when no new command arrives.
+  struct SubmissionEvents {
+    std::function<void(const CommandTag&)> dropped;
+    std::function<void(std::uint64_t next_index)> reign_ended;
+  };
+
   // Commands submitted from another thread (CommandSubmitter) are taken from `ring` in
   // every round, in order, as long as the pending queue has room. The ring must outlive
   // this agent. Then do not call propose(): the submitter numbers the commands.
-  void accept_submissions(SpscRing& ring) { submissions_ = &ring; }
+  void accept_submissions(SpscRing& ring, SubmissionEvents events = {}) {
+    submissions_ = &ring;
+    submission_events_ = std::move(events);
+  }
 
   // Queues a command for the next entries; nullopt when the queue is full. Call from the
   // agent's thread. A command is proposed only while leading; one queued while following
   // waits for leadership (the front end forwards or refuses it first).
   std::optional<CommandTag> propose(std::span<const std::byte> command);
+  // While leading (recovering, preparing or steady).
+  bool leading() const { return role_ == Role::recovering || role_ == Role::preparing || role_ == Role::steady; }
 
   int do_work() override;
   std::string_view name() const override { return "leader"; }
@@ -200,6 +219,11 @@ class LeaderAgent final : public Agent {
   void decide_from_slots();
 
   int propose_entries();
+  int write_no_ops();
+  // Reports the end of a reign (once per transition out of leading), and drops what was
+  // still queued when commands come from the submission ring.
+  void notice_reign_end();
+  void drop_command(std::span<const std::byte> record);
   int take_submissions();
   bool pipeline_has_room() const;
   bool write_entry(EntryKind kind, std::span<const std::byte> payload);
@@ -279,6 +303,9 @@ class LeaderAgent final : public Agent {
 
   std::deque<std::vector<std::byte>> pending_;  // encoded command records
   SpscRing* submissions_ = nullptr;
+  SubmissionEvents submission_events_;
+  bool was_leading_ = false;  // as of the last notice_reign_end()
+  std::uint64_t decide_through_index_ = 0;  // this reign writes no-ops up to here while idle
   std::uint64_t next_sequence_ = 1;
   std::vector<std::byte> batch_;
 };

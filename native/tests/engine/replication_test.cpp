@@ -74,7 +74,8 @@ TEST(Batching, ManyQueuedCommandsShareEntries) {
   std::set<std::uint64_t> entries;
   for (const auto& command : cluster.replica(2).applied) entries.insert(command.log_index);
   EXPECT_LT(entries.size(), 100u) << "1000 commands of 28 bytes should need far fewer entries";
-  EXPECT_EQ(leader.first_uncommitted_index(), *entries.rbegin() + 1);
+  // Every command entry is committed (no-ops of the new reign may follow them).
+  EXPECT_GT(leader.first_uncommitted_index(), *entries.rbegin());
 }
 
 // The trap of the original code: a follower's last entry stayed uncommitted until the
@@ -296,6 +297,57 @@ TEST(Submissions, CommandsFromAnotherThreadAreProposedInOrderWithTheirTags) {
     ASSERT_EQ(applied[i].tag, (CommandTag{0, i + 1})) << i;
     ASSERT_EQ(applied[i].bytes, std::string("set k") + std::to_string(i + 1)) << i;
   }
+}
+
+// A leader deposed with submitted commands in every state (applied, written but not
+// committed, still queued, still in the ring) tells its submitter what became of each:
+// dropped ones are never applied, and once its replica has applied up to the index the
+// reign ended at, every other command has been applied or never will be. The new
+// leader's no-op decides that index although no new command arrives.
+TEST(Submissions, ADeposedLeaderReportsTheFateOfEveryCommand) {
+  SimClusterOptions options = options_with(3, 11);
+  options.faults.max_delay_steps = 6;
+  options.leader.max_outstanding_entries = 2;  // so commands are left queued at the deposition
+  options.leader.max_payload_bytes = 64;       // a few commands per entry
+  SimCluster cluster(options);
+  cluster.grant_all_to(0);
+  SpscRing ring(64 * 1024);
+  std::set<std::uint64_t> dropped;
+  std::optional<std::uint64_t> reign_ended_at;
+  cluster.replica(0).leader->accept_submissions(
+      ring, LeaderAgent::SubmissionEvents{[&](const CommandTag& tag) { dropped.insert(tag.sequence); },
+                                          [&](std::uint64_t next_index) { reign_ended_at = next_index; }});
+  CommandSubmitter submitter(ring, 0);
+  constexpr std::uint64_t commands = 200;
+  for (std::uint64_t i = 1; i <= commands / 2; ++i) ASSERT_TRUE(submitter.submit(bytes_of(std::string("a") + std::to_string(i))));
+  // Deposed in the middle of the burst: some applied, entries in flight, commands queued.
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(0).applied.size() >= 20; }));
+  cluster.grant_all_to(1);  // replica 0 loses every permission mid-burst
+  for (std::uint64_t i = commands / 2 + 1; i <= commands; ++i) ASSERT_TRUE(submitter.submit(bytes_of(std::string("b") + std::to_string(i))));
+  ASSERT_TRUE(cluster.run_until([&] { return reign_ended_at.has_value() && !cluster.replica(0).leader->leading(); }));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(0).apply->applied().index >= *reign_ended_at; }))
+      << "the new leader's no-op should decide the old reign's indices; reign end " << *reign_ended_at << ", "
+      << cluster.replica(0).apply->describe() << " | new leader: " << cluster.replica(1).leader->describe()
+      << " | " << cluster.replica(1).apply->describe();
+  EXPECT_FALSE(dropped.empty()) << "the second half was submitted after the deposition";
+  std::set<std::uint64_t> applied;
+  for (const auto& command : cluster.replica(0).applied) {
+    if (command.tag.origin == 0) applied.insert(command.tag.sequence);
+  }
+  for (const std::uint64_t sequence : dropped) EXPECT_EQ(applied.count(sequence), 0u) << sequence;
+  // Whatever was neither applied nor dropped is lost for good: more traffic changes nothing.
+  auto& new_leader = *cluster.replica(1).leader;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(new_leader.propose(bytes_of(std::string("c") + std::to_string(i))));
+  ASSERT_TRUE(cluster.run_until([&] { return all_applied(cluster, applied.size() + 20); }));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(0).applied.size() >= cluster.replica(1).applied.size(); }));
+  std::set<std::uint64_t> applied_later;
+  for (const auto& command : cluster.replica(0).applied) {
+    if (command.tag.origin == 0) applied_later.insert(command.tag.sequence);
+  }
+  EXPECT_EQ(applied_later, applied);
+  EXPECT_GE(applied.size(), 20u);
+  EXPECT_LE(applied.size() + dropped.size(), commands);
+  expect_same_history(cluster);
 }
 
 // Delays, cross-connection reordering and torn writes: whatever the schedule, every
