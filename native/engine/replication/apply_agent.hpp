@@ -46,6 +46,11 @@ class ApplyAgent final : public Agent {
     local_commit_hint_ = std::move(first_uncommitted_index);
   }
 
+  // Backpressure from the application: before each `commands` entry, asked whether it can
+  // take a payload of that many bytes now; when not, the entry is applied in a later
+  // round. (The Node addon hands entries to JavaScript through a bounded ring.)
+  void set_application_ready(std::function<bool(std::size_t payload_bytes)> ready) { ready_ = std::move(ready); }
+
   // The next entry to apply (everything before it has been applied).
   LogCursor applied() const { return applied_; }
   // The first entry not known to be committed.
@@ -75,6 +80,7 @@ class ApplyAgent final : public Agent {
   bool needs_state_transfer_ = false;
   std::vector<std::byte> scratch_;
   std::function<std::uint64_t()> local_commit_hint_;
+  std::function<bool(std::size_t)> ready_;
 };
 
 }  // namespace mu::engine

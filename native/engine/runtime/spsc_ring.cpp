@@ -8,27 +8,41 @@ namespace mu::engine {
 SpscRing::SpscRing(std::size_t capacity_bytes)
     : capacity_(std::bit_ceil(std::max<std::size_t>(capacity_bytes, 64))), buffer_(capacity_) {}
 
-bool SpscRing::try_push(std::span<const std::byte> record) {
-  if (record.size() > max_record_bytes()) return false;
-  const std::size_t needed = header_bytes + round_up(record.size());
+std::optional<SpscRing::Reservation> SpscRing::reserve(std::size_t record_bytes) {
+  if (record_bytes > max_record_bytes()) return std::nullopt;
+  const std::size_t needed = header_bytes + round_up(record_bytes);
   const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-  std::size_t place = tail & (capacity_ - 1);
+  const std::size_t place = tail & (capacity_ - 1);
   const std::size_t to_end = capacity_ - place;
   // A record that would cross the end goes to the start, after a padding record.
   const std::size_t padding = needed > to_end ? to_end : 0;
   if (tail + padding + needed - cached_head_ > capacity_) {
     cached_head_ = head_.load(std::memory_order_acquire);
-    if (tail + padding + needed - cached_head_ > capacity_) return false;
+    if (tail + padding + needed - cached_head_ > capacity_) return std::nullopt;
   }
-  if (padding != 0) {
+  return Reservation{tail, place, padding, needed};
+}
+
+bool SpscRing::can_push(std::size_t record_bytes) { return reserve(record_bytes).has_value(); }
+
+bool SpscRing::try_push(std::span<const std::byte> record) { return try_push(record, {}); }
+
+bool SpscRing::try_push(std::span<const std::byte> first, std::span<const std::byte> second) {
+  const std::size_t record_bytes = first.size() + second.size();
+  const auto reservation = reserve(record_bytes);
+  if (!reservation) return false;
+  std::size_t place = reservation->place;
+  if (reservation->padding != 0) {
     const std::uint32_t marker = padding_marker;
     std::memcpy(buffer_.data() + place, &marker, sizeof marker);
     place = 0;
   }
-  const auto length = static_cast<std::uint32_t>(record.size());
+  const auto length = static_cast<std::uint32_t>(record_bytes);
   std::memcpy(buffer_.data() + place, &length, sizeof length);
-  if (!record.empty()) std::memcpy(buffer_.data() + place + header_bytes, record.data(), record.size());
-  tail_.store(tail + padding + needed, std::memory_order_release);  // publishes the bytes above
+  if (!first.empty()) std::memcpy(buffer_.data() + place + header_bytes, first.data(), first.size());
+  if (!second.empty()) std::memcpy(buffer_.data() + place + header_bytes + first.size(), second.data(), second.size());
+  // Publishes the bytes above.
+  tail_.store(reservation->tail + reservation->padding + reservation->needed, std::memory_order_release);
   return true;
 }
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -29,6 +30,11 @@ class SpscRing {
   // Producer side. False when the record does not fit now (the ring is full: backpressure)
   // or ever (longer than half the ring).
   bool try_push(std::span<const std::byte> record);
+  // One record made of two parts (a header and a payload), without joining them first.
+  bool try_push(std::span<const std::byte> first, std::span<const std::byte> second);
+  // Whether a record of `record_bytes` would be taken now. Producer side: since only the
+  // consumer frees space, a true answer holds until the producer pushes.
+  bool can_push(std::size_t record_bytes);
   // The largest record this ring can ever take.
   std::size_t max_record_bytes() const { return capacity_ / 2 - header_bytes; }
 
@@ -40,6 +46,14 @@ class SpscRing {
   static constexpr std::size_t header_bytes = 8;
   static constexpr std::uint32_t padding_marker = 0xffff'ffff;
   static std::size_t round_up(std::size_t bytes) { return (bytes + 7) & ~std::size_t{7}; }
+
+  struct Reservation {
+    std::uint64_t tail;
+    std::size_t place;
+    std::size_t padding;
+    std::size_t needed;
+  };
+  std::optional<Reservation> reserve(std::size_t record_bytes);
 
   std::size_t capacity_;
   std::vector<std::byte> buffer_;

@@ -146,5 +146,29 @@ TEST(SpscRing, AFullRingRefusesAndAcceptsAgainOnceDrained) {
   EXPECT_FALSE(ring.try_push(std::vector<std::byte>(ring.max_record_bytes() + 1))) << "too long for this ring";
 }
 
+TEST(SpscRing, ATwoPartRecordArrivesJoinedAndCanPushPredictsRoom) {
+  SpscRing ring(128);
+  const std::vector<std::byte> header{std::byte{1}, std::byte{2}, std::byte{3}};
+  const std::vector<std::byte> payload(13, std::byte{9});
+  int pushed = 0;
+  while (ring.can_push(header.size() + payload.size())) {
+    ASSERT_TRUE(ring.try_push(header, payload)) << "can_push said there was room";
+    ++pushed;
+  }
+  EXPECT_GT(pushed, 1);
+  EXPECT_FALSE(ring.try_push(header, payload));
+  std::vector<std::byte> joined(header.size() + payload.size(), std::byte{9});
+  std::copy(header.begin(), header.end(), joined.begin());
+  int seen = 0;
+  ring.drain(
+      [&](std::span<const std::byte> record) {
+        EXPECT_TRUE(std::equal(record.begin(), record.end(), joined.begin(), joined.end()));
+        ++seen;
+      },
+      100);
+  EXPECT_EQ(seen, pushed);
+  EXPECT_TRUE(ring.can_push(header.size() + payload.size()));
+}
+
 }  // namespace
 }  // namespace mu::engine
