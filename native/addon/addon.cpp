@@ -1,7 +1,8 @@
-// The Node-API boundary. For now it reports what the native build contains; the Replica
-// binding (issue: Node binding and mu/ API) grows here.
+// The Node-API boundary: the Replica class (addon/replica_binding.hpp) and what the
+// native build contains.
 #include <napi.h>
 
+#include "addon/replica_binding.hpp"
 #include "fabric/fabric.hpp"
 
 namespace {
@@ -17,6 +18,7 @@ Napi::Value compiled_fabric_backends(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("compiledFabricBackends", Napi::Function::New(env, compiled_fabric_backends));
+  exports.Set("Replica", mu::addon::ReplicaBinding::define(env));
   return exports;
 }
 

@@ -213,7 +213,7 @@ void LeaderAgent::notice_reign_end() {
       for (const auto& record : pending_) drop_command(record);
       pending_.clear();
     }
-    if (submission_events_.reign_ended) submission_events_.reign_ended(tail_.index);
+    if (submission_events_.reign_ended) submission_events_.reign_ended(tail_.index, last_taken_sequence_);
   }
   was_leading_ = leading_now;
 }
@@ -497,6 +497,7 @@ int LeaderAgent::take_submissions() {
       [this](std::span<const std::byte> record) {
         // A record the producer encoded with append_command(); one too large for an entry
         // could never be proposed, and would block every command behind it.
+        for_each_command(record, [this](const Command& command) { last_taken_sequence_ = command.tag.sequence; });
         if (record.size() > config_.max_payload_bytes) return drop_command(record);
         // Only a leader proposes; a follower's front end forwards to the leader.
         if (!leading()) return drop_command(record);

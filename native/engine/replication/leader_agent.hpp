@@ -111,13 +111,16 @@ class LeaderAgent final : public Agent {
   // them (on this agent's thread). `dropped`: the command was never written to any log
   // (taken while this replica did not lead, or still queued when its reign ended), so it
   // will never be applied and may be retried through the new leader. `reign_ended`: this
-  // replica stopped leading; a command it had written may still be chosen, but only at an
-  // index below `next_index`, so once this replica has applied that far, each one's fate
-  // is known (applied, or lost). The next leader writes no-ops until every such index is
-  // decided, so this happens even when no new command arrives.
+  // replica stopped leading; a command it had taken from the ring (sequence up to
+  // `last_taken_sequence`) and not dropped may still be chosen, but only at an index below
+  // `next_index` (an entry's index never changes), so once this replica has applied that
+  // far, each one's fate is known: applied, or lost for good. The next leader writes
+  // no-ops until every such index is decided, so this happens even when no new command
+  // arrives. Commands still in the ring are not covered: they are dropped when taken, or
+  // proposed normally if this replica leads again by then.
   struct SubmissionEvents {
     std::function<void(const CommandTag&)> dropped;
-    std::function<void(std::uint64_t next_index)> reign_ended;
+    std::function<void(std::uint64_t next_index, std::uint64_t last_taken_sequence)> reign_ended;
   };
 
   // Commands submitted from another thread (CommandSubmitter) are taken from `ring` in
@@ -304,6 +307,7 @@ class LeaderAgent final : public Agent {
   std::deque<std::vector<std::byte>> pending_;  // encoded command records
   SpscRing* submissions_ = nullptr;
   SubmissionEvents submission_events_;
+  std::uint64_t last_taken_sequence_ = 0;  // of the commands taken from the ring
   bool was_leading_ = false;  // as of the last notice_reign_end()
   std::uint64_t decide_through_index_ = 0;  // this reign writes no-ops up to here while idle
   std::uint64_t next_sequence_ = 1;

@@ -314,9 +314,13 @@ TEST(Submissions, ADeposedLeaderReportsTheFateOfEveryCommand) {
   SpscRing ring(64 * 1024);
   std::set<std::uint64_t> dropped;
   std::optional<std::uint64_t> reign_ended_at;
+  std::uint64_t last_taken_at_reign_end = 0;
   cluster.replica(0).leader->accept_submissions(
       ring, LeaderAgent::SubmissionEvents{[&](const CommandTag& tag) { dropped.insert(tag.sequence); },
-                                          [&](std::uint64_t next_index) { reign_ended_at = next_index; }});
+                                          [&](std::uint64_t next_index, std::uint64_t last_taken) {
+                                            reign_ended_at = next_index;
+                                            last_taken_at_reign_end = last_taken;
+                                          }});
   CommandSubmitter submitter(ring, 0);
   constexpr std::uint64_t commands = 200;
   for (std::uint64_t i = 1; i <= commands / 2; ++i) ASSERT_TRUE(submitter.submit(bytes_of(std::string("a") + std::to_string(i))));
@@ -346,6 +350,7 @@ TEST(Submissions, ADeposedLeaderReportsTheFateOfEveryCommand) {
   }
   EXPECT_EQ(applied_later, applied);
   EXPECT_GE(applied.size(), 20u);
+  EXPECT_GE(last_taken_at_reign_end, applied.empty() ? 0 : *applied.rbegin());
   EXPECT_LE(applied.size() + dropped.size(), commands);
   expect_same_history(cluster);
 }

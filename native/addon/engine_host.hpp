@@ -1,0 +1,151 @@
+// One replica of the engine running on its own thread, with the two bounded rings that
+// are its only contact with the thread that owns it (Node's main thread, in the addon):
+// submissions go in through one, events (applied entries, dropped commands, the end of a
+// reign, role changes) come out through the other. Nothing here knows about Node-API,
+// so the tests drive it directly; the addon wraps it.
+//
+// Thread rules: card(), connect(), start(), stop(), submit(), drain_events() and status()
+// are called from the owner's thread; everything else runs on the engine thread. The
+// engine thread never blocks on the owner: when the event ring is full, the apply agent
+// waits (backpressure) and the other events queue in a list bounded by the submissions.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/command_batch.hpp"
+#include "engine/replica.hpp"
+#include "engine/replication/command_submitter.hpp"
+#include "engine/runtime/agent_runner.hpp"
+#include "engine/runtime/clock.hpp"
+#include "engine/runtime/spsc_ring.hpp"
+#include "fabric/fabric.hpp"
+
+namespace mu::addon {
+
+struct EngineHostConfig {
+  engine::ReplicaConfig replica{};
+  fabric::FabricConfig fabric{};
+  std::string idle_strategy = "backoff";
+  std::size_t submission_ring_bytes = std::size_t{4} << 20;
+  std::size_t event_ring_bytes = std::size_t{16} << 20;  // at least twice the largest entry
+  std::uint64_t status_interval_ns = 1'000'000;
+};
+
+// Every event record starts with this header (little-endian, 24 bytes); an `applied`
+// record continues with the entry's command batch (engine/command_batch.hpp).
+enum class EventKind : std::uint32_t {
+  applied = 1,               // value: log index; payload: the entry's commands
+  dropped = 2,               // value: the sequence of a command that will never be applied
+  reign_ended = 3,           // value: the index below which this reign's commands may still
+                             // land; extra: the last sequence the reign took (LeaderAgent::SubmissionEvents)
+  role = 4,                  // detail: leader role | candidacy << 8 | (holder + 1) << 16; value: proposal
+  needs_state_transfer = 5,  // value: the next index this replica would have applied
+};
+struct EventHeader {
+  EventKind kind;
+  std::uint32_t detail;
+  std::uint64_t value;
+  std::uint64_t extra;
+};
+static_assert(sizeof(EventHeader) == 24);
+
+// What status() reports: a snapshot the engine thread refreshes every status interval
+// (and at every role change), so reading it never touches engine state.
+struct HostStatus {
+  bool running = false;
+  engine::LeaderAgent::Role role = engine::LeaderAgent::Role::follower;
+  engine::BackgroundAgent::Candidacy candidacy = engine::BackgroundAgent::Candidacy::idle;
+  std::optional<fabric::NodeId> holder;  // whom this replica's log is granted to
+  std::uint64_t proposal = 0;
+  std::uint64_t first_uncommitted_index = 0;  // as known by this replica's leader agent
+  std::uint64_t first_undecided_index = 0;    // as known by the apply agent
+  std::uint64_t applied_index = 0;            // the next index to apply
+  std::uint64_t heartbeat = 0;
+  std::uint64_t grants_served = 0;
+  std::vector<std::uint32_t> peer_scores;
+  std::vector<bool> peer_alive;
+  bool needs_state_transfer = false;
+  std::uint64_t rounds = 0;
+  std::uint64_t idle_rounds = 0;
+  std::uint64_t entries_applied = 0;
+  std::uint64_t commands_dropped = 0;
+  std::uint64_t reigns_ended = 0;
+  std::string leader_detail;  // the agents' own one-line descriptions
+  std::string background_detail;
+};
+
+class EngineHost {
+ public:
+  // `notify` is called on the engine thread when events are waiting and the owner has
+  // not been told yet since its last drain_events(). It must not block.
+  EngineHost(const EngineHostConfig& config, std::function<void()> notify);
+  ~EngineHost();
+  EngineHost(const EngineHost&) = delete;
+  EngineHost& operator=(const EngineHost&) = delete;
+
+  fabric::NodeId node_id() const { return config_.replica.leader.self; }
+  std::vector<std::byte> card() const;
+  // cards[i] is replica i's encoded card (this one's included). Throws
+  // std::invalid_argument with the reason when a card is malformed or out of place.
+  void connect(std::span<const std::vector<std::byte>> cards);
+  void start();
+  void stop();
+  bool running() const { return runner_ != nullptr; }
+
+  // The command's tag, or nullopt when the submission ring is full (retry later) or the
+  // command is larger than an entry can carry (check max_command_bytes() first).
+  std::optional<engine::CommandTag> submit(std::span<const std::byte> command);
+  std::size_t max_command_bytes() const;
+
+  // Hands waiting event records to `visit` (valid only during the call), up to
+  // `max_records`; returns how many. Re-arms the notification first, so an event that
+  // arrives during the drain is either seen now or notified again.
+  std::size_t drain_events(const std::function<void(std::span<const std::byte>)>& visit, std::size_t max_records);
+
+  HostStatus status() const;
+
+ private:
+  class Bridge;
+
+  void on_applied(std::uint64_t log_index, std::span<const std::byte> payload);
+  void emit(EventKind kind, std::uint32_t detail, std::uint64_t value, std::uint64_t extra = 0);
+  void flush_overflow();
+  void notify_if_needed();
+  void refresh_status(bool force);
+
+  EngineHostConfig config_;
+  std::function<void()> notify_;
+  engine::SteadyClock clock_;
+  std::shared_ptr<fabric::Fabric> fabric_;
+  std::unique_ptr<engine::Replica> replica_;
+  engine::SpscRing submissions_;
+  engine::CommandSubmitter submitter_;
+  engine::SpscRing events_;
+  std::unique_ptr<Bridge> bridge_;
+  std::unique_ptr<engine::AgentRunner> runner_;
+
+  // Engine-thread state.
+  std::deque<EventHeader> overflow_;  // events the ring had no room for, in order
+  bool pushed_since_notify_ = false;
+  std::uint64_t next_status_ns_ = 0;
+  std::uint64_t entries_applied_ = 0;
+  std::uint64_t commands_dropped_ = 0;
+  std::uint64_t reigns_ended_ = 0;
+  std::uint32_t last_role_detail_ = 0xffff'ffff;
+  bool reported_state_transfer_ = false;
+
+  std::atomic<bool> notify_armed_{true};  // the owner will drain before it needs another call
+  mutable std::mutex status_mutex_;
+  HostStatus status_;
+};
+
+}  // namespace mu::addon

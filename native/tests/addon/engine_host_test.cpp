@@ -1,0 +1,176 @@
+// The engine host, as the addon uses it, without Node: three hosts in one process over
+// shm (each with its own engine thread), driven from the test thread the way the addon's
+// main thread drives them: submit, wait for a signal, drain events.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "addon/engine_host.hpp"
+#include "engine/command_batch.hpp"
+
+namespace mu::addon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Observed {
+  std::vector<std::pair<std::uint64_t, std::string>> applied;  // (log index, command)
+  std::vector<std::uint64_t> applied_own_sequences;
+  std::vector<std::uint64_t> dropped;
+  std::vector<std::uint32_t> roles;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(std::uint32_t replicas) {
+    static std::atomic<int> counter{0};
+    const std::string name = "host-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    for (std::uint32_t id = 0; id < replicas; ++id) {
+      EngineHostConfig config;
+      config.replica.leader.self = static_cast<fabric::NodeId>(id);
+      config.replica.leader.replica_count = replicas;
+      config.replica.leader.log_area_bytes = 1 << 20;
+      config.replica.leader.max_payload_bytes = 4096;
+      config.event_ring_bytes = 64 * 1024;  // small, so backpressure is exercised
+      config.fabric.cluster_name = name;
+      signals_.push_back(std::make_unique<std::atomic<int>>(0));
+      std::atomic<int>* signal = signals_.back().get();
+      hosts_.push_back(std::make_unique<EngineHost>(config, [signal] { signal->fetch_add(1); }));
+      observed_.emplace_back();
+    }
+    std::vector<std::vector<std::byte>> cards;
+    for (auto& host : hosts_) cards.push_back(host->card());
+    for (auto& host : hosts_) host->connect(cards);
+    for (auto& host : hosts_) host->start();
+  }
+  ~Cluster() {
+    for (auto& host : hosts_) host->stop();
+  }
+
+  EngineHost& host(std::size_t id) { return *hosts_[id]; }
+  const Observed& observed(std::size_t id) const { return observed_[id]; }
+  int signals(std::size_t id) const { return signals_[id]->load(); }
+
+  void drain(std::size_t id) {
+    hosts_[id]->drain_events(
+        [&](std::span<const std::byte> record) {
+          EventHeader header;
+          ASSERT_GE(record.size(), sizeof header);
+          std::memcpy(&header, record.data(), sizeof header);
+          Observed& seen = observed_[id];
+          switch (header.kind) {
+            case EventKind::applied:
+              engine::for_each_command(record.subspan(sizeof header), [&](const engine::Command& command) {
+                seen.applied.emplace_back(header.value, std::string(reinterpret_cast<const char*>(command.bytes.data()),
+                                                                    command.bytes.size()));
+                if (command.tag.origin == id) seen.applied_own_sequences.push_back(command.tag.sequence);
+              });
+              break;
+            case EventKind::dropped: seen.dropped.push_back(header.value); break;
+            case EventKind::role: seen.roles.push_back(header.detail); break;
+            default: break;
+          }
+        },
+        1 << 20);
+  }
+  void drain_all() {
+    for (std::size_t id = 0; id < hosts_.size(); ++id) drain(id);
+  }
+
+  // Drains every host until `done` holds or the deadline passes.
+  bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      drain_all();
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    drain_all();
+    return done();
+  }
+
+  std::optional<std::size_t> leader() {
+    for (std::size_t id = 0; id < hosts_.size(); ++id) {
+      if (hosts_[id]->status().role == engine::LeaderAgent::Role::steady) return id;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::vector<std::unique_ptr<EngineHost>> hosts_;
+  std::vector<std::unique_ptr<std::atomic<int>>> signals_;
+  std::vector<Observed> observed_;
+};
+
+std::vector<std::byte> bytes_of(const std::string& text) {
+  std::vector<std::byte> bytes(text.size());
+  std::memcpy(bytes.data(), text.data(), text.size());
+  return bytes;
+}
+
+TEST(EngineHost, EveryReplicaDeliversTheLeadersCommandsInOrderThroughTheEventRing) {
+  Cluster cluster(3);
+  std::optional<std::size_t> leader;
+  ASSERT_TRUE(cluster.wait_for([&] { return (leader = cluster.leader()).has_value(); })) << "no leader elected";
+  constexpr int commands = 3000;  // ~100 KB of events per replica through a 64 KiB ring
+  int submitted = 0;
+  ASSERT_TRUE(cluster.wait_for(
+      [&] {
+        while (submitted < commands) {
+          const std::string text = "set key" + std::to_string(submitted) + " value-" + std::string(16, 'x');
+          const auto tag = cluster.host(*leader).submit(bytes_of(text));
+          if (!tag) break;  // the submission ring is full: drain and retry
+          EXPECT_EQ(tag->sequence, static_cast<std::uint64_t>(submitted + 1));
+          ++submitted;
+        }
+        for (std::size_t id = 0; id < 3; ++id) {
+          if (cluster.observed(id).applied.size() < static_cast<std::size_t>(commands)) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(30)));
+  for (std::size_t id = 0; id < 3; ++id) {
+    EXPECT_EQ(cluster.observed(id).applied, cluster.observed(*leader).applied) << "replica " << id;
+    EXPECT_GT(cluster.signals(id), 0) << "the owner is signalled, not polled";
+  }
+  const auto& own = cluster.observed(*leader).applied_own_sequences;
+  ASSERT_EQ(own.size(), static_cast<std::size_t>(commands));
+  for (std::size_t i = 0; i < own.size(); ++i) ASSERT_EQ(own[i], i + 1);
+  for (int i = 0; i < commands; i += 997) {
+    EXPECT_EQ(cluster.observed(*leader).applied[static_cast<std::size_t>(i)].second,
+              "set key" + std::to_string(i) + " value-" + std::string(16, 'x'));
+  }
+  const HostStatus status = cluster.host(*leader).status();
+  EXPECT_TRUE(status.running);
+  EXPECT_GE(status.entries_applied, 1u);
+  EXPECT_EQ(status.peer_scores.size(), 3u);
+}
+
+TEST(EngineHost, AFollowerDropsWhatIsSubmittedToItAndSaysSo) {
+  Cluster cluster(3);
+  std::optional<std::size_t> leader;
+  ASSERT_TRUE(cluster.wait_for([&] { return (leader = cluster.leader()).has_value(); }));
+  const std::size_t follower = (*leader + 1) % 3;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(cluster.host(follower).submit(bytes_of("set misdirected 1")));
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).dropped.size() == 10; }));
+  EXPECT_EQ(cluster.observed(follower).dropped.front(), 1u);
+  EXPECT_EQ(cluster.observed(follower).dropped.back(), 10u);
+  EXPECT_TRUE(cluster.observed(*leader).applied.empty()) << "nothing misdirected is applied anywhere";
+  EXPECT_FALSE(cluster.observed(follower).roles.empty()) << "role changes are reported";
+}
+
+TEST(EngineHost, ACommandLargerThanAnEntryIsRefusedAtSubmission) {
+  Cluster cluster(3);
+  EXPECT_FALSE(cluster.host(0).submit(std::vector<std::byte>(cluster.host(0).max_command_bytes() + 1)));
+  EXPECT_TRUE(cluster.host(0).submit(std::vector<std::byte>(cluster.host(0).max_command_bytes())));
+}
+
+}  // namespace
+}  // namespace mu::addon
