@@ -6,8 +6,74 @@ import path from 'node:path';
 
 export type FabricBackendName = 'shm' | 'verbs';
 
+// The options the native Replica takes (checked again there); mu/config.ts builds them.
+export interface NativeReplicaOptions {
+  nodeId: number;
+  replicaCount: number;
+  fabric: FabricBackendName;
+  clusterName: string;
+  shmRoot?: string;
+  verbsDevice?: string;
+  verbsPort?: number;
+  verbsGidIndex?: number;
+  logBytes?: number;
+  maxEntryBytes?: number;
+  pipelineDepth?: number;
+  maxPendingCommands?: number;
+  commitPublishDelayUs?: number;
+  heartbeatIntervalUs?: number;
+  readIntervalUs?: number;
+  maxScore?: number;
+  failureThreshold?: number;
+  recoveryThreshold?: number;
+  candidateTimeoutUs?: number;
+  candidateBackoffUs?: number;
+  fateSharingTimeoutUs?: number;
+  idleStrategy?: 'backoff' | 'yield' | 'spin';
+}
+
+export type NativeRole = 'follower' | 'recovering' | 'preparing' | 'leader' | 'deposed';
+
+export interface NativeReplicaStatus {
+  running: boolean;
+  role: NativeRole;
+  candidacy: 'idle' | 'requesting' | 'leading';
+  holder: number | null;
+  proposal: number;
+  firstUncommittedIndex: number;
+  firstUndecidedIndex: number;
+  appliedIndex: number;
+  heartbeat: number;
+  grantsServed: number;
+  peerScores: number[];
+  peerAlive: boolean[];
+  needsStateTransfer: boolean;
+  rounds: number;
+  idleRounds: number;
+  entriesApplied: number;
+  commandsDropped: number;
+  reignsEnded: number;
+  leaderDetail: string;
+  backgroundDetail: string;
+}
+
+// native/addon/replica_binding.hpp. Event records arrive as one Buffer per delivery:
+// each record is a 4-byte length, then a 24-byte header (kind, detail, value, extra) and,
+// for applied entries, the entry's command batch (see mu/events.ts).
+export interface NativeReplica {
+  card(): Buffer;
+  connect(cards: Buffer[]): void;
+  start(onEvents: (records: Buffer) => void): void;
+  // Returns [first sequence, how many were taken]; the rest did not fit (backpressure).
+  submit(commands: Buffer[]): [number, number];
+  status(): NativeReplicaStatus;
+  stop(): void;
+  maxCommandBytes(): number;
+}
+
 export interface NativeAddon {
   compiledFabricBackends(): FabricBackendName[];
+  Replica: new (options: NativeReplicaOptions) => NativeReplica;
 }
 
 const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

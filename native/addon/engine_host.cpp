@@ -22,6 +22,11 @@ class EngineHost::Bridge final : public engine::Agent {
       host_.last_role_detail_ = role_detail;
       host_.emit(EventKind::role, role_detail, replica.leader().proposal());
     }
+    // No-op entries are not delivered, so the owner cannot see the apply agent pass them.
+    while (!host_.horizons_.empty() && replica.apply().applied().index >= host_.horizons_.front().next_index) {
+      host_.emit(EventKind::fates_known, 0, host_.horizons_.front().last_taken_sequence);
+      host_.horizons_.pop_front();
+    }
     if (replica.apply().needs_state_transfer() && !host_.reported_state_transfer_) {
       host_.reported_state_transfer_ = true;
       host_.emit(EventKind::needs_state_transfer, 0, replica.apply().applied().index);
@@ -82,6 +87,7 @@ void EngineHost::connect(std::span<const std::vector<std::byte>> cards) {
           [this](std::uint64_t next_index, std::uint64_t last_taken_sequence) {
             ++reigns_ended_;
             emit(EventKind::reign_ended, 0, next_index, last_taken_sequence);
+            horizons_.push_back(Horizon{next_index, last_taken_sequence});
           }});
   bridge_ = std::make_unique<Bridge>(*this);
 }

@@ -49,6 +49,8 @@ enum class EventKind : std::uint32_t {
                              // land; extra: the last sequence the reign took (LeaderAgent::SubmissionEvents)
   role = 4,                  // detail: leader role | candidacy << 8 | (holder + 1) << 16; value: proposal
   needs_state_transfer = 5,  // value: the next index this replica would have applied
+  fates_known = 6,           // value: every command up to this sequence not applied by now never will be
+                             // (this replica applied past the index a reign_ended named)
 };
 struct EventHeader {
   EventKind kind;
@@ -135,6 +137,11 @@ class EngineHost {
 
   // Engine-thread state.
   std::deque<EventHeader> overflow_;  // events the ring had no room for, in order
+  struct Horizon {
+    std::uint64_t next_index;
+    std::uint64_t last_taken_sequence;
+  };
+  std::deque<Horizon> horizons_;  // reigns whose commands' fate is not known yet
   bool pushed_since_notify_ = false;
   std::uint64_t next_status_ns_ = 0;
   std::uint64_t entries_applied_ = 0;

@@ -53,6 +53,23 @@ TEST(CommandBatch, CommandsComeBackInOrderWithTheirTags) {
   EXPECT_EQ(seen[1].second, "");
 }
 
+// The origin field is 4 bytes on the wire and NodeId is 2: the encoder once copied the
+// tag's padding into the upper half, which other languages (the TypeScript reader) read.
+TEST(CommandBatch, TheOriginFieldIsTheNodeIdWidenedAndALargerOneIsMalformed) {
+  std::vector<std::byte> batch;
+  CommandTag tag;
+  std::memset(static_cast<void*>(&tag), 0xab, sizeof tag);  // garbage in the padding
+  tag.origin = 7;
+  tag.sequence = 1;
+  append_command(batch, tag, {});
+  std::uint32_t origin = 0;
+  std::memcpy(&origin, batch.data(), 4);
+  EXPECT_EQ(origin, 7u);
+  origin = 70000;
+  std::memcpy(batch.data(), &origin, 4);
+  EXPECT_FALSE(for_each_command(batch, [](const Command&) {}));
+}
+
 TEST(CommandBatch, ALengthRunningPastTheEndIsMalformed) {
   std::vector<std::byte> batch;
   const std::string command = "get x";

@@ -1,0 +1,258 @@
+// One replica of a Mu cluster, as the proxy uses it: propose commands (the promise
+// resolves with the log index once this replica has applied the command, which at the
+// leader means it is committed), and receive every committed entry in log order.
+//
+// Proposals made in one event-loop turn reach the engine together: they are queued and
+// handed over in one native call from a setImmediate, where the engine's leader batches
+// them into as few entries as fit. Memory stays bounded: the native submission ring
+// pushes back, and beyond `maxQueuedProposals` waiting here propose() refuses with BUSY.
+//
+// Every proposal settles. Besides success:
+//   NOT_LEADER  the command was never written to any log (this replica does not lead):
+//               retry through the leader.
+//   LOST        this replica lost leadership while the command was in flight and it was
+//               not chosen; it never will be: safe to retry.
+//   BUSY, TOO_LARGE, STOPPED, NEEDS_STATE_TRANSFER: as named; nothing was written.
+import { EventEmitter } from 'node:events';
+
+import { parseEvents, type AppliedCommand, type CandidacyName, type NativeEvent, type RoleName } from './events.js';
+import { native, type NativeReplica, type NativeReplicaOptions, type NativeReplicaStatus } from './native.js';
+
+export type { AppliedCommand, RoleName } from './events.js';
+
+export type ProposalErrorCode = 'NOT_LEADER' | 'LOST' | 'BUSY' | 'TOO_LARGE' | 'STOPPED' | 'NEEDS_STATE_TRANSFER';
+
+export class ProposalError extends Error {
+  readonly code: ProposalErrorCode;
+  constructor(code: ProposalErrorCode, message: string) {
+    super(message);
+    this.name = 'ProposalError';
+    this.code = code;
+  }
+}
+
+export interface AppliedEntry {
+  index: number;
+  commands: AppliedCommand[];
+}
+
+export interface RoleChange {
+  role: RoleName;
+  candidacy: CandidacyName;
+  leaderId: number | null; // whom this replica's log is granted to
+  proposal: number;
+}
+
+export interface LatencySummary {
+  samples: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+}
+
+export interface ReplicaStatus extends NativeReplicaStatus {
+  nodeId: number;
+  queuedProposals: number;
+  outstandingProposals: number;
+  proposeToCommit: LatencySummary;
+}
+
+export interface ReplicaTuning {
+  maxQueuedProposals?: number; // default 65536
+}
+
+interface Pending {
+  data: Buffer;
+  resolve: (index: number) => void;
+  reject: (error: ProposalError) => void;
+  startedNs: bigint;
+}
+
+const latencyWindow = 4096;
+
+export interface ReplicaEventMap {
+  applied: [entry: AppliedEntry];
+  role: [change: RoleChange];
+  'needs-state-transfer': [nextIndex: number];
+}
+
+export class Replica extends EventEmitter<ReplicaEventMap> {
+  readonly nodeId: number;
+  private readonly handle: NativeReplica;
+  private readonly maxQueued: number;
+  private readonly maxCommandBytes: number;
+  private queue: Pending[] = [];
+  private readonly outstanding = new Map<number, Pending>();
+  private flushScheduled = false;
+  private started = false;
+  private stopped = false;
+  private lastRole: RoleChange = { role: 'follower', candidacy: 'idle', leaderId: null, proposal: 0 };
+  private readonly latenciesUs = new Float64Array(latencyWindow);
+  private latencyCount = 0;
+
+  constructor(options: NativeReplicaOptions, tuning: ReplicaTuning = {}) {
+    super();
+    this.nodeId = options.nodeId;
+    this.handle = new native.Replica(options);
+    this.maxQueued = tuning.maxQueuedProposals ?? 65536;
+    this.maxCommandBytes = this.handle.maxCommandBytes();
+  }
+
+  // What the other replicas need to reach this one (exchanged by the control plane).
+  card(): Buffer {
+    return this.handle.card();
+  }
+
+  // cards[i] is replica i's card, this one's included.
+  connect(cards: Buffer[]): void {
+    this.handle.connect(cards);
+  }
+
+  start(): void {
+    if (this.started) throw new Error('replica: already started');
+    this.started = true;
+    this.handle.start((records) => this.onEvents(records));
+  }
+
+  get role(): RoleChange {
+    return this.lastRole;
+  }
+
+  get isLeader(): boolean {
+    return this.lastRole.role === 'leader';
+  }
+
+  propose(command: Buffer): Promise<number>;
+  propose(commands: Buffer[]): Promise<number[]>;
+  propose(input: Buffer | Buffer[]): Promise<number> | Promise<number[]> {
+    if (Array.isArray(input)) return Promise.all(input.map((command) => this.proposeOne(command)));
+    return this.proposeOne(input);
+  }
+
+  status(): ReplicaStatus {
+    return {
+      ...this.handle.status(),
+      nodeId: this.nodeId,
+      queuedProposals: this.queue.length,
+      outstandingProposals: this.outstanding.size,
+      proposeToCommit: this.latencySummary(),
+    };
+  }
+
+  // Stops the engine thread; every proposal still waiting is rejected with STOPPED.
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.handle.stop();
+    const error = () => new ProposalError('STOPPED', 'the replica was stopped before the command was applied');
+    for (const pending of this.queue) pending.reject(error());
+    for (const pending of this.outstanding.values()) pending.reject(error());
+    this.queue = [];
+    this.outstanding.clear();
+  }
+
+  private proposeOne(data: Buffer): Promise<number> {
+    if (!this.started || this.stopped) {
+      return Promise.reject(new ProposalError('STOPPED', 'the replica is not running'));
+    }
+    if (data.length > this.maxCommandBytes) {
+      return Promise.reject(
+        new ProposalError('TOO_LARGE', `a command of ${data.length} bytes exceeds the ${this.maxCommandBytes}-byte limit`),
+      );
+    }
+    if (this.queue.length >= this.maxQueued) {
+      return Promise.reject(new ProposalError('BUSY', `${this.queue.length} proposals are already waiting`));
+    }
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ data, resolve, reject, startedNs: process.hrtime.bigint() });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.stopped || this.queue.length === 0) return;
+    const batch = this.queue.length > 4096 ? this.queue.slice(0, 4096) : this.queue;
+    const [firstSequence, taken] = this.handle.submit(batch.map((pending) => pending.data));
+    for (let i = 0; i < taken; i++) this.outstanding.set(firstSequence + i, this.queue[i] as Pending);
+    this.queue.splice(0, taken);
+    // The ring was full: the engine empties it within microseconds, so try again soon.
+    if (this.queue.length > 0) this.scheduleFlush();
+  }
+
+  private onEvents(records: Buffer): void {
+    let events: NativeEvent[];
+    try {
+      events = parseEvents(records);
+    } catch (error) {
+      // A bug, not an input: the records come from our own engine. Say so loudly.
+      process.emitWarning(`mu replica ${this.nodeId}: ${(error as Error).message}`);
+      return;
+    }
+    for (const event of events) this.onEvent(event);
+  }
+
+  private onEvent(event: NativeEvent): void {
+    switch (event.kind) {
+      case 'applied': {
+        for (const command of event.commands) {
+          if (command.origin !== this.nodeId) continue;
+          const pending = this.outstanding.get(command.sequence);
+          if (pending === undefined) continue;
+          this.outstanding.delete(command.sequence);
+          this.recordLatency(pending.startedNs);
+          pending.resolve(event.index);
+        }
+        this.emit('applied', { index: event.index, commands: event.commands });
+        break;
+      }
+      case 'dropped':
+        this.settleWithError(event.sequence, 'NOT_LEADER', 'this replica is not the leader; nothing was written');
+        break;
+      case 'fates-known':
+        for (const sequence of [...this.outstanding.keys()]) {
+          if (sequence <= event.throughSequence) {
+            this.settleWithError(sequence, 'LOST', 'leadership changed while the command was in flight; it was not applied');
+          }
+        }
+        break;
+      case 'reign-ended':
+        break; // the fates-known event that follows is what settles proposals
+      case 'role':
+        this.lastRole = { role: event.role, candidacy: event.candidacy, leaderId: event.holder, proposal: event.proposal };
+        this.emit('role', this.lastRole);
+        break;
+      case 'needs-state-transfer':
+        for (const sequence of [...this.outstanding.keys()]) {
+          this.settleWithError(sequence, 'NEEDS_STATE_TRANSFER', 'this replica fell behind the recycled log');
+        }
+        this.emit('needs-state-transfer', event.nextIndex);
+        break;
+    }
+  }
+
+  private settleWithError(sequence: number, code: ProposalErrorCode, message: string): void {
+    const pending = this.outstanding.get(sequence);
+    if (pending === undefined) return;
+    this.outstanding.delete(sequence);
+    pending.reject(new ProposalError(code, message));
+  }
+
+  private recordLatency(startedNs: bigint): void {
+    this.latenciesUs[this.latencyCount % latencyWindow] = Number(process.hrtime.bigint() - startedNs) / 1000;
+    this.latencyCount++;
+  }
+
+  private latencySummary(): LatencySummary {
+    const count = Math.min(this.latencyCount, latencyWindow);
+    const sorted = Array.from(this.latenciesUs.subarray(0, count)).sort((a, b) => a - b);
+    const at = (fraction: number) => (count === 0 ? 0 : (sorted[Math.min(count - 1, Math.floor(fraction * count))] ?? 0));
+    return { samples: count, p50Us: at(0.5), p90Us: at(0.9), p99Us: at(0.99) };
+  }
+}
