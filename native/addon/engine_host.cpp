@@ -14,6 +14,7 @@ class EngineHost::Bridge final : public engine::Agent {
   explicit Bridge(EngineHost& host) : host_(host) {}
   std::string_view name() const override { return "host bridge"; }
   int do_work() override {
+    host_.apply_reconnects();
     host_.flush_overflow();
     engine::Replica& replica = *host_.replica_;
     const std::uint32_t role_detail = role_detail_of(replica);
@@ -122,6 +123,33 @@ std::size_t EngineHost::drain_events(const std::function<void(std::span<const st
                                      std::size_t max_records) {
   notify_armed_.store(true, std::memory_order_seq_cst);
   return events_.drain(visit, max_records);
+}
+
+void EngineHost::reconnect_peer(std::span<const std::byte> card) {
+  engine::ReplicaCard decoded = engine::ReplicaCard::decode(card);
+  if (decoded.node_id == node_id() || decoded.node_id >= config_.replica.leader.replica_count) {
+    throw std::invalid_argument("engine host: a restarted peer's card must name another replica of this cluster");
+  }
+  std::lock_guard lock(reconnect_mutex_);
+  reconnects_.push_back(std::move(decoded));
+}
+
+void EngineHost::apply_reconnects() {
+  std::vector<engine::ReplicaCard> cards;
+  {
+    std::unique_lock lock(reconnect_mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || reconnects_.empty()) return;
+    cards.swap(reconnects_);
+  }
+  for (const auto& card : cards) {
+    std::uint32_t done = 1;
+    try {
+      replica_->reconnect_peer(card);
+    } catch (const std::exception&) {
+      done = 0;  // e.g. its regions are gone again (it restarted twice): a newer card follows
+    }
+    emit(EventKind::peer_reconnected, done, card.node_id);
+  }
 }
 
 HostStatus EngineHost::status() const {

@@ -51,6 +51,7 @@ enum class EventKind : std::uint32_t {
   needs_state_transfer = 5,  // value: the next index this replica would have applied
   fates_known = 6,           // value: every command up to this sequence not applied by now never will be
                              // (this replica applied past the index a reign_ended named)
+  peer_reconnected = 7,      // value: the peer; detail: 1 when done, 0 when its card was refused
 };
 struct EventHeader {
   EventKind kind;
@@ -115,10 +116,16 @@ class EngineHost {
 
   HostStatus status() const;
 
+  // Replica `card`'s node restarted (the control plane learned a new incarnation). The
+  // card is checked here (std::invalid_argument) and applied on the engine thread between
+  // rounds; a peer_reconnected event says how it went.
+  void reconnect_peer(std::span<const std::byte> card);
+
  private:
   class Bridge;
 
   void on_applied(std::uint64_t log_index, std::span<const std::byte> payload);
+  void apply_reconnects();
   void emit(EventKind kind, std::uint32_t detail, std::uint64_t value, std::uint64_t extra = 0);
   void flush_overflow();
   void notify_if_needed();
@@ -149,6 +156,9 @@ class EngineHost {
   std::uint64_t reigns_ended_ = 0;
   std::uint32_t last_role_detail_ = 0xffff'ffff;
   bool reported_state_transfer_ = false;
+
+  std::mutex reconnect_mutex_;
+  std::vector<engine::ReplicaCard> reconnects_;  // from the owner, for the engine thread
 
   std::atomic<bool> notify_armed_{true};  // the owner will drain before it needs another call
   mutable std::mutex status_mutex_;

@@ -160,4 +160,31 @@ void Replica::connect(std::span<const ReplicaCard> cards) {
                                                   std::move(log_access), *leader_, *apply_, clock_);
 }
 
+void Replica::reconnect_peer(const ReplicaCard& card) {
+  const std::uint32_t n = config_.leader.replica_count;
+  const fabric::NodeId self = node_id();
+  const fabric::NodeId peer = card.node_id;
+  if (!leader_) throw std::logic_error("replica: reconnect_peer() before connect()");
+  if (peer >= n || peer == self || card.to_log.size() != n) {
+    throw std::invalid_argument("replica: a restarted peer's card must name another replica of this cluster");
+  }
+  // Attach first: a card whose regions cannot be attached changes nothing.
+  auto log = fabric_->attach_remote_region(card.log);
+  auto background = fabric_->attach_remote_region(card.background);
+  from_leader_[peer]->reset();
+  from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
+  to_log_[peer]->reset();
+  to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
+  from_background_[peer]->reset();
+  from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
+  to_background_[peer]->reset();
+  to_background_[peer]->connect(card.from_background[self], fabric::access_none);
+  retired_regions_.push_back(std::move(remote_logs_[peer]));
+  retired_regions_.push_back(std::move(remote_backgrounds_[peer]));
+  remote_logs_[peer] = std::move(log);
+  remote_backgrounds_[peer] = std::move(background);
+  leader_->acceptor_restarted(peer, remote_logs_[peer].get());
+  background_->peer_restarted(peer, remote_backgrounds_[peer].get());
+}
+
 }  // namespace mu::engine

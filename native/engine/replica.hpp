@@ -62,6 +62,13 @@ class Replica {
   // the agents. Call once.
   void connect(std::span<const ReplicaCard> cards);
 
+  // Replica `card.node_id` restarted (a new process: new regions, new connection ends):
+  // reset and reconnect this replica's four ends toward it, attach its new regions and
+  // tell the agents. Call on the agents' thread, between rounds. It then rejoins like a
+  // late replica: it grants its log to the leader, which brings it up to date (or finds
+  // it must wait for a state transfer, when the log was recycled past what it has).
+  void reconnect_peer(const ReplicaCard& card);
+
   fabric::NodeId node_id() const { return config_.leader.self; }
   LeaderAgent& leader() { return *leader_; }
   ApplyAgent& apply() { return *apply_; }
@@ -91,6 +98,9 @@ class Replica {
   std::vector<std::unique_ptr<fabric::Connection>> from_background_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_backgrounds_;
+  // Regions of previous incarnations: an operation posted before a reconnect may still
+  // name one, so they are kept until the replica goes (a few per restart).
+  std::vector<std::unique_ptr<fabric::RemoteRegion>> retired_regions_;
   std::unique_ptr<ApplyAgent> apply_;
   std::unique_ptr<LeaderAgent> leader_;
   std::unique_ptr<BackgroundAgent> background_;

@@ -40,6 +40,8 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       peer_leading_(config.replica_count, false),
       peer_holder_read_ns_(config.replica_count, 0),
       link_broken_(config.replica_count, false),
+      link_epoch_(config.replica_count, 0),
+      link_retry_at_ns_(config.replica_count, 0),
       served_sequence_(config.replica_count, 0),
       admitted_sequence_(config.replica_count, 0) {
   if (links_.size() != config_.replica_count || log_access_.size() != config_.replica_count) {
@@ -58,7 +60,54 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
 }
 
 std::uint64_t BackgroundAgent::work_id(Operation operation, fabric::NodeId peer) const {
-  return (static_cast<std::uint64_t>(operation) << 56) | peer;
+  return (static_cast<std::uint64_t>(operation) << 56) | (static_cast<std::uint64_t>(link_epoch_[peer]) << 16) | peer;
+}
+
+void BackgroundAgent::retry_link(fabric::NodeId peer) {
+  // A link breaks when its peer dies, or restarts before this end was reconnected to the
+  // new incarnation (the restarted side connects first). Cycle this end now and then: once
+  // both ends are fresh, reads succeed again. Stale completions carry the old link epoch.
+  if (link_retry_at_ns_[peer] == 0) {
+    link_retry_at_ns_[peer] = now_ns_ + link_retry_interval_ns();
+    return;
+  }
+  if (now_ns_ < link_retry_at_ns_[peer]) return;
+  fabric::Connection& connection = *links_[peer].connection;
+  const fabric::EndpointInfo remote = connection.remote_endpoint();
+  connection.reset();
+  ++link_epoch_[peer];
+  ++links_retried_;
+  link_retry_at_ns_[peer] = 0;
+  try {
+    connection.connect(remote, fabric::access_none);
+  } catch (const fabric::FabricError&) {
+    return;  // not reachable at all (a restarting peer between its old files and new ones)
+  }
+  link_broken_[peer] = false;
+  read_outstanding_[peer] = false;
+}
+
+std::uint64_t BackgroundAgent::link_retry_interval_ns() const { return 10 * config_.detector.read_interval_ns; }
+
+void BackgroundAgent::peer_restarted(fabric::NodeId peer, const fabric::RemoteRegion* background) {
+  assert(peer < config_.replica_count && peer != config_.self);
+  links_[peer].background = background;
+  ++link_epoch_[peer];
+  link_broken_[peer] = false;
+  link_retry_at_ns_[peer] = 0;
+  read_outstanding_[peer] = false;
+  peer_holder_[peer].reset();
+  peer_leading_[peer] = false;
+  served_sequence_[peer] = 0;
+  admitted_sequence_[peer] = 0;
+  std::memset(own_background_.data() + background_layout::request_offset(peer), 0, encoded_cursor_bytes);
+  std::memset(own_background_.data() + background_layout::ack_offset(peer), 0, encoded_cursor_bytes);
+  if (serving_ && serving_->requester == peer) serving_.reset();
+  if (holder_ == peer) {
+    // Its log connection end was reset to no access: nobody holds this log now.
+    holder_.reset();
+    publish_holder();
+  }
 }
 
 int BackgroundAgent::do_work() {
@@ -84,6 +133,8 @@ int BackgroundAgent::do_work() {
 void BackgroundAgent::handle_completion(const fabric::Completion& completion) {
   const fabric::NodeId peer = peer_of(completion.work_id);
   if (peer >= config_.replica_count) return;
+  // From a connection to a previous incarnation of the peer (reset since).
+  if (static_cast<std::uint32_t>((completion.work_id >> 16) & 0xffff'ffff) != link_epoch_[peer]) return;
   const bool ok = completion.status == fabric::CompletionStatus::success;
   if (!ok) link_broken_[peer] = true;  // a dead or restarted peer: its reads fail from now on
   if (static_cast<Operation>(operation_of(completion.work_id)) == Operation::read_heartbeat) {
@@ -134,6 +185,7 @@ int BackgroundAgent::read_heartbeats() {
     if (peer == config_.self) continue;
     if (link_broken_[peer]) {
       detector_.observe(peer, std::nullopt);
+      retry_link(peer);
       continue;
     }
     if (read_outstanding_[peer]) {
@@ -405,7 +457,7 @@ namespace mu::engine {
 std::string BackgroundAgent::describe() const {
   std::string out = "stood " + std::to_string(stood_) + " timed out " + std::to_string(timed_out_) + " deposed " +
                     std::to_string(stepped_down_deposed_) + " replaced " + std::to_string(stepped_down_replaced_) +
-                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " links retried " + std::to_string(links_retried_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
                     std::to_string(request_sequence_) + " holder " +
                     (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {

@@ -96,6 +96,12 @@ class BackgroundAgent final : public Agent {
   std::uint64_t grants_served() const { return grants_served_; }
   // One line of state for diagnostics (mu-sim traces, status).
   std::string describe() const;
+  // Replica `peer` restarted: its connection (already reset and reconnected by the
+  // caller) and background region are new. Forget everything learned from the previous
+  // incarnation: its broken link, its outstanding read, its last request (a stale request
+  // word must not be served as the new one's), what it said about holders and leading.
+  // Completions still queued from the old connection are ignored (link epochs).
+  void peer_restarted(fabric::NodeId peer, const fabric::RemoteRegion* background);
 
  private:
   enum class Operation : std::uint8_t { read_heartbeat = 1, write_request, write_ack };
@@ -109,6 +115,8 @@ class BackgroundAgent final : public Agent {
   void handle_completion(const fabric::Completion& completion);
   int beat();
   int read_heartbeats();
+  void retry_link(fabric::NodeId peer);
+  std::uint64_t link_retry_interval_ns() const;
   int serve_permissions();
   int run_candidacy();
   bool may_grant(fabric::NodeId requester) const;
@@ -152,6 +160,9 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint64_t> peer_holder_read_ns_;
   std::uint64_t leading_since_ns_ = 0;
   std::vector<bool> link_broken_;
+  std::vector<std::uint32_t> link_epoch_;  // per peer, bumped when the link is cycled
+  std::vector<std::uint64_t> link_retry_at_ns_;  // per broken link: when to cycle it (0 = not set)
+  std::uint64_t links_retried_ = 0;
 
   std::optional<fabric::NodeId> holder_;
   std::vector<std::uint64_t> served_sequence_;

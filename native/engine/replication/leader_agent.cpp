@@ -184,7 +184,13 @@ void LeaderAgent::reset_broken_connections() {
     if (connection.state() == fabric::ConnectionState::error) {
       const fabric::EndpointInfo remote = connection.remote_endpoint();
       connection.reset();
-      connection.connect(remote, fabric::access_none);
+      try {
+        connection.connect(remote, fabric::access_none);
+      } catch (const fabric::FabricError&) {
+        // The peer cannot be reached at all right now (a restarting process between its
+        // old files and its new ones): left unconnected, its posts fail, and the next
+        // request cycles it again.
+      }
     }
   }
 }
@@ -322,6 +328,24 @@ void LeaderAgent::handle_completion(const fabric::Completion& completion) {
     case Operation::join_read:
     case Operation::join_write:
       break;  // counted above
+  }
+}
+
+void LeaderAgent::acceptor_restarted(fabric::NodeId acceptor, const fabric::RemoteRegion* log) {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    if (acceptors_[i].link.node_id != acceptor) continue;
+    drop_acceptor(i);
+    acceptors_[i].link.log = log;
+    acceptors_[i].applied_read_outstanding = false;
+    acceptors_[i].applied_position.reset();
+    // A join of the previous incarnation is abandoned: one under way fails once its
+    // operations are back (the usual path), one still waiting is forgotten.
+    const bool under_way = !joining_.empty() && joining_.front() == i && join_started_;
+    if (under_way) {
+      join_failed_ = true;
+    } else {
+      joining_.erase(std::remove(joining_.begin(), joining_.end(), i), joining_.end());
+    }
   }
 }
 
@@ -638,8 +662,12 @@ int LeaderAgent::publish_commit_point() {
 }
 
 
+// Recycling is lazy, with hysteresis: nothing is reclaimed until three quarters of the
+// area are in use, and then only down to half of it. The newest half of the log stays
+// readable, so a replica that restarts or resumes after a while can still be brought up
+// to date from the log instead of needing a state transfer.
 int LeaderAgent::start_recycling_round() {
-  if (tail_.position - recycled_position_ <= geometry_.area_bytes() / 2) return 0;
+  if (tail_.position - recycled_position_ <= geometry_.area_bytes() / 4 * 3) return 0;
   if (std::any_of(acceptors_.begin(), acceptors_.end(),
                   [](const Acceptor& acceptor) { return acceptor.applied_read_outstanding; })) {
     return 0;
@@ -677,7 +705,8 @@ void LeaderAgent::finish_recycling_round_up_to(std::uint64_t decided_position) {
   if (count < needed) return;
   std::sort(applied.begin(), applied.begin() + static_cast<std::ptrdiff_t>(count), std::greater<>());
   // A majority has applied everything below this; only committed entries are ever applied.
-  const std::uint64_t safe = std::min(applied[needed - 1], decided_position);
+  const std::uint64_t keep_from = tail_.position > geometry_.area_bytes() / 2 ? tail_.position - geometry_.area_bytes() / 2 : 0;
+  const std::uint64_t safe = std::min({applied[needed - 1], decided_position, keep_from});
   if (safe <= recycled_position_) return;
   recycled_position_ = safe;
   if (role_ == Role::steady || role_ == Role::preparing) publish_recycled_position();
@@ -757,10 +786,10 @@ int LeaderAgent::advance_recovery() {
           scratch_for(i) + (log_layout::applied_offset - log_layout::aligned_offset), encoded_cursor_bytes));
       acceptor.applied_position = applied ? applied->position : 0;
     }
-    // What a majority has applied may be reused, as in a recycling round; never more than
-    // what this leader knows decided.
-    recycled_position_ = 0;
-    finish_recycling_round_up_to(recovery_target_.position);
+    // Start from what the previous leaders declared reusable here (a majority had applied
+    // it); the next recycling round reclaims more when space runs short.
+    const auto published = own_view_->read_cursor(log_layout::recycled_offset);
+    recycled_position_ = published ? std::min(published->position, recovery_target_.position) : 0;
     catch_up_cursor_ = acceptors_[self].first_undecided;
     if (catch_up_cursor_.index < recovery_target_.index) {
       recovery_step_ = RecoveryStep::catch_up;

@@ -98,6 +98,10 @@ class LeaderAgent final : public Agent {
   // receives every entry from then on. One that is too far behind (its entries recycled
   // here) is left out: it needs a state transfer.
   void admit(fabric::NodeId acceptor);
+  // Replica `acceptor` restarted with a new log region (its connection was reset and
+  // reconnected by the caller): it is no longer confirmed, and is reached at `log` from
+  // now on. It rejoins like any late acceptor: it grants, then admit().
+  void acceptor_restarted(fabric::NodeId acceptor, const fabric::RemoteRegion* log);
   bool is_confirmed(fabric::NodeId acceptor) const;
 
   // Resets and reconnects this replica's ends of connections left in the error state, so

@@ -25,24 +25,17 @@ struct Observed {
   std::vector<std::uint64_t> applied_own_sequences;
   std::vector<std::uint64_t> dropped;
   std::vector<std::uint32_t> roles;
+  std::vector<std::uint32_t> reconnected;  // 1 per successful reconnection
 };
 
 class Cluster {
  public:
-  explicit Cluster(std::uint32_t replicas) {
+  explicit Cluster(std::uint32_t replicas) : replicas_(replicas) {
     static std::atomic<int> counter{0};
-    const std::string name = "host-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    name_ = "host-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
     for (std::uint32_t id = 0; id < replicas; ++id) {
-      EngineHostConfig config;
-      config.replica.leader.self = static_cast<fabric::NodeId>(id);
-      config.replica.leader.replica_count = replicas;
-      config.replica.leader.log_area_bytes = 1 << 20;
-      config.replica.leader.max_payload_bytes = 4096;
-      config.event_ring_bytes = 64 * 1024;  // small, so backpressure is exercised
-      config.fabric.cluster_name = name;
       signals_.push_back(std::make_unique<std::atomic<int>>(0));
-      std::atomic<int>* signal = signals_.back().get();
-      hosts_.push_back(std::make_unique<EngineHost>(config, [signal] { signal->fetch_add(1); }));
+      hosts_.push_back(make_host(id));
       observed_.emplace_back();
     }
     std::vector<std::vector<std::byte>> cards;
@@ -52,6 +45,44 @@ class Cluster {
   }
   ~Cluster() {
     for (auto& host : hosts_) host->stop();
+  }
+
+  std::unique_ptr<EngineHost> make_host(std::uint32_t id) {
+    EngineHostConfig config;
+    config.replica.leader.self = static_cast<fabric::NodeId>(id);
+    config.replica.leader.replica_count = replicas_;
+    config.replica.leader.log_area_bytes = 1 << 20;
+    config.replica.leader.max_payload_bytes = 4096;
+    config.event_ring_bytes = 64 * 1024;  // small, so backpressure is exercised
+    config.fabric.cluster_name = name_;
+    // Four threads on two cores here: a 20 ms detection window, so scheduling gaps do not
+    // pass for failures (the sizing docs/PERFORMANCE.md recommends for shared cores).
+    auto& detector = config.replica.background.detector;
+    detector.read_interval_ns = 2'000'000;
+    detector.heartbeat_interval_ns = 500'000;
+    detector.max_score = 12;
+    detector.failure_threshold = 2;
+    detector.recovery_threshold = 9;
+    config.replica.background.candidate_timeout_ns = 60'000'000;
+    config.replica.background.candidate_backoff_ns = 20'000'000;
+    config.replica.background.fate_sharing_timeout_ns = 200'000'000;
+    std::atomic<int>* signal = signals_[id].get();
+    return std::make_unique<EngineHost>(config, [signal] { signal->fetch_add(1); });
+  }
+
+  // Replaces replica `id` by a new incarnation (fresh regions and connection ends), as a
+  // restarted process would be, and tells the others (what the control plane does).
+  void restart(std::uint32_t id) {
+    hosts_[id].reset();
+    hosts_[id] = make_host(id);
+    observed_[id] = Observed{};
+    std::vector<std::vector<std::byte>> cards;
+    for (auto& host : hosts_) cards.push_back(host->card());
+    hosts_[id]->connect(cards);
+    hosts_[id]->start();
+    for (std::uint32_t other = 0; other < replicas_; ++other) {
+      if (other != id) hosts_[other]->reconnect_peer(cards[id]);
+    }
   }
 
   EngineHost& host(std::size_t id) { return *hosts_[id]; }
@@ -75,6 +106,7 @@ class Cluster {
               break;
             case EventKind::dropped: seen.dropped.push_back(header.value); break;
             case EventKind::role: seen.roles.push_back(header.detail); break;
+            case EventKind::peer_reconnected: seen.reconnected.push_back(header.detail); break;
             default: break;
           }
         },
@@ -104,6 +136,8 @@ class Cluster {
   }
 
  private:
+  std::uint32_t replicas_;
+  std::string name_;
   std::vector<std::unique_ptr<EngineHost>> hosts_;
   std::vector<std::unique_ptr<std::atomic<int>>> signals_;
   std::vector<Observed> observed_;
@@ -164,6 +198,35 @@ TEST(EngineHost, AFollowerDropsWhatIsSubmittedToItAndSaysSo) {
   EXPECT_EQ(cluster.observed(follower).dropped.back(), 10u);
   EXPECT_TRUE(cluster.observed(*leader).applied.empty()) << "nothing misdirected is applied anywhere";
   EXPECT_FALSE(cluster.observed(follower).roles.empty()) << "role changes are reported";
+}
+
+// A follower's process is replaced by a new incarnation with empty regions: the others
+// reconnect to it, the leader admits it and copies the log it lacks (nothing was
+// recycled yet), and it applies the whole history, then new commands.
+TEST(EngineHost, ARestartedFollowerIsReconnectedAndCatchesUpFromTheLog) {
+  Cluster cluster(3);
+  std::optional<std::size_t> leader;
+  ASSERT_TRUE(cluster.wait_for([&] { return (leader = cluster.leader()).has_value(); }));
+  const std::size_t follower = (*leader + 1) % 3;
+  const auto submit_range = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      while (!cluster.host(*leader).submit(bytes_of("set k" + std::to_string(i) + " v"))) cluster.drain_all();
+    }
+  };
+  submit_range(0, 200);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 200; }));
+  cluster.restart(static_cast<std::uint32_t>(follower));
+  submit_range(200, 300);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 300; }, std::chrono::seconds(3)))
+      << "restarted follower applied " << cluster.observed(follower).applied.size() << "; leader "
+      << cluster.host(*leader).status().leader_detail << "\n 0: " << cluster.host(0).status().background_detail
+      << "\n 1: " << cluster.host(1).status().background_detail << "\n 2: " << cluster.host(2).status().background_detail
+      << "\n restarted: " << cluster.host(follower).status().leader_detail;
+  EXPECT_EQ(cluster.observed(follower).applied, cluster.observed(*leader).applied);
+  const std::size_t other = (*leader + 2) % 3;
+  EXPECT_EQ(cluster.observed(other).reconnected, std::vector<std::uint32_t>{1});
+  EXPECT_EQ(cluster.observed(*leader).reconnected, std::vector<std::uint32_t>{1});
+  EXPECT_EQ(cluster.leader(), leader) << "restarting a follower does not move leadership";
 }
 
 TEST(EngineHost, ACommandLargerThanAnEntryIsRefusedAtSubmission) {
