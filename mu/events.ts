@@ -16,7 +16,8 @@ export type NativeEvent =
   | { kind: 'reign-ended'; nextIndex: number; lastTakenSequence: number }
   | { kind: 'role'; role: RoleName; candidacy: CandidacyName; holder: number | null; proposal: number }
   | { kind: 'needs-state-transfer'; nextIndex: number }
-  | { kind: 'fates-known'; throughSequence: number };
+  | { kind: 'fates-known'; throughSequence: number }
+  | { kind: 'peer-reconnected'; peer: number; ok: boolean };
 
 export type RoleName = 'follower' | 'recovering' | 'preparing' | 'leader' | 'deposed';
 export type CandidacyName = 'idle' | 'requesting' | 'leading';
@@ -71,6 +72,9 @@ export function parseEvents(records: Buffer): NativeEvent[] {
         break;
       case 6:
         events.push({ kind: 'fates-known', throughSequence: value });
+        break;
+      case 7:
+        events.push({ kind: 'peer-reconnected', peer: value, ok: detail === 1 });
         break;
       default:
         throw new Error(`native events: unknown kind ${kind}`);

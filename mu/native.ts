@@ -63,6 +63,8 @@ export interface NativeReplicaStatus {
 export interface NativeReplica {
   card(): Buffer;
   connect(cards: Buffer[]): void;
+  // A peer restarted: its new card (applied on the engine thread; a peer-reconnected event follows).
+  reconnectPeer(card: Buffer): void;
   start(onEvents: (records: Buffer) => void): void;
   // Returns [first sequence, how many were taken]; the rest did not fit (backpressure).
   submit(commands: Buffer[]): [number, number];

@@ -74,6 +74,7 @@ export interface ReplicaEventMap {
   applied: [entry: AppliedEntry];
   role: [change: RoleChange];
   'needs-state-transfer': [nextIndex: number];
+  'peer-reconnected': [peer: number, ok: boolean];
 }
 
 export class Replica extends EventEmitter<ReplicaEventMap> {
@@ -106,6 +107,12 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   // cards[i] is replica i's card, this one's included.
   connect(cards: Buffer[]): void {
     this.handle.connect(cards);
+  }
+
+  // Replica `card`'s owner restarted (a new incarnation): reconnect to it. It then rejoins
+  // through the leader and catches up from the log (see 'peer-reconnected').
+  reconnectPeer(card: Buffer): void {
+    this.handle.reconnectPeer(card);
   }
 
   start(): void {
@@ -227,6 +234,9 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
       case 'role':
         this.lastRole = { role: event.role, candidacy: event.candidacy, leaderId: event.holder, proposal: event.proposal };
         this.emit('role', this.lastRole);
+        break;
+      case 'peer-reconnected':
+        this.emit('peer-reconnected', event.peer, event.ok);
         break;
       case 'needs-state-transfer':
         for (const sequence of [...this.outstanding.keys()]) {

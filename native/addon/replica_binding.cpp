@@ -132,6 +132,7 @@ Napi::Function ReplicaBinding::define(Napi::Env env) {
                      {
                          InstanceMethod<&ReplicaBinding::card>("card"),
                          InstanceMethod<&ReplicaBinding::connect>("connect"),
+                         InstanceMethod<&ReplicaBinding::reconnect_peer>("reconnectPeer"),
                          InstanceMethod<&ReplicaBinding::start>("start"),
                          InstanceMethod<&ReplicaBinding::submit>("submit"),
                          InstanceMethod<&ReplicaBinding::status>("status"),
@@ -162,15 +163,27 @@ ReplicaBinding::ReplicaBinding(const Napi::CallbackInfo& info) : Napi::ObjectWra
 ReplicaBinding::~ReplicaBinding() { shut_down(); }
 
 void ReplicaBinding::shut_down() {
-  if (host_) host_->stop();  // joins the engine thread: no signal after this
+  if (host_) {
+    host_->stop();  // joins the engine thread: no signal after this
+    last_status_ = host_->status();
+    max_command_bytes_ = host_->max_command_bytes();
+    // Now, not at garbage collection: the fabric's regions (shm files) go with it.
+    host_.reset();
+  }
   if (signal_created_) {
     signal_created_ = false;
     events_signal_.Release();
   }
 }
 
+EngineHost& ReplicaBinding::live_host(Napi::Env env) {
+  if (!host_) throw Napi::Error::New(env, "Replica: stopped");
+  return *host_;
+}
+
 Napi::Value ReplicaBinding::card(const Napi::CallbackInfo& info) {
-  const std::vector<std::byte> bytes = guarded(info.Env(), [&] { return host_->card(); });
+  EngineHost& host = live_host(info.Env());
+  const std::vector<std::byte> bytes = guarded(info.Env(), [&] { return host.card(); });
   return Napi::Buffer<std::uint8_t>::Copy(info.Env(), reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
 }
 
@@ -187,7 +200,18 @@ Napi::Value ReplicaBinding::connect(const Napi::CallbackInfo& info) {
     cards.emplace_back(bytes, bytes + buffer.Length());
   }
   guarded(env, [&] {
-    host_->connect(cards);
+    live_host(env).connect(cards);
+    return 0;
+  });
+  return env.Undefined();
+}
+
+Napi::Value ReplicaBinding::reconnect_peer(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsBuffer()) throw Napi::TypeError::New(env, "Replica.reconnectPeer: expected a card Buffer");
+  const auto buffer = info[0].As<Napi::Buffer<std::uint8_t>>();
+  guarded(env, [&] {
+    live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()));
     return 0;
   });
   return env.Undefined();
@@ -197,12 +221,13 @@ Napi::Value ReplicaBinding::start(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "Replica.start: expected an event callback");
   if (signal_created_) throw Napi::Error::New(env, "Replica.start: already started");
+  EngineHost& host = live_host(env);
   events_signal_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "mu replica events", 0, 1);
   // The Node process may exit while the engine runs: the proxy's servers keep it alive.
   events_signal_.Unref(env);
   signal_created_ = true;
   guarded(env, [&] {
-    host_->start();
+    host.start();
     return 0;
   });
   return env.Undefined();
@@ -236,13 +261,14 @@ Napi::Value ReplicaBinding::submit(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "Replica.submit: expected an array of Buffers");
   }
   const auto commands = info[0].As<Napi::Array>();
+  EngineHost& host = live_host(env);
   std::uint64_t first_sequence = 0;
   std::uint32_t accepted = 0;
   for (; accepted < commands.Length(); ++accepted) {
     const Napi::Value value = commands.Get(accepted);
     if (!value.IsBuffer()) throw Napi::TypeError::New(env, "Replica.submit: every command must be a Buffer");
     const auto buffer = value.As<Napi::Buffer<std::uint8_t>>();
-    const auto tag = host_->submit(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()));
+    const auto tag = host.submit(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()));
     if (!tag) break;  // the ring is full (or the command too large): the caller keeps the rest
     if (accepted == 0) first_sequence = tag->sequence;
   }
@@ -255,7 +281,7 @@ Napi::Value ReplicaBinding::submit(const Napi::CallbackInfo& info) {
 
 Napi::Value ReplicaBinding::status(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  const HostStatus status = host_->status();
+  const HostStatus status = host_ ? host_->status() : last_status_;
   Napi::Object out = Napi::Object::New(env);
   out.Set("running", status.running);
   out.Set("role", role_name(status.role));
@@ -292,7 +318,7 @@ Napi::Value ReplicaBinding::stop(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ReplicaBinding::max_command_bytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(host_->max_command_bytes()));
+  return Napi::Number::New(info.Env(), static_cast<double>(host_ ? host_->max_command_bytes() : max_command_bytes_));
 }
 
 }  // namespace mu::addon

@@ -25,6 +25,7 @@ class ReplicaBinding final : public Napi::ObjectWrap<ReplicaBinding> {
  private:
   Napi::Value card(const Napi::CallbackInfo& info);
   Napi::Value connect(const Napi::CallbackInfo& info);
+  Napi::Value reconnect_peer(const Napi::CallbackInfo& info);
   Napi::Value start(const Napi::CallbackInfo& info);
   Napi::Value submit(const Napi::CallbackInfo& info);
   Napi::Value status(const Napi::CallbackInfo& info);
@@ -33,10 +34,13 @@ class ReplicaBinding final : public Napi::ObjectWrap<ReplicaBinding> {
 
   static void deliver_events(Napi::Env env, Napi::Function on_events, const std::weak_ptr<EngineHost>& weak_host);
   void shut_down();
+  EngineHost& live_host(Napi::Env env);
 
   std::shared_ptr<EngineHost> host_;
   Napi::ThreadSafeFunction events_signal_;
   bool signal_created_ = false;
+  HostStatus last_status_;  // what status() reports once stopped
+  std::size_t max_command_bytes_ = 0;
 };
 
 }  // namespace mu::addon

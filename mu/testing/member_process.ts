@@ -1,0 +1,107 @@
+// One cluster member as a process, driven by a test or benchmark through JSON lines:
+// requests on stdin, replies and events on stdout (logs go to stderr).
+//
+//   node --import tsx mu/testing/member_process.ts --config cluster.json --id 1
+//
+// Requests (each may carry a "tag" echoed in its reply):
+//   {"op":"status"}                               -> {"event":"status","status":{...}}
+//   {"op":"applied"}                              -> {"event":"applied","items":["index:data",...]}
+//   {"op":"burst","prefix":"a","count":N,"chunk":C}
+//        proposes N commands "a-0".."a-(N-1)", C per event-loop turn, without waiting;
+//        each outcome is printed: {"event":"acked","data":"a-7","index":12} or
+//        {"event":"rejected","data":"a-7","code":"NOT_LEADER"}, then {"event":"burst-done"}
+//   {"op":"latency","count":N,"bytes":B}          -> one proposal at a time, N times:
+//        {"event":"latency","samplesUs":[...]}
+import readline from 'node:readline';
+
+import { loadClusterConfig } from '../config.js';
+import { ClusterMember } from '../member.js';
+import { ProposalError } from '../replica.js';
+
+function argument(name: string): string {
+  const at = process.argv.indexOf(name);
+  const value = at >= 0 ? process.argv[at + 1] : undefined;
+  if (value === undefined) {
+    console.error(`usage: member_process.ts --config <file> --id <n> (missing ${name})`);
+    process.exit(2);
+  }
+  return value;
+}
+
+function send(message: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+const config = loadClusterConfig(argument('--config'));
+const nodeId = Number(argument('--id'));
+const member = await ClusterMember.start(config, nodeId, { log: (line) => console.error(`[replica ${nodeId}] ${line}`) });
+const applied: string[] = [];
+member.replica.on('applied', (entry) => {
+  for (const command of entry.commands) applied.push(`${entry.index}:${command.data.toString()}`);
+});
+member.replica.on('role', (change) => send({ event: 'role', ...change }));
+send({ event: 'started', nodeId, incarnation: member.incarnation });
+
+async function burst(prefix: string, count: number, chunk: number): Promise<void> {
+  const outcomes: Promise<void>[] = [];
+  for (let start = 0; start < count; start += chunk) {
+    for (let i = start; i < Math.min(count, start + chunk); i++) {
+      const data = `${prefix}-${i}`;
+      outcomes.push(
+        member.replica.propose(Buffer.from(data)).then(
+          (index) => send({ event: 'acked', data, index }),
+          (error: unknown) => send({ event: 'rejected', data, code: error instanceof ProposalError ? error.code : String(error) }),
+        ),
+      );
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await Promise.all(outcomes);
+  send({ event: 'burst-done', prefix });
+}
+
+async function latency(count: number, bytes: number): Promise<number[]> {
+  const samplesUs: number[] = [];
+  const payload = Buffer.alloc(bytes, 0x5a);
+  for (let i = 0; i < count; i++) {
+    const started = process.hrtime.bigint();
+    await member.replica.propose(payload);
+    samplesUs.push(Number(process.hrtime.bigint() - started) / 1000);
+  }
+  return samplesUs;
+}
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  let request: { op?: string; tag?: unknown; prefix?: string; count?: number; chunk?: number; bytes?: number };
+  try {
+    request = JSON.parse(line) as typeof request;
+  } catch {
+    send({ event: 'error', message: `not JSON: ${line}` });
+    return;
+  }
+  const tag = request.tag;
+  switch (request.op) {
+    case 'status':
+      send({ event: 'status', tag, status: member.replica.status() });
+      break;
+    case 'applied':
+      send({ event: 'applied', tag, items: applied });
+      break;
+    case 'burst':
+      void burst(request.prefix ?? 'c', request.count ?? 1, request.chunk ?? 1);
+      break;
+    case 'latency':
+      latency(request.count ?? 1000, request.bytes ?? 64).then(
+        (samplesUs) => send({ event: 'latency', tag, samplesUs }),
+        (error: unknown) => send({ event: 'error', tag, message: String(error) }),
+      );
+      break;
+    default:
+      send({ event: 'error', tag, message: `unknown op ${String(request.op)}` });
+  }
+});
+// The parent closing stdin ends the process cleanly.
+lines.on('close', () => {
+  void member.stop().then(() => process.exit(0));
+});
