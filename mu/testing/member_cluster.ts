@@ -28,6 +28,9 @@ async function freePort(): Promise<number> {
 
 export interface MemberClusterOptions {
   replicas?: number;
+  // 'shm' by default; MU_MEMBER_FABRIC=verbs (with MU_VERBS_DEVICE, MU_VERBS_GID_INDEX)
+  // runs the same tests on RDMA verbs, as scripts/rdma-vm does inside the Soft-RoCE VM.
+  fabric?: 'shm' | 'verbs';
   // Failure detection sized for shared cores (see docs/PERFORMANCE.md): reads every
   // readIntervalUs, a peer suspected after failureReads reads without progress.
   readIntervalUs?: number;
@@ -118,18 +121,31 @@ export class MemberCluster {
 
   static async start(options: MemberClusterOptions = {}): Promise<MemberCluster> {
     const size = options.replicas ?? 3;
+    const fabric = options.fabric ?? (process.env['MU_MEMBER_FABRIC'] === 'verbs' ? 'verbs' : 'shm');
+    // Under emulation (the Soft-RoCE VM) everything is ~100x slower: a wider window.
+    const defaultReadIntervalUs = fabric === 'verbs' ? 20000 : 2000;
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-cluster-'));
     const ports: number[] = [];
     for (let i = 0; i < size; i++) ports.push(await freePort());
     const config = {
       cluster: `members-${process.pid}-${crypto.randomBytes(3).toString('hex')}`,
       secretFile: path.join(directory, 'secret'),
-      fabric: { backend: 'shm' },
+      fabric:
+        fabric === 'verbs'
+          ? {
+              backend: 'verbs',
+              device: process.env['MU_VERBS_DEVICE'] ?? 'rxe0',
+              gidIndex: Number(process.env['MU_VERBS_GID_INDEX'] ?? '1'),
+            }
+          : { backend: 'shm' },
       replicas: ports.map((port, id) => ({ id, control: `127.0.0.1:${port}` })),
       engine: {
         logBytes: options.logBytes ?? 8 << 20,
         maxEntryBytes: 64 << 10,
-        failureDetector: { readIntervalUs: options.readIntervalUs ?? 2000, failureReads: options.failureReads ?? 10 },
+        failureDetector: {
+          readIntervalUs: options.readIntervalUs ?? defaultReadIntervalUs,
+          failureReads: options.failureReads ?? 10,
+        },
       },
     };
     fs.writeFileSync(config.secretFile, crypto.randomBytes(24).toString('hex'), { mode: 0o600 });

@@ -12,6 +12,8 @@
 //        {"event":"rejected","data":"a-7","code":"NOT_LEADER"}, then {"event":"burst-done"}
 //   {"op":"latency","count":N,"bytes":B}          -> one proposal at a time, N times:
 //        {"event":"latency","samplesUs":[...]}
+//   {"op":"throughput","count":N,"bytes":B,"window":W} -> N proposals, at most W unsettled:
+//        {"event":"throughput","seconds":s,"acked":n}
 import readline from 'node:readline';
 
 import { loadClusterConfig } from '../config.js';
@@ -71,9 +73,45 @@ async function latency(count: number, bytes: number): Promise<number[]> {
   return samplesUs;
 }
 
+async function throughput(count: number, bytes: number, window: number): Promise<{ seconds: number; acked: number }> {
+  const payload = Buffer.alloc(bytes, 0x5a);
+  let proposed = 0;
+  let settled = 0;
+  let acked = 0;
+  const started = process.hrtime.bigint();
+  const lowWater = Math.floor(window / 2);
+  await new Promise<void>((resolve) => {
+    const onSettled = () => {
+      settled++;
+      if (settled === count) resolve();
+      else if (proposed - settled === lowWater) setImmediate(refill);
+    };
+    // Top the window up once per event-loop turn: the proposals of one turn share entries.
+    const refill = () => {
+      while (proposed < count && proposed - settled < window) {
+        proposed++;
+        member.replica.propose(payload).then(() => {
+          acked++;
+          onSettled();
+        }, onSettled);
+      }
+    };
+    refill();
+  });
+  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, acked };
+}
+
 const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
-  let request: { op?: string; tag?: unknown; prefix?: string; count?: number; chunk?: number; bytes?: number };
+  let request: {
+    op?: string;
+    tag?: unknown;
+    prefix?: string;
+    count?: number;
+    chunk?: number;
+    bytes?: number;
+    window?: number;
+  };
   try {
     request = JSON.parse(line) as typeof request;
   } catch {
@@ -94,6 +132,12 @@ lines.on('line', (line) => {
     case 'latency':
       latency(request.count ?? 1000, request.bytes ?? 64).then(
         (samplesUs) => send({ event: 'latency', tag, samplesUs }),
+        (error: unknown) => send({ event: 'error', tag, message: String(error) }),
+      );
+      break;
+    case 'throughput':
+      throughput(request.count ?? 100000, request.bytes ?? 64, request.window ?? 1024).then(
+        (result) => send({ event: 'throughput', tag, ...result }),
         (error: unknown) => send({ event: 'error', tag, message: String(error) }),
       );
       break;
