@@ -68,6 +68,8 @@ export interface NativeReplica {
   start(onEvents: (records: Buffer) => void): void;
   // Returns [first sequence, how many were taken]; the rest did not fit (backpressure).
   submit(commands: Buffer[]): [number, number];
+  // Spins up to spinUs for event records (the callback's format) and returns them.
+  poll(spinUs: number): Buffer | undefined;
   status(): NativeReplicaStatus;
   stop(): void;
   maxCommandBytes(): number;

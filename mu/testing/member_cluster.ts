@@ -36,6 +36,8 @@ export interface MemberClusterOptions {
   readIntervalUs?: number;
   failureReads?: number;
   logBytes?: number;
+  idleStrategy?: 'backoff' | 'yield' | 'spin';
+  pollAfterSubmitUs?: number;
   verbose?: boolean;
 }
 
@@ -117,6 +119,7 @@ export class MemberCluster {
     readonly configPath: string,
     readonly size: number,
     private readonly verbose: boolean,
+    private readonly pollAfterSubmitUs: number | undefined,
   ) {}
 
   static async start(options: MemberClusterOptions = {}): Promise<MemberCluster> {
@@ -142,6 +145,7 @@ export class MemberCluster {
       engine: {
         logBytes: options.logBytes ?? 8 << 20,
         maxEntryBytes: 64 << 10,
+        idleStrategy: options.idleStrategy ?? 'backoff',
         failureDetector: {
           readIntervalUs: options.readIntervalUs ?? defaultReadIntervalUs,
           failureReads: options.failureReads ?? 10,
@@ -151,14 +155,15 @@ export class MemberCluster {
     fs.writeFileSync(config.secretFile, crypto.randomBytes(24).toString('hex'), { mode: 0o600 });
     const configPath = path.join(directory, 'cluster.json');
     fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
-    const cluster = new MemberCluster(config.cluster, directory, configPath, size, options.verbose ?? process.env['MU_TEST_VERBOSE'] === '1');
+    const cluster = new MemberCluster(config.cluster, directory, configPath, size, options.verbose ?? process.env['MU_TEST_VERBOSE'] === '1', options.pollAfterSubmitUs);
     for (let id = 0; id < size; id++) cluster.launch(id);
     await Promise.all(cluster.members.map((member) => member?.waitFor((event) => event.event === 'started', 'start-up', 60000)));
     return cluster;
   }
 
   launch(id: number): MemberProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', memberScript, '--config', this.configPath, '--id', String(id)], {
+    const extra = this.pollAfterSubmitUs === undefined ? [] : ['--poll-us', String(this.pollAfterSubmitUs)];
+    const child = spawn(process.execPath, ['--import', 'tsx', memberScript, '--config', this.configPath, '--id', String(id), ...extra], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const member = new MemberProcess(id, child, this.verbose);

@@ -112,7 +112,9 @@ void EngineHost::stop() {
 
 std::optional<engine::CommandTag> EngineHost::submit(std::span<const std::byte> command) {
   if (command.size() > max_command_bytes()) return std::nullopt;
-  return submitter_.submit(command);
+  const auto tag = submitter_.submit(command);
+  if (tag && runner_) runner_->wake();
+  return tag;
 }
 
 std::size_t EngineHost::max_command_bytes() const {
@@ -152,6 +154,18 @@ void EngineHost::apply_reconnects() {
   }
 }
 
+bool EngineHost::wait_for_events(std::uint64_t timeout_ns) const {
+  if (events_.has_records()) return true;
+  const std::uint64_t deadline = clock_.now_ns() + timeout_ns;
+  do {
+    for (int i = 0; i < 64; ++i) {
+      if (events_.has_records()) return true;
+      __builtin_ia32_pause();
+    }
+  } while (clock_.now_ns() < deadline);
+  return events_.has_records();
+}
+
 HostStatus EngineHost::status() const {
   std::lock_guard lock(status_mutex_);
   return status_;
@@ -188,6 +202,11 @@ void EngineHost::flush_overflow() {
 
 void EngineHost::notify_if_needed() {
   if (!pushed_since_notify_) return;
+  if (!replica_->leader().leading() && config_.follower_notify_interval_ns != 0) {
+    const std::uint64_t now = clock_.now_ns();
+    if (now - last_notify_ns_ < config_.follower_notify_interval_ns) return;  // later, with more
+    last_notify_ns_ = now;
+  }
   pushed_since_notify_ = false;
   if (notify_armed_.exchange(false, std::memory_order_seq_cst) && notify_) notify_();
 }

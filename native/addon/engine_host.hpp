@@ -38,6 +38,10 @@ struct EngineHostConfig {
   std::size_t submission_ring_bytes = std::size_t{4} << 20;
   std::size_t event_ring_bytes = std::size_t{16} << 20;  // at least twice the largest entry
   std::uint64_t status_interval_ns = 1'000'000;
+  // A replica that does not lead tells its owner about new entries at most this often:
+  // nobody waits on a follower's applied entries within microseconds, and on a machine
+  // with few cores every wake-up of a follower's event loop delays the leader's.
+  std::uint64_t follower_notify_interval_ns = 100'000;
 };
 
 // Every event record starts with this header (little-endian, 24 bytes); an `applied`
@@ -116,6 +120,11 @@ class EngineHost {
 
   HostStatus status() const;
 
+  // Spins (no system call) until an event record is waiting or `timeout_ns` passes;
+  // true when one is. The owner uses it right after submitting, when an answer is
+  // expected within microseconds: it saves the wake-up of a thread asleep in epoll.
+  bool wait_for_events(std::uint64_t timeout_ns) const;
+
   // Replica `card`'s node restarted (the control plane learned a new incarnation). The
   // card is checked here (std::invalid_argument) and applied on the engine thread between
   // rounds; a peer_reconnected event says how it went.
@@ -150,6 +159,7 @@ class EngineHost {
   };
   std::deque<Horizon> horizons_;  // reigns whose commands' fate is not known yet
   bool pushed_since_notify_ = false;
+  std::uint64_t last_notify_ns_ = 0;
   std::uint64_t next_status_ns_ = 0;
   std::uint64_t entries_applied_ = 0;
   std::uint64_t commands_dropped_ = 0;

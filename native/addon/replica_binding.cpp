@@ -135,6 +135,7 @@ Napi::Function ReplicaBinding::define(Napi::Env env) {
                          InstanceMethod<&ReplicaBinding::reconnect_peer>("reconnectPeer"),
                          InstanceMethod<&ReplicaBinding::start>("start"),
                          InstanceMethod<&ReplicaBinding::submit>("submit"),
+                         InstanceMethod<&ReplicaBinding::poll>("poll"),
                          InstanceMethod<&ReplicaBinding::status>("status"),
                          InstanceMethod<&ReplicaBinding::stop>("stop"),
                          InstanceMethod<&ReplicaBinding::max_command_bytes>("maxCommandBytes"),
@@ -237,11 +238,9 @@ Napi::Value ReplicaBinding::start(const Napi::CallbackInfo& info) {
 // 4-byte length, in one Buffer handed to the JavaScript callback (at most the event
 // ring's size). Static, holding the host weakly: a delivery queued before the Replica was
 // stopped and collected finds nothing and does nothing.
-void ReplicaBinding::deliver_events(Napi::Env env, Napi::Function on_events, const std::weak_ptr<EngineHost>& weak_host) {
-  const std::shared_ptr<EngineHost> host = weak_host.lock();
-  if (!host) return;
+std::vector<std::uint8_t> ReplicaBinding::drain_records(EngineHost& host) {
   std::vector<std::uint8_t> out;
-  while (host->drain_events(
+  while (host.drain_events(
              [&](std::span<const std::byte> record) {
                const auto length = static_cast<std::uint32_t>(record.size());
                const std::size_t at = out.size();
@@ -251,8 +250,29 @@ void ReplicaBinding::deliver_events(Napi::Env env, Napi::Function on_events, con
              },
              4096) != 0) {
   }
-  if (out.empty()) return;
+  return out;
+}
+
+void ReplicaBinding::deliver_events(Napi::Env env, Napi::Function on_events, const std::weak_ptr<EngineHost>& weak_host) {
+  const std::shared_ptr<EngineHost> host = weak_host.lock();
+  if (!host) return;
+  const std::vector<std::uint8_t> out = drain_records(*host);
+  if (out.empty()) return;  // taken by poll() meanwhile
   on_events.Call({Napi::Buffer<std::uint8_t>::Copy(env, out.data(), out.size())});
+}
+
+// poll(spinUs): spins up to spinUs for event records and returns them (the same format
+// as the event callback's Buffer), or undefined. Used right after submit().
+Napi::Value ReplicaBinding::poll(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "Replica.poll: expected microseconds");
+  const double spin_us = info[0].As<Napi::Number>().DoubleValue();
+  if (!(spin_us >= 0 && spin_us <= 1000)) throw Napi::RangeError::New(env, "Replica.poll: between 0 and 1000 microseconds");
+  EngineHost& host = live_host(env);
+  if (!host.wait_for_events(static_cast<std::uint64_t>(spin_us * 1000))) return env.Undefined();
+  const std::vector<std::uint8_t> out = drain_records(host);
+  if (out.empty()) return env.Undefined();
+  return Napi::Buffer<std::uint8_t>::Copy(env, out.data(), out.size());
 }
 
 Napi::Value ReplicaBinding::submit(const Napi::CallbackInfo& info) {

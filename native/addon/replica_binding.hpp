@@ -28,11 +28,13 @@ class ReplicaBinding final : public Napi::ObjectWrap<ReplicaBinding> {
   Napi::Value reconnect_peer(const Napi::CallbackInfo& info);
   Napi::Value start(const Napi::CallbackInfo& info);
   Napi::Value submit(const Napi::CallbackInfo& info);
+  Napi::Value poll(const Napi::CallbackInfo& info);
   Napi::Value status(const Napi::CallbackInfo& info);
   Napi::Value stop(const Napi::CallbackInfo& info);
   Napi::Value max_command_bytes(const Napi::CallbackInfo& info);
 
   static void deliver_events(Napi::Env env, Napi::Function on_events, const std::weak_ptr<EngineHost>& weak_host);
+  static std::vector<std::uint8_t> drain_records(EngineHost& host);
   void shut_down();
   EngineHost& live_host(Napi::Env env);
 

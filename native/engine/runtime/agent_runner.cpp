@@ -23,6 +23,7 @@ void AgentRunner::start() {
 
 void AgentRunner::stop() {
   stop_requested_.store(true);
+  idle_->wake();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -26,6 +26,8 @@ class AgentRunner {
   // Asks the thread to finish its current round and joins it. Idempotent.
   void stop();
   bool running() const { return thread_.joinable(); }
+  // From any thread: work is waiting; a parked runner wakes at once (IdleStrategy::wake).
+  void wake() { idle_->wake(); }
   // Rounds completed, and rounds in which no agent did anything (for status counters).
   std::uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
   std::uint64_t idle_rounds() const { return idle_rounds_.load(std::memory_order_relaxed); }

@@ -2,7 +2,10 @@
 
 #include <immintrin.h>
 #include <sched.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -41,14 +44,28 @@ void BackoffIdle::idle(int work_count) {
     case 1:
       ::sched_yield();
       break;
-    default: {
-      const timespec duration{0, static_cast<long>(park_ns_)};
-      ::nanosleep(&duration, nullptr);
+    default:
+      park();
       park_ns_ = std::min(park_ns_ * 2, limits_.max_park_ns);
       break;
-    }
   }
   if (idle_rounds_ < limits_.spins + limits_.yields) ++idle_rounds_;
+}
+
+void BackoffIdle::park() {
+  const std::uint32_t seen = wake_sequence_.load(std::memory_order_seq_cst);
+  parked_.store(true, std::memory_order_seq_cst);
+  // A wake() between the load above and the wait changes the word: the wait returns at once.
+  const timespec timeout{0, static_cast<long>(park_ns_)};
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wake_sequence_), FUTEX_WAIT_PRIVATE, seen, &timeout, nullptr, 0);
+  parked_.store(false, std::memory_order_relaxed);
+}
+
+void BackoffIdle::wake() {
+  wake_sequence_.fetch_add(1, std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_seq_cst)) {
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wake_sequence_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
 }
 
 void BackoffIdle::reset() {

@@ -8,6 +8,7 @@
 //             default: wakes within a few microseconds under load and costs nothing idle
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -21,6 +22,9 @@ class IdleStrategy {
   // Called after each round of agent work with how much work it did.
   virtual void idle(int work_count) = 0;
   virtual void reset() = 0;
+  // From another thread: work is waiting (a submission). A parked thread wakes at once
+  // instead of when its sleep ends; a running one is not disturbed.
+  virtual void wake() {}
 };
 
 // The longest park bounds how late an idle replica notices work, and how far apart its
@@ -44,20 +48,27 @@ class YieldIdle final : public IdleStrategy {
   void reset() override {}
 };
 
+// Parks on a futex with a timeout, so wake() cuts a park short: the thread that submits
+// work pays one system call only when the runner is actually parked.
 class BackoffIdle final : public IdleStrategy {
  public:
   explicit BackoffIdle(BackoffLimits limits = {});
   void idle(int work_count) override;
   void reset() override;
+  void wake() override;
 
   // How the next idle round would wait, for tests: 0 spin, 1 yield, 2 park.
   int phase() const;
   std::uint64_t next_park_ns() const { return park_ns_; }
 
  private:
+  void park();
+
   BackoffLimits limits_;
   std::uint32_t idle_rounds_ = 0;
   std::uint64_t park_ns_;
+  alignas(64) std::atomic<std::uint32_t> wake_sequence_{0};  // the futex word
+  std::atomic<bool> parked_{false};
 };
 
 // "spin", "yield" or "backoff"; throws std::invalid_argument for anything else.

@@ -41,6 +41,10 @@ class SpscRing {
   // Consumer side: hands each available record to `visit`, up to `max_records`, and
   // returns how many. A record's bytes are valid only during the call.
   std::size_t drain(const std::function<void(std::span<const std::byte>)>& visit, std::size_t max_records);
+  // Consumer side: whether a record is waiting (a cheap check to spin on).
+  bool has_records() const {
+    return head_.load(std::memory_order_relaxed) != tail_.load(std::memory_order_acquire);
+  }
 
  private:
   static constexpr std::size_t header_bytes = 8;

@@ -105,6 +105,27 @@ TEST(ManualClock, MovesOnlyWhenToldAndNeverBackwards) {
 namespace mu::engine {
 namespace {
 
+// A submission must not wait for a park to time out: wake() from another thread ends it.
+// (A functional check with a wide margin: the park is 2 s, the wake comes after 20 ms.)
+TEST(BackoffIdle, WakeEndsAParkAtOnce) {
+  BackoffIdle idle(BackoffLimits{0, 0, 2'000'000'000, 2'000'000'000});
+  ASSERT_EQ(idle.phase(), 2);
+  std::atomic<bool> done{false};
+  const auto started = std::chrono::steady_clock::now();
+  std::thread parker([&] {
+    idle.idle(0);
+    done = true;
+  });
+  // Woken again and again: a wake that comes before the thread parks changes nothing.
+  while (!done.load() && std::chrono::steady_clock::now() - started < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    idle.wake();
+  }
+  parker.join();
+  EXPECT_TRUE(done.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(1000));
+}
+
 TEST(SpscRing, RecordsCrossThreadsIntactAndInOrderThroughManyWraps) {
   SpscRing ring(4096);
   constexpr std::uint32_t records = 200'000;
