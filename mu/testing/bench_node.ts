@@ -6,7 +6,7 @@
 // (docs/PERFORMANCE.md records them).
 //
 //   node --import tsx mu/testing/bench_node.ts [--rounds 3] [--count 3000]
-//        [--throughput 200000] [--idle backoff|yield|spin] [--poll-us 20]
+//        [--throughput 200000] [--idle backoff|yield|spin] [--poll-us 20] [--replicas 3]
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,9 @@ const count = Number(flag('--count', '3000'));
 const throughputCount = Number(flag('--throughput', '200000'));
 const idleStrategy = flag('--idle', 'backoff') as 'backoff' | 'yield' | 'spin';
 const pollUs = Number(flag('--poll-us', '20'));
+// --replicas 1 measures the Node boundary alone (no followers competing for the cores);
+// the native figure still comes from mu-bench's three replicas.
+const replicas = Number(flag('--replicas', '3'));
 
 function nativeP50Us(): number {
   const output = execFileSync(path.join(repositoryRoot, 'build/Release/mu-bench'), ['latency', '--iterations', String(count)], {
@@ -39,9 +42,9 @@ function nativeP50Us(): number {
 }
 
 console.log(
-  `bench:node: 3 member processes on shm (Node main thread + engine thread each), 64-byte commands, idle ${idleStrategy}, poll after submit ${pollUs} us`,
+  `bench:node: ${replicas} member process(es) on shm (Node main thread + engine thread each), 64-byte commands, idle ${idleStrategy}, poll after submit ${pollUs} us`,
 );
-const cluster = await MemberCluster.start({ idleStrategy, pollAfterSubmitUs: pollUs });
+const cluster = await MemberCluster.start({ idleStrategy, pollAfterSubmitUs: pollUs, replicas });
 try {
   const leader = await cluster.leader();
   const member = cluster.member(leader);

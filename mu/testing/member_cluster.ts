@@ -194,7 +194,12 @@ export class MemberCluster {
         candidate = agreed ? (leaders[0] ?? -1) : -1;
         stablePolls = 0;
       }
-      if (Date.now() > deadline) throw new Error(`no settled leader among ${among.join(', ')} (leaders: ${leaders.join(', ')})`);
+      if (Date.now() > deadline) {
+        const detail = among
+          .map((id, i) => `replica ${id}: ${statuses[i]?.role} holder ${statuses[i]?.holder} | ${statuses[i]?.backgroundDetail}`)
+          .join('\n  ');
+        throw new Error(`no settled leader among ${among.join(', ')} (leaders: ${leaders.join(', ')})\n  ${detail}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
