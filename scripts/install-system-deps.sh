@@ -11,6 +11,9 @@ packages=(
   libibverbs-dev ibverbs-providers rdma-core ibverbs-utils
   # the verbs conformance suite runs inside QEMU with a stock Debian kernel (scripts/rdma-vm)
   qemu-system-x86 busybox-static kmod cpio iproute2 bc
+  # the backends the proxy fronts, and the tools its compatibility tests and benchmarks
+  # drive (redis-tools: redis-cli, redis-benchmark; nutcracker: twemproxy, the baseline)
+  redis-server redis-tools memcached libmemcached-tools nutcracker
 )
 
 missing=()
