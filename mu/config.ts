@@ -75,9 +75,11 @@ const maxReplicas = 16;
 const maxNativeScore = 1000;
 const maxDetectionWindowUs = 20_000_000;
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-class Checker {
+// Collects every problem of a document with its path; layers above reuse it for their
+// own sections of the same file.
+export class Checker {
   readonly problems: string[] = [];
 
   fail(path: string, problem: string): undefined {
@@ -149,13 +151,26 @@ function trimAsciiWhitespace(bytes: Buffer): Buffer {
 
 // Validates a parsed JSON document. `env` supplies MU_CLUSTER_SECRET when the file names
 // no secret; `readFile` reads secretFile (injected for tests).
+// Fields that a layer above (the proxy) adds to the same file and checks itself: they are
+// not unknown here.
+export interface ConfigExtensions {
+  rootFields?: readonly string[];
+  replicaFields?: readonly string[];
+}
+
 export function validateClusterConfig(
   document: unknown,
   env: NodeJS.ProcessEnv = process.env,
   readFile: (path: string) => Buffer = (path) => fs.readFileSync(path),
+  extensions: ConfigExtensions = {},
 ): ClusterConfig {
   const check = new Checker();
-  const root = check.object(document as Json, 'config', ['cluster', 'secret', 'secretFile', 'fabric', 'replicas', 'engine'], '');
+  const root = check.object(
+    document as Json,
+    'config',
+    ['cluster', 'secret', 'secretFile', 'fabric', 'replicas', 'engine', ...(extensions.rootFields ?? [])],
+    '',
+  );
   if (root === undefined) throw new ConfigError(check.problems);
 
   const cluster = check.string(root['cluster'], 'cluster', /^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
@@ -185,7 +200,7 @@ export function validateClusterConfig(
   }
 
   const fabric = validateFabric(check, root['fabric']);
-  const replicas = validateReplicas(check, root['replicas']);
+  const replicas = validateReplicas(check, root['replicas'], extensions.replicaFields ?? []);
   const engine = validateEngine(check, root['engine']);
 
   if (check.problems.length > 0 || cluster === undefined || secret === undefined || fabric === undefined ||
@@ -217,7 +232,7 @@ function validateFabric(check: Checker, value: Json | undefined): FabricConfig |
   return check.fail('fabric.backend', 'must be "shm" or "verbs"');
 }
 
-function validateReplicas(check: Checker, value: Json | undefined): ReplicaAddress[] | undefined {
+function validateReplicas(check: Checker, value: Json | undefined, extraFields: readonly string[]): ReplicaAddress[] | undefined {
   if (!Array.isArray(value) || value.length === 0) return check.fail('replicas', 'must be a non-empty array');
   if (value.length > maxReplicas) return check.fail('replicas', `at most ${maxReplicas} replicas`);
   const replicas: ReplicaAddress[] = [];
@@ -225,7 +240,7 @@ function validateReplicas(check: Checker, value: Json | undefined): ReplicaAddre
   const seenAddresses = new Map<string, number>();
   value.forEach((entry, position) => {
     const path = `replicas[${position}]`;
-    const replica = check.object(entry, path, ['id', 'control']);
+    const replica = check.object(entry, path, ['id', 'control', ...extraFields]);
     if (replica === undefined) return;
     // The id and the address are checked independently, so a bad one does not hide the other.
     const id = check.integer(replica['id'], `${path}.id`, 0, value.length - 1);
@@ -307,20 +322,27 @@ function validateDetector(check: Checker, value: Json | undefined): FailureDetec
   return { readIntervalUs, heartbeatIntervalUs, failureReads };
 }
 
-export function loadClusterConfig(path: string, env: NodeJS.ProcessEnv = process.env): ClusterConfig {
+// Reads and parses a configuration file; ConfigError names the file and the problem.
+export function readConfigDocument(path: string): unknown {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
   } catch (error) {
     throw new ConfigError([`cannot read ${path}: ${(error as Error).message}`]);
   }
-  let document: unknown;
   try {
-    document = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new ConfigError([`${path} is not valid JSON: ${(error as Error).message}`]);
   }
-  return validateClusterConfig(document, env);
+}
+
+export function loadClusterConfig(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  extensions: ConfigExtensions = {},
+): ClusterConfig {
+  return validateClusterConfig(readConfigDocument(path), env, undefined, extensions);
 }
 
 // The native Replica's options for replica `nodeId` of this cluster. The detector's

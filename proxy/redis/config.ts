@@ -1,0 +1,80 @@
+// The Redis front end's part of the cluster configuration file: a "redis" section for
+// options every replica shares, and per replica the address its clients connect to and
+// the address of its own redis-server.
+//
+//   "redis": { "readMode": "linearizable", "requirepass": "...", "maxClients": 10000, ... },
+//   "replicas": [ { "id": 0, "control": "10.0.0.1:7400",
+//                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379" }, ... ]
+import { Checker, ConfigError, parseAddress, readConfigDocument, validateClusterConfig, type ClusterConfig, type Json } from '../../mu/config.js';
+import { frontEndDefaults, type FrontEndOptions, type ReadMode } from './front_end.js';
+
+export interface RedisReplicaAddresses {
+  listen: { host: string; port: number };
+  backend: { host: string; port: number };
+}
+
+export interface RedisProxyConfig {
+  cluster: ClusterConfig;
+  front: Omit<FrontEndOptions, 'host' | 'port'>;
+  flushBackendOnStart: boolean;
+  replicas: RedisReplicaAddresses[]; // by id
+}
+
+const redisFields = ['readMode', 'requirepass', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
+
+export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
+  const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend'] });
+  const check = new Checker();
+  const root = document as Record<string, Json>;
+  const section = root['redis'] === undefined ? {} : check.object(root['redis'], 'redis', redisFields);
+  const front = { ...frontEndDefaults } as Omit<FrontEndOptions, 'host' | 'port'> & { host?: string };
+  delete front.host;
+  let flushBackendOnStart = false;
+  if (section !== undefined) {
+    const mode = section['readMode'];
+    if (mode !== undefined) {
+      if (mode === 'linearizable' || mode === 'leader' || mode === 'any') front.readMode = mode as ReadMode;
+      else check.fail('redis.readMode', 'must be "linearizable", "leader" or "any"');
+    }
+    if (section['requirepass'] !== undefined) {
+      const password = check.string(section['requirepass'], 'redis.requirepass');
+      if (password !== undefined) front.requirepass = password;
+    }
+    const integer = (key: keyof typeof front & string, low: number, high: number) => {
+      if (section[key] === undefined) return;
+      const value = check.integer(section[key], `redis.${key}`, low, high);
+      if (value !== undefined) (front as unknown as Record<string, number>)[key] = value;
+    };
+    integer('maxClients', 1, 1_000_000);
+    integer('maxRequestBytes', 1024, 2 ** 32);
+    integer('maxPipeline', 1, 1_000_000);
+    integer('maxOutputBytes', 1024 * 1024, 2 ** 40);
+    integer('idleTimeoutMs', 0, 2 ** 31 - 1);
+    if (section['flushBackendOnStart'] !== undefined) {
+      if (typeof section['flushBackendOnStart'] === 'boolean') flushBackendOnStart = section['flushBackendOnStart'];
+      else check.fail('redis.flushBackendOnStart', 'must be true or false');
+    }
+  }
+  const replicas: RedisReplicaAddresses[] = [];
+  const entries = root['replicas'] as Json[];
+  entries.forEach((entry, position) => {
+    const replica = entry as Record<string, Json>;
+    const id = replica['id'] as number;
+    const address = (key: string) => {
+      const text = check.string(replica[key], `replicas[${position}].${key}`);
+      if (text === undefined) return undefined;
+      const parsed = parseAddress(text);
+      if (typeof parsed === 'string') return check.fail(`replicas[${position}].${key}`, parsed);
+      return parsed;
+    };
+    const listen = address('redis');
+    const backend = address('redisBackend');
+    if (listen !== undefined && backend !== undefined) replicas[id] = { listen, backend };
+  });
+  if (check.problems.length > 0) throw new ConfigError(check.problems);
+  return { cluster, front, flushBackendOnStart, replicas };
+}
+
+export function loadRedisProxyConfig(path: string, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
+  return validateRedisProxyConfig(readConfigDocument(path), env);
+}

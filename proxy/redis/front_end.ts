@@ -1,0 +1,213 @@
+// The Redis front end of one replica: the RESP listener and what its sessions share (the
+// replica, the apply pipeline, the backend channel, the command table, the options and
+// counters), and the answers that depend on the cluster's state: who leads, and what a
+// client should do when this replica cannot take its request.
+import net from 'node:net';
+
+import { ProposalError, type Replica } from '../../mu/replica.js';
+import type { ApplyPipeline } from './apply_pipeline.js';
+import type { BackendChannel } from './backend_channel.js';
+import type { CommandTable } from './command_table.js';
+import { encodeLogCommand, LogCommandKind } from './log_command.js';
+import * as reply from './replies.js';
+import { RedisSession } from './session.js';
+
+export type ReadMode = 'linearizable' | 'leader' | 'any';
+
+export interface FrontEndOptions {
+  host: string;
+  port: number;
+  requirepass?: string;
+  readMode: ReadMode;
+  maxClients: number;
+  maxRequestBytes: number; // one request, as received (Redis: proto-max-bulk-len 512 MB)
+  maxPipeline: number; // requests read but not yet answered, per client, before reading pauses
+  maxOutputBytes: number; // replies queued in the socket, per client, before it is closed
+  idleTimeoutMs: number; // 0: never
+}
+
+export const frontEndDefaults: Omit<FrontEndOptions, 'port'> = {
+  host: '127.0.0.1',
+  readMode: 'linearizable',
+  maxClients: 10000,
+  maxRequestBytes: 512 * 1024 * 1024,
+  maxPipeline: 10000,
+  maxOutputBytes: 256 * 1024 * 1024,
+  idleTimeoutMs: 0,
+};
+
+export interface FrontEndCounters {
+  connections: number;
+  rejectedConnections: number;
+  requests: number;
+  writes: number;
+  reads: number;
+  barriers: number;
+  replyBytes: number;
+  protocolErrors: number;
+  authFailures: number;
+  outputLimitCloses: number;
+}
+
+export interface PeerAddressBook {
+  // host:port of replica `id`'s Redis front end, when known (for error messages).
+  redisAddress(id: number): string | undefined;
+}
+
+export class FrontEnd {
+  readonly counters: FrontEndCounters = {
+    connections: 0,
+    rejectedConnections: 0,
+    requests: 0,
+    writes: 0,
+    reads: 0,
+    barriers: 0,
+    replyBytes: 0,
+    protocolErrors: 0,
+    authFailures: 0,
+    outputLimitCloses: 0,
+  };
+  private readonly sessions = new Set<RedisSession>();
+  private server: net.Server | undefined;
+  private clientIds = 0;
+  private turnBarrier: Promise<void> | undefined;
+
+  constructor(
+    readonly options: FrontEndOptions,
+    readonly replica: Replica,
+    readonly pipeline: ApplyPipeline,
+    readonly channel: BackendChannel,
+    readonly table: CommandTable,
+    readonly databases: number,
+    readonly backendVersion: string,
+    private readonly peers: PeerAddressBook,
+  ) {}
+
+  listen(): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}: ${error.code ?? error.message}`)),
+      );
+      server.listen(this.options.port, this.options.host, () => resolve());
+    });
+  }
+
+  get port(): number {
+    const address = this.server?.address();
+    return address !== null && typeof address === 'object' ? address.port : this.options.port;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.sessions.size >= this.options.maxClients) {
+      this.counters.rejectedConnections++;
+      socket.end(reply.errorReply('ERR max number of clients reached'));
+      return;
+    }
+    this.counters.connections++;
+    this.sessions.add(new RedisSession(socket, this));
+  }
+
+  nextClientId(): number {
+    return ++this.clientIds;
+  }
+
+  sessionClosed(session: RedisSession): void {
+    this.sessions.delete(session);
+  }
+
+  get clients(): number {
+    return this.sessions.size;
+  }
+
+  // Why this replica cannot take a write now, as the error reply; undefined when it can.
+  writeRefusal(): Buffer | undefined {
+    if (this.pipeline.backendFailed !== undefined) {
+      return reply.errorReply('MASTERDOWN mu-proxy: this replica lost its local backend; it serves nothing until resynchronised');
+    }
+    if (this.replica.isLeader) return undefined;
+    return this.notLeaderReply();
+  }
+
+  readRefusal(): Buffer {
+    return this.notLeaderReply();
+  }
+
+  private notLeaderReply(): Buffer {
+    const leader = this.replica.role.leaderId;
+    if (leader === null || leader === this.replica.nodeId) {
+      return reply.errorReply('CLUSTERDOWN mu-proxy: no leader at the moment; retry shortly');
+    }
+    const address = this.peers.redisAddress(leader);
+    return reply.errorReply(
+      `READONLY mu-proxy: this replica does not lead; the leader is replica ${leader}${address === undefined ? '' : ` at ${address}`}`,
+    );
+  }
+
+  proposalErrorReply(error: unknown): Buffer {
+    if (!(error instanceof ProposalError)) return reply.errorReply(`ERR mu-proxy: ${String(error)}`);
+    switch (error.code) {
+      case 'NOT_LEADER':
+        return this.notLeaderReply();
+      case 'LOST':
+        return reply.errorReply('TRYAGAIN mu-proxy: leadership changed while the command was in flight; it was not applied');
+      case 'BUSY':
+        return reply.errorReply('TRYAGAIN mu-proxy: too many commands waiting to be replicated');
+      case 'TOO_LARGE':
+        return reply.errorReply(`ERR mu-proxy: ${error.message}`);
+      default:
+        return reply.errorReply(`MASTERDOWN mu-proxy: ${error.message}`);
+    }
+  }
+
+  // A linearizable read's proof that this replica leads: one barrier entry per event-loop
+  // turn, shared by the reads of that turn. Resolves once it is committed and applied
+  // here (everything before it in the log has reached the backend).
+  barrier(): Promise<void> {
+    if (this.turnBarrier === undefined) {
+      this.counters.barriers++;
+      const command = encodeLogCommand({
+        kind: LogCommandKind.barrier,
+        origin: this.replica.nodeId,
+        requestId: this.pipeline.newRequestId(),
+        db: 0,
+        parts: [],
+      });
+      this.turnBarrier = this.replica.propose(command).then(() => undefined);
+      setImmediate(() => {
+        this.turnBarrier = undefined;
+      });
+    }
+    return this.turnBarrier;
+  }
+
+  statusReport(): Record<string, unknown> {
+    const status = this.replica.status();
+    return {
+      nodeId: this.replica.nodeId,
+      role: status.role,
+      leader: this.replica.role.leaderId,
+      proposal: status.proposal,
+      appliedIndex: status.appliedIndex,
+      firstUncommittedIndex: status.firstUncommittedIndex,
+      backendAppliedIndex: this.pipeline.appliedIndex,
+      commandsApplied: this.pipeline.commandsApplied,
+      backendFailed: this.pipeline.backendFailed?.message ?? null,
+      backendPending: this.channel.pending,
+      peerAlive: status.peerAlive,
+      peerScores: status.peerScores,
+      proposeToCommitUs: status.proposeToCommit,
+      clients: this.clients,
+      readMode: this.options.readMode,
+      counters: this.counters,
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const session of this.sessions) session.close();
+    const server = this.server;
+    if (server === undefined) return;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

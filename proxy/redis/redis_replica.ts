@@ -1,0 +1,103 @@
+// One replica of the Redis proxy, assembled: its local redis-server (checked and read for
+// its command table), its cluster member (engine and control plane), the apply pipeline
+// and the RESP front end.
+import RedisParser from 'redis-parser';
+
+import { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { encodeCommand } from '../../adapters/redis/resp.js';
+import { ClusterMember } from '../../mu/member.js';
+import { ApplyPipeline } from './apply_pipeline.js';
+import { BackendChannel } from './backend_channel.js';
+import { CommandTable } from './command_table.js';
+import type { RedisProxyConfig } from './config.js';
+import { FrontEnd } from './front_end.js';
+
+// Parses one raw reply into JS values (for the start-up queries only; the data path
+// passes replies through as bytes).
+function parseReply(raw: Buffer): unknown {
+  let value: unknown;
+  let failure: Error | undefined;
+  const parser = new RedisParser({
+    returnReply: (reply: unknown) => {
+      value = reply;
+    },
+    returnError: (error: Error) => {
+      failure = error;
+    },
+  });
+  parser.execute(raw);
+  if (failure !== undefined) throw failure;
+  return value;
+}
+
+async function query(backend: RedisBackend, ...argv: string[]): Promise<unknown> {
+  return parseReply(await backend.send(encodeCommand(argv)));
+}
+
+export interface RedisReplicaOptions {
+  log?: (line: string) => void;
+}
+
+export class RedisReplica {
+  private constructor(
+    readonly member: ClusterMember,
+    readonly backend: RedisBackend,
+    readonly pipeline: ApplyPipeline,
+    readonly front: FrontEnd,
+  ) {}
+
+  static async start(config: RedisProxyConfig, nodeId: number, options: RedisReplicaOptions = {}): Promise<RedisReplica> {
+    const log = options.log ?? ((line: string) => console.error(`mu-proxy ${nodeId}: ${line}`));
+    const addresses = config.replicas[nodeId];
+    if (addresses === undefined) throw new Error(`replica ${nodeId} has no redis/redisBackend addresses in the configuration`);
+    const backend = await RedisBackend.connect({ host: addresses.backend.host, port: addresses.backend.port, name: `replica ${nodeId}` });
+    try {
+      const table = CommandTable.fromCommandReply(await query(backend, 'COMMAND'));
+      const databases = Number((await query(backend, 'CONFIG', 'GET', 'databases') as string[])[1] ?? 16);
+      const policy = (await query(backend, 'CONFIG', 'GET', 'maxmemory-policy') as string[])[1];
+      if (policy !== 'noeviction') {
+        // Eviction happens per server: the replicas would drift apart.
+        throw new Error(`the backend's maxmemory-policy is ${policy}; mu-proxy needs noeviction (CONFIG SET maxmemory-policy noeviction)`);
+      }
+      const info = String(await query(backend, 'INFO', 'server'));
+      const version = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown';
+      const keyspace = String(await query(backend, 'INFO', 'keyspace'));
+      if (/^db\d+:keys=/m.test(keyspace)) {
+        if (!config.flushBackendOnStart) {
+          throw new Error(
+            `the backend at ${addresses.backend.host}:${addresses.backend.port} is not empty; a replica's backend holds the cluster's replicated state only: empty it, or set redis.flushBackendOnStart`,
+          );
+        }
+        await query(backend, 'FLUSHALL');
+        log('flushed the backend (redis.flushBackendOnStart)');
+      }
+      const member = await ClusterMember.start(config.cluster, nodeId, { log });
+      // One channel for the apply stream and the reads: one FIFO order, one selected db.
+      const channel = new BackendChannel(backend);
+      const pipeline = new ApplyPipeline(member.replica, channel);
+      pipeline.on('backend-failed', (error) => log(`the local backend failed: ${error.message}; writes are refused until it is resynchronised`));
+      const front = new FrontEnd(
+        { ...config.front, host: addresses.listen.host, port: addresses.listen.port },
+        member.replica,
+        pipeline,
+        channel,
+        table,
+        databases,
+        version,
+        { redisAddress: (id) => (config.replicas[id] === undefined ? undefined : `${config.replicas[id]?.listen.host}:${config.replicas[id]?.listen.port}`) },
+      );
+      await front.listen();
+      log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);
+      return new RedisReplica(member, backend, pipeline, front);
+    } catch (error) {
+      await backend.close();
+      throw error;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.front.close();
+    await this.member.stop();
+    await this.backend.close();
+  }
+}

@@ -1,0 +1,476 @@
+// One client connection of the Redis front end. It parses requests (redis-parser),
+// decides for each what it is (the command table), and answers in request order, each
+// reply coming from wherever its request went:
+//   writes        -> proposed through Mu (relative expirations made absolute first); the
+//                    reply is this replica's backend's answer to the applied command
+//   reads         -> this replica's backend, after the connection's earlier writes are
+//                    answered and, in linearizable mode, after a barrier entry proves this
+//                    replica still leads
+//   transactions  -> queued here; EXEC proposes one log entry (MULTI ... EXEC applied whole)
+//   connection    -> answered here (PING, ECHO, SELECT, AUTH, HELLO, QUIT, RESET, CLIENT ...)
+// Nothing a client sends can make the proxy drop another client: bad input gets an error
+// reply (a protocol error closes only this connection, as Redis does), and the limits on
+// request size, pipeline depth, output buffer and idle time bound what one client costs.
+import crypto from 'node:crypto';
+import type net from 'node:net';
+
+import RedisParser from 'redis-parser';
+
+import { encodeCommand } from '../../adapters/redis/resp.js';
+import { ProposalError } from '../../mu/replica.js';
+import { arityOk } from './command_table.js';
+import { rewriteRelativeExpiry } from './determinism.js';
+import { encodeLogCommand, LogCommandKind } from './log_command.js';
+import * as reply from './replies.js';
+import type { FrontEnd } from './front_end.js';
+
+interface Slot {
+  data: Buffer | undefined;
+}
+
+// Script and function commands that change data: replicated (scripts must be
+// deterministic: the documented rule). The rest of the class are reads.
+const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
+
+export class RedisSession {
+  private readonly parser: RedisParser;
+  private readonly slots: Slot[] = [];
+  private db = 0;
+  private authenticated: boolean;
+  private transaction: { parts: Buffer[]; failed: boolean } | undefined;
+  // The reply of this connection's latest write: a later read waits for it (read your writes).
+  private lastWrite: Promise<unknown> = Promise.resolve();
+  private bytesSinceLastRequest = 0;
+  private closed = false;
+  private ending = false; // a protocol error: the error reply goes out, then the socket ends
+  private paused = false;
+  private name: Buffer | undefined;
+  readonly id: number;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly front: FrontEnd,
+  ) {
+    this.id = front.nextClientId();
+    this.authenticated = front.options.requirepass === undefined;
+    this.parser = new RedisParser({
+      returnBuffers: true,
+      returnReply: (request: unknown) => this.onRequest(request),
+      returnError: () => this.protocolError('expected a request, got an error reply'),
+      returnFatalError: (error: Error) => this.protocolError(error.message),
+    });
+    socket.setNoDelay(true);
+    if (front.options.idleTimeoutMs > 0) {
+      socket.setTimeout(front.options.idleTimeoutMs, () => this.close());
+    }
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+    socket.on('drain', () => this.resumeIfRoom());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ending) return;
+    this.bytesSinceLastRequest += chunk.length;
+    if (this.bytesSinceLastRequest > this.front.options.maxRequestBytes) {
+      this.protocolError(`request larger than ${this.front.options.maxRequestBytes} bytes`);
+      return;
+    }
+    this.parser.execute(chunk);
+  }
+
+  private onRequest(request: unknown): void {
+    this.bytesSinceLastRequest = 0;
+    if (this.closed || this.ending) return;
+    if (!Array.isArray(request)) {
+      this.protocolError('expected an array of bulk strings (inline commands are not supported)');
+      return;
+    }
+    if (request.length === 0) return; // Redis ignores an empty request
+    if (!request.every((item) => Buffer.isBuffer(item))) {
+      this.protocolError('expected an array of bulk strings');
+      return;
+    }
+    this.front.counters.requests++;
+    this.dispatch(request as Buffer[]);
+    if (this.slots.length >= this.front.options.maxPipeline && !this.paused) {
+      // Backpressure: read no more until the replies drain.
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private dispatch(argv: Buffer[]): void {
+    const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit') {
+      this.answer(reply.errorReply('NOAUTH Authentication required.'));
+      return;
+    }
+    if (this.transaction !== undefined && !['exec', 'discard', 'multi', 'watch', 'quit', 'reset'].includes(name)) {
+      this.queueInTransaction(argv);
+      return;
+    }
+    if (this.handleConnectionCommand(name, argv)) return;
+    const found = this.front.table.lookup(argv);
+    // Unknown, or the wrong number of arguments: the backend answers with Redis' own error
+    // text, and nothing is executed, so asking it directly is safe.
+    if (found === undefined || !arityOk(found.info, argv.length)) {
+      this.read(argv, 'local');
+      return;
+    }
+    switch (found.class) {
+      case 'read':
+      case 'admin-local':
+        this.read(argv, this.front.options.readMode);
+        return;
+      case 'write':
+        this.write([encodeCommand(argv)]);
+        return;
+      case 'write-rewrite':
+        this.write([encodeCommand(rewriteRelativeExpiry(argv, Date.now()))]);
+        return;
+      case 'script':
+        if (scriptWrites.has(found.info.name)) this.write([encodeCommand(argv)]);
+        else this.read(argv, this.front.options.readMode);
+        return;
+      case 'transaction':
+        this.handleTransaction(name);
+        return;
+      case 'connection':
+        this.read(argv, 'local'); // COMMAND and the like: the backend's own answer
+        return;
+      case 'write-effects':
+        this.answer(
+          reply.errorReply(`ERR '${name}' is not supported by mu-proxy yet: its effect is not deterministic and replicating its effects is not built`),
+        );
+        return;
+      case 'blocking':
+        this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
+        return;
+      case 'pubsub':
+        this.answer(reply.errorReply(`ERR pub/sub ('${name}') is not supported by mu-proxy yet`));
+        return;
+      case 'rejected':
+        this.answer(
+          reply.errorReply(`ERR '${found.info.name.replace('|', ' ')}' is not allowed through mu-proxy: it would act on one replica's server only`),
+        );
+        return;
+    }
+  }
+
+  // --- connection commands: answered here ---------------------------------------------
+
+  private handleConnectionCommand(name: string, argv: Buffer[]): boolean {
+    switch (name) {
+      case 'ping':
+        if (argv.length > 2) this.answer(wrongArity('ping'));
+        else this.answer(argv.length === 2 ? reply.bulk(argv[1] as Buffer) : reply.pong);
+        return true;
+      case 'echo':
+        this.answer(argv.length === 2 ? reply.bulk(argv[1] as Buffer) : wrongArity('echo'));
+        return true;
+      case 'quit':
+        this.ending = true;
+        this.answer(reply.ok);
+        return true;
+      case 'select':
+        this.answer(argv.length === 2 ? this.select(argv[1] as Buffer) : wrongArity('select'));
+        return true;
+      case 'auth':
+        this.answer(this.auth(argv));
+        return true;
+      case 'hello':
+        this.answer(this.hello(argv));
+        return true;
+      case 'reset':
+        this.db = 0;
+        this.transaction = undefined;
+        this.authenticated = this.front.options.requirepass === undefined;
+        this.answer(reply.simpleString('RESET'));
+        return true;
+      case 'client':
+        return this.client(argv);
+      case 'mu':
+        this.answer(this.mu(argv));
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  private select(index: Buffer): Buffer {
+    const text = index.toString('latin1');
+    if (!/^-?\d+$/.test(text)) return reply.errorReply('ERR value is not an integer or out of range');
+    const db = Number(text);
+    if (db < 0 || db >= this.front.databases) return reply.errorReply('ERR DB index is out of range');
+    this.db = db;
+    return reply.ok;
+  }
+
+  private auth(argv: Buffer[]): Buffer {
+    if (argv.length < 2 || argv.length > 3) return wrongArity('auth');
+    const expected = this.front.options.requirepass;
+    if (expected === undefined) {
+      return reply.errorReply(
+        'ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
+      );
+    }
+    const user = argv.length === 3 ? (argv[1] as Buffer).toString() : 'default';
+    const password = argv[argv.length - 1] as Buffer;
+    const want = Buffer.from(expected);
+    const matches = user === 'default' && password.length === want.length && crypto.timingSafeEqual(password, want);
+    if (!matches) {
+      this.front.counters.authFailures++;
+      return reply.errorReply('WRONGPASS invalid username-password pair or user is disabled.');
+    }
+    this.authenticated = true;
+    return reply.ok;
+  }
+
+  // RESP3 is not spoken: HELLO 3 gets NOPROTO, which makes clients fall back to RESP2.
+  private hello(argv: Buffer[]): Buffer {
+    if (argv.length >= 2) {
+      const version = (argv[1] as Buffer).toString('latin1');
+      if (version !== '2') return reply.errorReply('NOPROTO unsupported protocol version');
+    }
+    for (let i = 2; i < argv.length; i++) {
+      const option = (argv[i] as Buffer).toString('latin1').toLowerCase();
+      if (option === 'auth' && i + 2 < argv.length) {
+        const answer = this.auth([Buffer.from('auth'), argv[i + 1] as Buffer, argv[i + 2] as Buffer]);
+        if (answer !== reply.ok) return answer;
+        i += 2;
+      } else if (option === 'setname' && i + 1 < argv.length) {
+        this.name = argv[i + 1];
+        i += 1;
+      } else {
+        return reply.errorReply(`ERR Syntax error in HELLO option '${option}'`);
+      }
+    }
+    if (!this.authenticated) return reply.errorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time');
+    return reply.array([
+      reply.bulk('server'), reply.bulk('redis'),
+      reply.bulk('version'), reply.bulk(this.front.backendVersion),
+      reply.bulk('proto'), reply.integer(2),
+      reply.bulk('id'), reply.integer(this.id),
+      reply.bulk('mode'), reply.bulk('standalone'),
+      reply.bulk('role'), reply.bulk(this.front.replica.isLeader ? 'master' : 'replica'),
+      reply.bulk('modules'), reply.array([]),
+    ]);
+  }
+
+  // MU STATUS: this replica's view of the cluster, as one JSON bulk string.
+  private mu(argv: Buffer[]): Buffer {
+    const sub = argv.length === 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
+    if (sub !== 'status') return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS')");
+    return reply.bulk(JSON.stringify(this.front.statusReport()));
+  }
+
+  private client(argv: Buffer[]): boolean {
+    const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
+    switch (sub) {
+      case 'setname':
+        if (argv.length !== 3) this.answer(wrongArity('client|setname'));
+        else {
+          this.name = argv[2];
+          this.answer(reply.ok);
+        }
+        return true;
+      case 'getname':
+        this.answer(this.name === undefined ? reply.nilBulk : reply.bulk(this.name));
+        return true;
+      case 'id':
+        this.answer(reply.integer(this.id));
+        return true;
+      case 'setinfo':
+        this.answer(reply.ok);
+        return true;
+      default:
+        this.answer(reply.errorReply(`ERR 'client ${sub}' is not supported by mu-proxy (it would describe one replica's own connections)`));
+        return true;
+    }
+  }
+
+  // --- transactions ---------------------------------------------------------------------
+
+  private handleTransaction(name: string): void {
+    switch (name) {
+      case 'multi':
+        if (this.transaction !== undefined) this.answer(reply.errorReply('ERR MULTI calls can not be nested'));
+        else {
+          this.transaction = { parts: [], failed: false };
+          this.answer(reply.ok);
+        }
+        return;
+      case 'exec': {
+        const transaction = this.transaction;
+        this.transaction = undefined;
+        if (transaction === undefined) this.answer(reply.errorReply('ERR EXEC without MULTI'));
+        else if (transaction.failed) this.answer(reply.errorReply('EXECABORT Transaction discarded because of previous errors.'));
+        else if (transaction.parts.length === 0) this.answer(reply.array([]));
+        else this.propose(LogCommandKind.transaction, transaction.parts, this.reserve());
+        return;
+      }
+      case 'discard':
+        if (this.transaction === undefined) this.answer(reply.errorReply('ERR DISCARD without MULTI'));
+        else {
+          this.transaction = undefined;
+          this.answer(reply.ok);
+        }
+        return;
+      default: // watch, unwatch
+        this.answer(reply.errorReply(`ERR '${name}' is not supported by mu-proxy yet`));
+    }
+  }
+
+  private queueInTransaction(argv: Buffer[]): void {
+    const transaction = this.transaction as { parts: Buffer[]; failed: boolean };
+    const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+    const found = this.front.table.lookup(argv);
+    if (found === undefined) {
+      transaction.failed = true;
+      this.answer(unknownCommand(argv));
+      return;
+    }
+    if (!arityOk(found.info, argv.length)) {
+      transaction.failed = true;
+      this.answer(wrongArity(found.info.name));
+      return;
+    }
+    if (!['read', 'write', 'write-rewrite', 'admin-local'].includes(found.class) && !scriptWrites.has(found.info.name)) {
+      transaction.failed = true;
+      this.answer(reply.errorReply(`ERR '${name}' inside MULTI is not supported by mu-proxy`));
+      return;
+    }
+    const command = found.class === 'write-rewrite' ? rewriteRelativeExpiry(argv, Date.now()) : argv;
+    transaction.parts.push(encodeCommand(command));
+    this.answer(reply.queued);
+  }
+
+  // --- writes and reads -----------------------------------------------------------------
+
+  private write(parts: Buffer[]): void {
+    this.propose(LogCommandKind.commands, parts, this.reserve());
+  }
+
+  private propose(kind: LogCommandKind, parts: Buffer[], slot: Slot): void {
+    const refusal = this.front.writeRefusal();
+    if (refusal !== undefined) {
+      this.fill(slot, refusal);
+      return;
+    }
+    const pipeline = this.front.pipeline;
+    const requestId = pipeline.newRequestId();
+    const answered = pipeline.expect(requestId);
+    const command = encodeLogCommand({ kind, origin: this.front.replica.nodeId, requestId, db: this.db, parts });
+    this.front.counters.writes++;
+    this.front.replica.propose(command).catch((error: unknown) => {
+      pipeline.forget(requestId);
+      this.fill(slot, this.front.proposalErrorReply(error));
+    });
+    const done = answered.then(
+      (data) => this.fill(slot, data),
+      (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
+    );
+    this.lastWrite = done;
+  }
+
+  // mode 'linearizable': at the leader, after a barrier entry commits; 'leader': at the
+  // leader, from its backend as it is; 'any': this replica's backend, possibly stale;
+  // 'local': this replica's backend without any check (answers that hold on any replica:
+  // errors for unknown commands, COMMAND).
+  private read(argv: Buffer[], mode: 'linearizable' | 'leader' | 'any' | 'local'): void {
+    const slot = this.reserve();
+    if ((mode === 'linearizable' || mode === 'leader') && !this.front.replica.isLeader) {
+      this.fill(slot, this.front.readRefusal());
+      return;
+    }
+    this.front.counters.reads++;
+    const db = this.db;
+    const encoded = encodeCommand(argv);
+    this.lastWrite
+      .then(() => (mode === 'linearizable' ? this.front.barrier() : undefined))
+      .then(() => this.front.channel.send(db, [encoded]))
+      .then(
+        (replies) => this.fill(slot, replies[0] as Buffer),
+        (error: unknown) =>
+          this.fill(
+            slot,
+            error instanceof ProposalError
+              ? this.front.proposalErrorReply(error)
+              : reply.errorReply(`ERR mu-proxy: the local backend failed: ${(error as Error).message}`),
+          ),
+      );
+  }
+
+  // --- replies, in request order --------------------------------------------------------
+
+  private reserve(): Slot {
+    const slot: Slot = { data: undefined };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private answer(data: Buffer): void {
+    this.fill(this.reserve(), data);
+  }
+
+  private fill(slot: Slot, data: Buffer): void {
+    if (slot.data !== undefined || this.closed) return;
+    slot.data = data;
+    if (this.slots[0] !== slot) return;
+    let ready = 0;
+    while (ready < this.slots.length && this.slots[ready]?.data !== undefined) ready++;
+    const out = this.slots.splice(0, ready);
+    this.socket.cork();
+    for (const done of out) this.socket.write(done.data as Buffer);
+    process.nextTick(() => this.socket.uncork());
+    this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
+    if (this.ending && this.slots.length === 0) {
+      this.socket.end(); // after the earlier replies and the error; 'close' follows
+      return;
+    }
+    if (this.socket.writableLength > this.front.options.maxOutputBytes) {
+      // A client that does not read its replies cannot grow the proxy's memory.
+      this.front.counters.outputLimitCloses++;
+      this.close();
+      return;
+    }
+    this.resumeIfRoom();
+  }
+
+  private resumeIfRoom(): void {
+    if (this.ending) return;
+    if (this.paused && this.slots.length < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private protocolError(message: string): void {
+    if (this.closed || this.ending) return;
+    this.front.counters.protocolErrors++;
+    this.ending = true;
+    this.socket.pause();
+    this.answer(reply.errorReply(`ERR Protocol error: ${message}`));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.front.sessionClosed(this);
+  }
+}
+
+function wrongArity(name: string): Buffer {
+  return reply.errorReply(`ERR wrong number of arguments for '${name.replace('|', ' ')}' command`);
+}
+
+function unknownCommand(argv: Buffer[]): Buffer {
+  const name = (argv[0] as Buffer).toString();
+  const args = argv
+    .slice(1, 21)
+    .map((arg) => `'${arg.toString().slice(0, 128)}' `)
+    .join('');
+  return reply.errorReply(`ERR unknown command '${name.slice(0, 128)}', with args beginning with: ${args}`);
+}
