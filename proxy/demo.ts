@@ -9,13 +9,15 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { RedisBackend } from '../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../adapters/redis/resp.js';
 import { RedisServerProcess } from '../adapters/redis/redis_server_process.js';
 
 const cliPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.ts');
+// The replicas run the same TypeScript through tsx, found from this file (not the cwd).
+const tsxLoader = pathToFileURL(path.join(path.dirname(cliPath), '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -78,7 +80,8 @@ export async function runDemo(args: string[]): Promise<number> {
   };
   try {
     say('starting three redis-servers');
-    for (let i = 0; i < 3; i++) servers.push(await RedisServerProcess.start());
+    // DEBUG DIGEST (the consistency check) must be allowed from local connections.
+    for (let i = 0; i < 3; i++) servers.push(await RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
     const controlPorts = [await freePort(), await freePort(), await freePort()];
     const proxyPorts = [await freePort(), await freePort(), await freePort()];
     const configPath = path.join(directory, 'cluster.json');
@@ -106,7 +109,7 @@ export async function runDemo(args: string[]): Promise<number> {
     );
     say(`starting three mu-proxy replicas (config ${configPath})`);
     for (let id = 0; id < 3; id++) {
-      const child = spawn(process.execPath, ['--import', 'tsx', cliPath, 'start', '--config', configPath, '--id', String(id)], {
+      const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, 'start', '--config', configPath, '--id', String(id)], {
         stdio: ['ignore', 'inherit', 'pipe'],
       });
       child.stderr?.on('data', () => {}); // replica logs stay quiet in the demo
@@ -167,6 +170,10 @@ export async function runDemo(args: string[]): Promise<number> {
         const backend = await RedisBackend.connect({ port: server.port });
         digests.push((await backend.send(encodeCommand(['DEBUG', 'DIGEST']))).toString().trim());
         await backend.close();
+      }
+      if (!digests.every((digest) => /^\+[0-9a-f]{40}$/.test(digest))) {
+        say(`DEBUG DIGEST failed: ${digests.join(' | ')}`);
+        return 1;
       }
       if (digests.every((digest) => digest === digests[0])) break;
       if (Date.now() > deadline) {
