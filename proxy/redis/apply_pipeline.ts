@@ -32,10 +32,15 @@ export interface ApplyPipelineEvents {
 
 export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   private readonly waiters = new Map<number, Waiter>();
-  // Request ids start at a random multiple of 2^32: a restarted replica re-applies its
-  // previous incarnation's entries while catching up, and their ids must not match the
-  // new incarnation's waiters. (Ids stay below 2^53, exact as numbers.)
-  private nextRequestId = crypto.randomInt(1, 2 ** 20) * 2 ** 32;
+  private readonly followers = new Map<number, Array<(applied: boolean) => void>>();
+  private lastOwnApplied = 0; // the highest own request id handed to the backend
+  // Request ids are this process's random tag (21 bits) times 2^32 plus a counter: a
+  // restarted replica re-applies its previous incarnation's entries while catching up,
+  // and those must not be taken for the new incarnation's (a 1 in 2^21 chance of a tag
+  // repeating). Ids stay below 2^53, exact as numbers.
+  private readonly tag = crypto.randomInt(1, 2 ** 21);
+  private readonly firstRequestId = this.tag * 2 ** 32;
+  private nextRequestId = this.firstRequestId;
   private failed: Error | undefined;
   // The index of the last entry handed to the backend (its replies may still be coming).
   appliedIndex = 0;
@@ -60,20 +65,50 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   }
 
   // Called when the proposal of a request failed (it will never be applied): its waiter
-  // is dropped so the caller can answer the client itself.
+  // is dropped so the caller can answer the client itself, and what waited for it to be
+  // applied is told it never will be.
   forget(requestId: number): void {
     this.waiters.delete(requestId);
+    this.runFollowers(requestId, false);
+  }
+
+  // Whether this replica's request `requestId` has been handed to the backend. Own
+  // requests are proposed in id order and applied in log order, so one id says it all.
+  isApplied(requestId: number): boolean {
+    return requestId <= this.lastOwnApplied;
+  }
+
+  // Runs `then(true)` synchronously right after request `requestId` (a write, or a
+  // barrier) has been handed to the backend, before anything later in the log: a read
+  // sent there is ordered exactly after it. `then(false)` if it is never applied.
+  afterApplied(requestId: number, then: (applied: boolean) => void): void {
+    if (this.isApplied(requestId)) {
+      then(true);
+      return;
+    }
+    const list = this.followers.get(requestId);
+    if (list === undefined) this.followers.set(requestId, [then]);
+    else list.push(then);
+  }
+
+  private runFollowers(requestId: number, applied: boolean): void {
+    const list = this.followers.get(requestId);
+    if (list === undefined) return;
+    this.followers.delete(requestId);
+    for (const then of list) then(applied);
   }
 
   private apply(entry: AppliedEntry): void {
     this.appliedIndex = entry.index;
     for (const command of entry.commands) {
       const logCommand = decodeLogCommand(command.data);
-      const own = logCommand.origin === this.replica.nodeId;
-      // A barrier only proves leadership: its proposer's promise resolves after this
-      // handler has handed everything before it to the backend (Replica emits 'applied'
-      // synchronously, before any promise continuation runs).
-      if (logCommand.kind === LogCommandKind.barrier) continue;
+      const own = logCommand.origin === this.replica.nodeId && Math.floor(logCommand.requestId / 2 ** 32) === this.tag;
+      // A barrier only proves leadership; the reads waiting for it go to the backend now,
+      // between what comes before it in the log and what comes after.
+      if (logCommand.kind === LogCommandKind.barrier) {
+        if (own) this.ownApplied(logCommand.requestId);
+        continue;
+      }
       const group =
         logCommand.kind === LogCommandKind.transaction ? [multi, ...logCommand.parts, exec] : logCommand.parts;
       this.commandsApplied += logCommand.parts.length;
@@ -87,7 +122,13 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
           this.fail(error);
         },
       );
+      if (own) this.ownApplied(logCommand.requestId);
     }
+  }
+
+  private ownApplied(requestId: number): void {
+    this.lastOwnApplied = Math.max(this.lastOwnApplied, requestId);
+    this.runFollowers(requestId, true);
   }
 
   private fail(error: Error): void {

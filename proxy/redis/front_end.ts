@@ -70,7 +70,8 @@ export class FrontEnd {
   private readonly sessions = new Set<RedisSession>();
   private server: net.Server | undefined;
   private clientIds = 0;
-  private turnBarrier: Promise<void> | undefined;
+  private currentBarrier: { requestId: number; failure: unknown; refusal: () => unknown } | undefined;
+  private writesSinceBarrier = false;
 
   constructor(
     readonly options: FrontEndOptions,
@@ -161,25 +162,32 @@ export class FrontEnd {
     }
   }
 
-  // A linearizable read's proof that this replica leads: one barrier entry per event-loop
-  // turn, shared by the reads of that turn. Resolves once it is committed and applied
-  // here (everything before it in the log has reached the backend).
-  barrier(): Promise<void> {
-    if (this.turnBarrier === undefined) {
+  // A linearizable read's proof that this replica leads, and its place in the log: a
+  // barrier entry proposed now. Reads share one while this replica proposes no write in
+  // between (a read must come after the writes its connection sent before it, so a
+  // barrier proposed before them will not do); at most one per event-loop turn.
+  barrier(): { requestId: number; refusal: () => unknown } {
+    if (this.currentBarrier === undefined || this.writesSinceBarrier) {
       this.counters.barriers++;
-      const command = encodeLogCommand({
-        kind: LogCommandKind.barrier,
-        origin: this.replica.nodeId,
-        requestId: this.pipeline.newRequestId(),
-        db: 0,
-        parts: [],
+      const requestId = this.pipeline.newRequestId();
+      const command = encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId, db: 0, parts: [] });
+      const barrier = { requestId, failure: undefined as unknown, refusal: () => barrier.failure };
+      this.replica.propose(command).catch((error: unknown) => {
+        barrier.failure = error;
+        this.pipeline.forget(requestId);
       });
-      this.turnBarrier = this.replica.propose(command).then(() => undefined);
+      this.currentBarrier = barrier;
+      this.writesSinceBarrier = false;
       setImmediate(() => {
-        this.turnBarrier = undefined;
+        if (this.currentBarrier === barrier) this.currentBarrier = undefined;
       });
     }
-    return this.turnBarrier;
+    return this.currentBarrier;
+  }
+
+  // A write was proposed: the next linearizable read needs a barrier of its own.
+  noteWrite(): void {
+    this.writesSinceBarrier = true;
   }
 
   statusReport(): Record<string, unknown> {

@@ -17,7 +17,6 @@ import type net from 'node:net';
 import RedisParser from 'redis-parser';
 
 import { encodeCommand } from '../../adapters/redis/resp.js';
-import { ProposalError } from '../../mu/replica.js';
 import { arityOk } from './command_table.js';
 import { rewriteRelativeExpiry } from './determinism.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
@@ -38,8 +37,8 @@ export class RedisSession {
   private db = 0;
   private authenticated: boolean;
   private transaction: { parts: Buffer[]; failed: boolean } | undefined;
-  // The reply of this connection's latest write: a later read waits for it (read your writes).
-  private lastWrite: Promise<unknown> = Promise.resolve();
+  // This connection's latest write: a later read goes to the backend right after it.
+  private lastWriteRequestId: number | undefined;
   private bytesSinceLastRequest = 0;
   private closed = false;
   private ending = false; // a protocol error: the error reply goes out, then the socket ends
@@ -363,21 +362,26 @@ export class RedisSession {
     const answered = pipeline.expect(requestId);
     const command = encodeLogCommand({ kind, origin: this.front.replica.nodeId, requestId, db: this.db, parts });
     this.front.counters.writes++;
+    this.front.noteWrite();
     this.front.replica.propose(command).catch((error: unknown) => {
       pipeline.forget(requestId);
       this.fill(slot, this.front.proposalErrorReply(error));
     });
-    const done = answered.then(
+    answered.then(
       (data) => this.fill(slot, data),
       (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
     );
-    this.lastWrite = done;
+    this.lastWriteRequestId = requestId;
   }
 
-  // mode 'linearizable': at the leader, after a barrier entry commits; 'leader': at the
-  // leader, from its backend as it is; 'any': this replica's backend, possibly stale;
-  // 'local': this replica's backend without any check (answers that hold on any replica:
-  // errors for unknown commands, COMMAND).
+  // mode 'linearizable': at the leader, right after a barrier entry proposed now is
+  // applied (it proves this replica led when the read arrived, and orders the read after
+  // every write committed before it and before this connection's later writes); 'leader':
+  // at the leader, from its backend as it is; 'any': this replica's backend, possibly
+  // stale; 'local': this replica's backend without any check (answers that hold on any
+  // replica: errors for unknown commands, COMMAND). Whatever the mode, a read is sent to
+  // the backend right after this connection's previous write is applied there, before
+  // anything later in the log: it sees that write and none of the connection's later ones.
   private read(argv: Buffer[], mode: 'linearizable' | 'leader' | 'any' | 'local'): void {
     const slot = this.reserve();
     if ((mode === 'linearizable' || mode === 'leader') && !this.front.replica.isLeader) {
@@ -387,19 +391,26 @@ export class RedisSession {
     this.front.counters.reads++;
     const db = this.db;
     const encoded = encodeCommand(argv);
-    this.lastWrite
-      .then(() => (mode === 'linearizable' ? this.front.barrier() : undefined))
-      .then(() => this.front.channel.send(db, [encoded]))
-      .then(
+    const send = (applied: boolean, refusal?: unknown) => {
+      if (!applied && refusal !== undefined) {
+        this.fill(slot, this.front.proposalErrorReply(refusal));
+        return;
+      }
+      this.front.channel.send(db, [encoded]).then(
         (replies) => this.fill(slot, replies[0] as Buffer),
-        (error: unknown) =>
-          this.fill(
-            slot,
-            error instanceof ProposalError
-              ? this.front.proposalErrorReply(error)
-              : reply.errorReply(`ERR mu-proxy: the local backend failed: ${(error as Error).message}`),
-          ),
+        (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
       );
+    };
+    if (mode === 'linearizable') {
+      const barrier = this.front.barrier();
+      this.front.pipeline.afterApplied(barrier.requestId, (applied) => send(applied, applied ? undefined : barrier.refusal()));
+      return;
+    }
+    if (this.lastWriteRequestId !== undefined) {
+      this.front.pipeline.afterApplied(this.lastWriteRequestId, () => send(true));
+      return;
+    }
+    send(true);
   }
 
   // --- replies, in request order --------------------------------------------------------

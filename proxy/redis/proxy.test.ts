@@ -1,0 +1,120 @@
+// The Redis front end end to end, in one process: three real redis-servers behind three
+// replicas over shm. Replies are compared as raw RESP bytes.
+import { expect } from 'chai';
+
+import { encodeCommand } from '../../adapters/redis/resp.js';
+import type { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { RedisCluster } from '../testing/redis_cluster.js';
+
+const command = (...argv: string[]) => encodeCommand(argv);
+const text = (reply: Buffer) => reply.toString();
+
+describe('Redis front end (three replicas, shm, real redis-servers)', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+  let leader: number;
+  let client: RedisBackend;
+
+  before(async () => {
+    cluster = await RedisCluster.start();
+    leader = await cluster.leader();
+    client = await cluster.connect(leader);
+  });
+  after(async () => {
+    await client?.close();
+    await cluster?.stop();
+  });
+
+  it('replicates a write to every backend and answers with the leader backend reply', async () => {
+    expect(text(await client.send(command('SET', 'greeting', 'hello')))).to.equal('+OK\r\n');
+    expect(text(await client.send(command('GET', 'greeting')))).to.equal('$5\r\nhello\r\n');
+    expect(text(await client.send(command('GET', 'missing')))).to.equal('$-1\r\n');
+    const digests = await cluster.digests();
+    expect(new Set(digests).size).to.equal(1);
+    for (let id = 0; id < 3; id++) {
+      const direct = await cluster.connect(id, true);
+      expect(text(await direct.send(command('GET', 'greeting')))).to.equal('$5\r\nhello\r\n');
+      await direct.close();
+    }
+  });
+
+  it('keeps each connection in order across pipelined writes and reads (read your writes)', async () => {
+    const commands = [];
+    for (let i = 0; i < 200; i++) {
+      commands.push(command('INCR', 'counter'));
+      commands.push(command('GET', 'counter'));
+    }
+    const replies = (await client.sendMany(commands)).map(text);
+    for (let i = 0; i < 200; i++) {
+      expect(replies[2 * i]).to.equal(`:${i + 1}\r\n`);
+      expect(replies[2 * i + 1]).to.equal(`$${String(i + 1).length}\r\n${i + 1}\r\n`);
+    }
+  });
+
+  it("carries SELECT's database with each write", async () => {
+    const replies = (await client.sendMany([command('SELECT', '3'), command('SET', 'in-three', 'x'), command('SELECT', '0')])).map(text);
+    expect(replies).to.deep.equal(['+OK\r\n', '+OK\r\n', '+OK\r\n']);
+    for (let id = 0; id < 3; id++) {
+      const direct = await cluster.connect(id, true);
+      const answers = (await direct.sendMany([command('SELECT', '3'), command('GET', 'in-three'), command('SELECT', '0'), command('EXISTS', 'in-three')])).map(text);
+      expect(answers.slice(1, 2).concat(answers.slice(3))).to.deep.equal(['$1\r\nx\r\n', ':0\r\n']);
+      await direct.close();
+    }
+    expect(text(await client.send(command('SELECT', '99')))).to.equal('-ERR DB index is out of range\r\n');
+  });
+
+  it('applies MULTI/EXEC as one entry, and aborts on a queued error as Redis does', async () => {
+    const replies = (await client.sendMany([command('MULTI'), command('SET', 'tx', '1'), command('INCR', 'tx'), command('EXEC')])).map(text);
+    expect(replies).to.deep.equal(['+OK\r\n', '+QUEUED\r\n', '+QUEUED\r\n', '*2\r\n+OK\r\n:2\r\n']);
+    const aborted = (await client.sendMany([command('MULTI'), command('SET', 'tx'), command('EXEC')])).map(text);
+    expect(aborted[0]).to.equal('+OK\r\n');
+    expect(aborted[1]).to.match(/^-ERR wrong number of arguments/);
+    expect(aborted[2]).to.equal('-EXECABORT Transaction discarded because of previous errors.\r\n');
+    expect(text(await client.send(command('EXEC')))).to.equal('-ERR EXEC without MULTI\r\n');
+  });
+
+  it('makes relative expirations absolute, so every replica expires the key at the same time', async () => {
+    expect(text(await client.send(command('SET', 'ttl-key', 'v', 'EX', '100')))).to.equal('+OK\r\n');
+    expect(text(await client.send(command('EXPIRE', 'greeting', '200')))).to.equal(':1\r\n');
+    const deadlines: string[] = [];
+    for (let id = 0; id < 3; id++) {
+      const direct = await cluster.connect(id, true);
+      deadlines.push(text(await direct.send(command('PEXPIRETIME', 'ttl-key'))));
+      await direct.close();
+    }
+    expect(new Set(deadlines).size, deadlines.join(' ')).to.equal(1);
+  });
+
+  it("answers errors with Redis' own text and keeps the connection", async () => {
+    const unknown = text(await client.send(command('NOSUCHCOMMAND', 'a')));
+    expect(unknown).to.equal("-ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'a' \r\n");
+    expect(text(await client.send(command('GET')))).to.equal("-ERR wrong number of arguments for 'get' command\r\n");
+    expect(text(await client.send(command('HELLO', '3')))).to.match(/^-NOPROTO/);
+    expect(text(await client.send(command('CONFIG', 'SET', 'maxmemory', '1')))).to.match(/^-ERR 'config set' is not allowed through mu-proxy/);
+    expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
+  });
+
+  it('refuses writes at a follower, naming the leader', async () => {
+    const follower = await cluster.connect((leader + 1) % 3);
+    expect(text(await follower.send(command('SET', 'x', '1')))).to.match(/^-READONLY mu-proxy: this replica does not lead; the leader is replica \d/);
+    await follower.close();
+  });
+
+  it('closes only the connection that sends malformed bytes', async () => {
+    const net = await import('node:net');
+    const socket = net.connect(cluster.proxyPorts[leader] as number, '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('*1\r\n$4\r\nPING\r\n?garbage\r\n');
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Buffer.concat(received).toString()).to.match(/^\+PONG\r\n-ERR Protocol error/);
+    expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
+  });
+
+  it('leaves every backend with the same digest', async () => {
+    const digests = await cluster.digests();
+    expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+  });
+});
