@@ -190,6 +190,40 @@ export class FrontEnd {
     this.writesSinceBarrier = true;
   }
 
+  // INFO's reply with a "# Mu" section added when the request asks for it (no section
+  // named, or default, all, everything, mu). The backend answers an unknown section (mu)
+  // with an empty bulk string.
+  withMuInfo(argv: Buffer[], raw: Buffer): Buffer {
+    const sections = argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase());
+    const wanted = sections.length === 0 || sections.some((section) => ['default', 'all', 'everything', 'mu'].includes(section));
+    if (!wanted || raw[0] !== 0x24 /* $ */) return raw;
+    const headerEnd = raw.indexOf('\r\n');
+    const body = raw.subarray(headerEnd + 2, raw.length - 2).toString();
+    const status = this.replica.status();
+    const lines = [
+      '# Mu',
+      `mu_node_id:${this.replica.nodeId}`,
+      `mu_role:${status.role}`,
+      `mu_leader:${this.replica.role.leaderId ?? -1}`,
+      `mu_proposal:${status.proposal}`,
+      `mu_applied_index:${status.appliedIndex}`,
+      `mu_backend_applied_index:${this.pipeline.appliedIndex}`,
+      `mu_commands_applied:${this.pipeline.commandsApplied}`,
+      `mu_backend_pending:${this.channel.pending}`,
+      `mu_backend_failed:${this.pipeline.backendFailed === undefined ? 0 : 1}`,
+      `mu_read_mode:${this.options.readMode}`,
+      `mu_peers_alive:${status.peerAlive.map((alive) => (alive ? 1 : 0)).join(',')}`,
+      `mu_propose_to_commit_p50_us:${status.proposeToCommit.p50Us.toFixed(1)}`,
+      `mu_propose_to_commit_p99_us:${status.proposeToCommit.p99Us.toFixed(1)}`,
+      `mu_clients:${this.clients}`,
+      `mu_writes:${this.counters.writes}`,
+      `mu_reads:${this.counters.reads}`,
+      `mu_barriers:${this.counters.barriers}`,
+    ];
+    const text = `${body.length > 0 ? `${body}\r\n` : ''}${lines.join('\r\n')}\r\n`;
+    return reply.bulk(text);
+  }
+
   statusReport(): Record<string, unknown> {
     const status = this.replica.status();
     return {

@@ -112,6 +112,20 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
   });
 
+  it('answers INFO on any replica, with a mu section', async () => {
+    const info = text(await client.send(command('INFO')));
+    expect(info).to.match(/^\$\d+\r\n# Server\r\n/);
+    expect(info).to.include('# Mu\r\nmu_node_id:');
+    expect(info).to.include('mu_role:leader');
+    const follower = await cluster.connect((leader + 1) % 3);
+    const followerInfo = text(await follower.send(command('INFO', 'mu')));
+    await follower.close();
+    expect(followerInfo).to.match(/mu_role:follower/);
+    expect(followerInfo).to.not.include('# Server');
+    const body = followerInfo.slice(followerInfo.indexOf('\r\n') + 2, -2);
+    expect(Number(/^\$(\d+)/.exec(followerInfo)?.[1])).to.equal(Buffer.byteLength(body));
+  });
+
   it('leaves every backend with the same digest', async () => {
     const digests = await cluster.digests();
     expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);

@@ -119,8 +119,12 @@ export class RedisSession {
     }
     switch (found.class) {
       case 'read':
-      case 'admin-local':
         this.read(argv, this.front.options.readMode);
+        return;
+      case 'admin-local':
+        // About this replica's own server (INFO, MEMORY, OBJECT ...): answered here, on
+        // any replica. INFO gains a "mu" section.
+        this.read(argv, 'local', name === 'info' ? (raw) => this.front.withMuInfo(argv, raw) : undefined);
         return;
       case 'write':
         this.write([encodeCommand(argv)]);
@@ -382,7 +386,7 @@ export class RedisSession {
   // replica: errors for unknown commands, COMMAND). Whatever the mode, a read is sent to
   // the backend right after this connection's previous write is applied there, before
   // anything later in the log: it sees that write and none of the connection's later ones.
-  private read(argv: Buffer[], mode: 'linearizable' | 'leader' | 'any' | 'local'): void {
+  private read(argv: Buffer[], mode: 'linearizable' | 'leader' | 'any' | 'local', transform?: (raw: Buffer) => Buffer): void {
     const slot = this.reserve();
     if ((mode === 'linearizable' || mode === 'leader') && !this.front.replica.isLeader) {
       this.fill(slot, this.front.readRefusal());
@@ -397,7 +401,7 @@ export class RedisSession {
         return;
       }
       this.front.channel.send(db, [encoded]).then(
-        (replies) => this.fill(slot, replies[0] as Buffer),
+        (replies) => this.fill(slot, transform === undefined ? (replies[0] as Buffer) : transform(replies[0] as Buffer)),
         (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
       );
     };
