@@ -188,6 +188,7 @@ export class RedisSession {
       case 'reset':
         this.db = 0;
         this.transaction = undefined;
+        this.name = undefined;
         this.authenticated = this.front.options.requirepass === undefined;
         this.answer(reply.simpleString('RESET'));
         return true;
@@ -203,7 +204,10 @@ export class RedisSession {
 
   private select(index: Buffer): Buffer {
     const text = index.toString('latin1');
-    if (!/^-?\d+$/.test(text)) return reply.errorReply('ERR value is not an integer or out of range');
+    // Redis' string2ll: no sign but '-', no leading zeros, no "-0", within 64 bits.
+    if (!/^(0|-?[1-9]\d*)$/.test(text) || BigInt(text) > 2n ** 63n - 1n || BigInt(text) < -(2n ** 63n)) {
+      return reply.errorReply('ERR value is not an integer or out of range');
+    }
     const db = Number(text);
     if (db < 0 || db >= this.front.databases) return reply.errorReply('ERR DB index is out of range');
     this.db = db;
@@ -213,6 +217,9 @@ export class RedisSession {
   private auth(argv: Buffer[]): Buffer {
     if (argv.length < 2 || argv.length > 3) return wrongArity('auth');
     const expected = this.front.options.requirepass;
+    if (expected === undefined && argv.length === 3) {
+      return reply.errorReply('WRONGPASS invalid username-password pair or user is disabled.');
+    }
     if (expected === undefined) {
       return reply.errorReply(
         'ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
@@ -237,7 +244,8 @@ export class RedisSession {
       if (version !== '2') return reply.errorReply('NOPROTO unsupported protocol version');
     }
     for (let i = 2; i < argv.length; i++) {
-      const option = (argv[i] as Buffer).toString('latin1').toLowerCase();
+      const given = (argv[i] as Buffer).toString('latin1');
+      const option = given.toLowerCase();
       if (option === 'auth' && i + 2 < argv.length) {
         const answer = this.auth([Buffer.from('auth'), argv[i + 1] as Buffer, argv[i + 2] as Buffer]);
         if (answer !== reply.ok) return answer;
@@ -246,7 +254,7 @@ export class RedisSession {
         this.name = argv[i + 1];
         i += 1;
       } else {
-        return reply.errorReply(`ERR Syntax error in HELLO option '${option}'`);
+        return reply.errorReply(`ERR Syntax error in HELLO option '${given}'`);
       }
     }
     if (!this.authenticated) return reply.errorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time');
@@ -271,13 +279,20 @@ export class RedisSession {
   private client(argv: Buffer[]): boolean {
     const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
     switch (sub) {
-      case 'setname':
-        if (argv.length !== 3) this.answer(wrongArity('client|setname'));
-        else {
-          this.name = argv[2];
+      case '':
+        this.answer(wrongArity('client'));
+        return true;
+      case 'setname': {
+        const name = argv[2];
+        if (argv.length !== 3 || name === undefined) this.answer(wrongArity('client|setname'));
+        else if (name.some((byte) => byte < 0x21 || byte > 0x7e)) {
+          this.answer(reply.errorReply('ERR Client names cannot contain spaces, newlines or special characters.'));
+        } else {
+          this.name = name.length === 0 ? undefined : name;
           this.answer(reply.ok);
         }
         return true;
+      }
       case 'getname':
         this.answer(this.name === undefined ? reply.nilBulk : reply.bulk(this.name));
         return true;
@@ -477,15 +492,20 @@ export class RedisSession {
   }
 }
 
+// Redis 7.0 names subcommands "container|sub" in this message.
 function wrongArity(name: string): Buffer {
-  return reply.errorReply(`ERR wrong number of arguments for '${name.replace('|', ' ')}' command`);
+  return reply.errorReply(`ERR wrong number of arguments for '${name}' command`);
 }
 
+// As Redis builds it: arguments quoted while the list is under 128 bytes, each cut to
+// what is left of those 128; every CR or LF becomes a space.
 function unknownCommand(argv: Buffer[]): Buffer {
-  const name = (argv[0] as Buffer).toString();
-  const args = argv
-    .slice(1, 21)
-    .map((arg) => `'${arg.toString().slice(0, 128)}' `)
-    .join('');
-  return reply.errorReply(`ERR unknown command '${name.slice(0, 128)}', with args beginning with: ${args}`);
+  let args = '';
+  for (let i = 1; i < argv.length && Buffer.byteLength(args, 'latin1') < 128; i++) {
+    const room = 128 - Buffer.byteLength(args, 'latin1');
+    args += `'${(argv[i] as Buffer).subarray(0, room).toString('latin1')}' `;
+  }
+  const name = (argv[0] as Buffer).subarray(0, 128).toString('latin1');
+  const text = `ERR unknown command '${name}', with args beginning with: ${args}`.replace(/[\r\n]/g, ' ');
+  return Buffer.concat([Buffer.from('-'), Buffer.from(text, 'latin1'), Buffer.from('\r\n')]);
 }
