@@ -767,7 +767,7 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
             encodeCommand(['SET', 'over:a', big]),
             encodeCommand(['EXISTS', 'over:a']),
             encodeCommand(['MULTI']),
-            ...Array.from({ length: 3 }, (_, i) => encodeCommand(['SET', `over:t${i}`, big.subarray(0, 30_000)])),
+            ...Array.from({ length: 3 }, (_, i) => encodeCommand(['SET', `over:t${i}`, big.subarray(0, 400_000)])),
             encodeCommand(['EXEC']),
             encodeCommand(['EXISTS', 'over:t0']),
             encodeCommand(['PING']),
@@ -1011,14 +1011,11 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
     expect(stalled.received).to.match(/^-ERR Protocol error/);
   });
 
-  // BUG: a write whose log entry would exceed the engine's entry limit is refused:
-  // "-ERR mu-proxy: a command of 5242935 bytes exceeds the 65520-byte limit". The limit is
-  // engine.maxEntryBytes (default 64 KiB, so about 65,450 bytes of value for a SET; a
-  // MULTI/EXEC counts as one entry); the engine refuses more than 1 MiB at start-up even
-  // though the configuration accepts up to 16 MiB. Redis takes values up to 512 MB, and the
-  // proxy's own maxRequestBytes defaults to 512 MiB.
-  // Repro: head -c 100000 /dev/zero | redis-cli -p <proxy port> -x SET k   -> ERR mu-proxy: a command of ... exceeds the 65520-byte limit
-  it.skip('large values: a 5 MB value in one SET, as plain redis takes it', async () => {
+  // Not built: a single command larger than the engine's largest log entry (1 MiB, the
+  // default engine.maxEntryBytes) is refused ("-ERR mu-proxy: a command of N bytes exceeds
+  // the ...-byte limit"); Redis takes values up to 512 MB. Splitting a large command over
+  // several entries is future work (README: what is not built yet).
+  it.skip('large values: a 5 MB value in one SET, as plain redis takes it (not built)', async () => {
     const random = seededRandom(5);
     const big = Buffer.alloc(5 * 1024 * 1024);
     for (let i = 0; i < big.length; i++) big[i] = Math.floor(random() * 256);

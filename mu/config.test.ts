@@ -88,7 +88,7 @@ describe('cluster config', () => {
       expect(config.replicas).to.deep.equal([{ id: 0, host: '127.0.0.1', port: 7400 }]);
       expect(config.engine).to.deep.equal({
         logBytes: 64 << 20,
-        maxEntryBytes: 64 << 10,
+        maxEntryBytes: 1 << 20,
         pipelineDepth: 8,
         idleStrategy: 'backoff',
         failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
@@ -559,18 +559,17 @@ describe('cluster config', () => {
     it('refuses a log smaller than four of the largest entries', () => {
       expectOnly(engine({ logBytes: 1 << 20, maxEntryBytes: (1 << 18) + 1 }), 'engine.logBytes', '4 x 262145 bytes');
       expect(validate(engine({ logBytes: 1 << 20, maxEntryBytes: 1 << 18 })).engine.logBytes).to.equal(1 << 20);
-      // Against the default maxEntryBytes (64 KiB) too.
-      expectOnly(engine({ logBytes: 128 << 10 }), 'engine.logBytes', '4 x 65536 bytes');
-      // The default 64 MiB log holds exactly four of the largest entries the engine takes.
-      expect(validate(engine({ maxEntryBytes: 16 << 20 })).engine.maxEntryBytes).to.equal(16 << 20);
-      expectOnly(engine({ logBytes: (64 << 20) - 1, maxEntryBytes: 16 << 20 }), 'engine.logBytes', '4 x 16777216 bytes');
+      // Against the default maxEntryBytes (1 MiB, the engine's largest entry) too.
+      expectOnly(engine({ logBytes: 128 << 10 }), 'engine.logBytes', '4 x 1048576 bytes');
+      expect(validate(engine({ logBytes: 4 << 20 })).engine.maxEntryBytes).to.equal(1 << 20);
+      expectOnly(engine({ logBytes: (4 << 20) - 8 }), 'engine.logBytes', '4 x 1048576 bytes');
     });
 
     const outOfRange: Array<[string, number, string]> = [
       ['logBytes', (64 << 10) - 1, 'between 65536 and 68719476736'],
       ['logBytes', 2 ** 36 + 1, 'between 65536 and 68719476736'],
-      ['maxEntryBytes', 255, 'between 256 and 16777216'],
-      ['maxEntryBytes', (16 << 20) + 1, 'between 256 and 16777216'],
+      ['maxEntryBytes', 255, 'between 256 and 1048576'],
+      ['maxEntryBytes', (1 << 20) + 1, 'between 256 and 1048576'],
       ['pipelineDepth', 0, 'between 1 and 256'],
       ['pipelineDepth', 257, 'between 1 and 256'],
     ];
@@ -582,8 +581,8 @@ describe('cluster config', () => {
     }
 
     it('accepts the engine limits themselves', () => {
-      const config = validate(engine({ logBytes: 2 ** 36, maxEntryBytes: 16 << 20, pipelineDepth: 256 }));
-      expect(config.engine).to.include({ logBytes: 2 ** 36, maxEntryBytes: 16 << 20, pipelineDepth: 256 });
+      const config = validate(engine({ logBytes: 2 ** 36, maxEntryBytes: 1 << 20, pipelineDepth: 256 }));
+      expect(config.engine).to.include({ logBytes: 2 ** 36, maxEntryBytes: 1 << 20, pipelineDepth: 256 });
       expect(validate(engine({ logBytes: 64 << 10, maxEntryBytes: 256, pipelineDepth: 1 })).engine.logBytes).to.equal(
         64 << 10,
       );
@@ -730,7 +729,7 @@ describe('cluster config', () => {
         clusterName: 'orders',
         shmRoot: '/dev/shm',
         logBytes: 64 << 20,
-        maxEntryBytes: 64 << 10,
+        maxEntryBytes: 1 << 20,
         pipelineDepth: 8,
         idleStrategy: 'backoff',
         readIntervalUs: 100,

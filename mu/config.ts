@@ -8,7 +8,7 @@
 //   "fabric": { "backend": "shm" }             // or { "backend": "verbs", "device": "mlx5_0",
 //                                              //      "port": 1, "gidIndex": 3 }
 //   "replicas": [ { "id": 0, "control": "10.0.0.1:7400" }, ... ],
-//   "engine": { "logBytes": 67108864, "maxEntryBytes": 65536, "pipelineDepth": 8,
+//   "engine": { "logBytes": 67108864, "maxEntryBytes": 1048576, "pipelineDepth": 8,
 //               "idleStrategy": "backoff",
 //               "failureDetector": { "readIntervalUs": 100, "heartbeatIntervalUs": 20,
 //                                    "failureReads": 6 } }
@@ -61,7 +61,9 @@ export class ConfigError extends Error {
 // about 0.6 ms, which needs dedicated cores; see docs/PERFORMANCE.md for shared hosts.
 export const engineDefaults: EngineConfig = {
   logBytes: 64 << 20,
-  maxEntryBytes: 64 << 10,
+  // The engine's largest entry (native/engine/log_entry.hpp): a command, or a whole
+  // MULTI/EXEC, must fit in one.
+  maxEntryBytes: 1 << 20,
   pipelineDepth: 8,
   idleStrategy: 'backoff',
   failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
@@ -275,7 +277,7 @@ function validateEngine(check: Checker, value: Json | undefined): EngineConfig |
   const pick = (key: string, fallback: number, low: number, high: number) =>
     engine[key] === undefined ? fallback : check.integer(engine[key], `engine.${key}`, low, high);
   const logBytes = pick('logBytes', engineDefaults.logBytes, 64 << 10, 2 ** 36);
-  const maxEntryBytes = pick('maxEntryBytes', engineDefaults.maxEntryBytes, 256, 16 << 20);
+  const maxEntryBytes = pick('maxEntryBytes', engineDefaults.maxEntryBytes, 256, 1 << 20);
   const pipelineDepth = pick('pipelineDepth', engineDefaults.pipelineDepth, 1, 256);
   let idleStrategy = engineDefaults.idleStrategy;
   if (engine['idleStrategy'] !== undefined) {

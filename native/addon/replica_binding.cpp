@@ -44,7 +44,7 @@ EngineHostConfig config_from(const Napi::Object& options) {
   leader.self = static_cast<fabric::NodeId>(integer_option(options, "nodeId", 0, 0, leader.replica_count - 1));
   leader.log_area_bytes = integer_option(options, "logBytes", leader.log_area_bytes, 64 * 1024, std::uint64_t{1} << 36);
   leader.max_payload_bytes =
-      static_cast<std::uint32_t>(integer_option(options, "maxEntryBytes", leader.max_payload_bytes, 256, 16 << 20));
+      static_cast<std::uint32_t>(integer_option(options, "maxEntryBytes", leader.max_payload_bytes, 256, engine::max_entry_payload_bytes));
   if (leader.log_area_bytes < 4 * static_cast<std::uint64_t>(leader.max_payload_bytes)) {
     throw Napi::RangeError::New(options.Env(), "Replica: logBytes must hold at least four of the largest entries");
   }
