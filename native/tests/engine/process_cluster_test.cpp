@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <thread>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -33,6 +34,7 @@ struct ReplicaRecord {
 };
 struct Records {
   ReplicaRecord replica[replicas];
+  std::atomic<std::uint32_t> proposals_paused;  // set by the test: no replica proposes
 };
 
 std::uint64_t mix(std::uint64_t hash, std::span<const std::byte> bytes) {
@@ -43,7 +45,8 @@ std::uint64_t mix(std::uint64_t hash, std::span<const std::byte> bytes) {
 // Proposes a command now and then while its replica leads, and records what it applies.
 class Workload final : public harness::ReplicaHooks, public Agent {
  public:
-  Workload(ReplicaRecord& record, Replica& replica) : record_(record), replica_(replica) {}
+  Workload(ReplicaRecord& record, const std::atomic<std::uint32_t>& paused, Replica& replica)
+      : record_(record), paused_(paused), replica_(replica) {}
 
   std::vector<Agent*> agents() override { return {this}; }
   std::string_view name() const override { return "workload"; }
@@ -61,7 +64,7 @@ class Workload final : public harness::ReplicaHooks, public Agent {
   int do_work() override {
     const bool steady = replica_.leader().role() == LeaderAgent::Role::steady;
     record_.steady_leader.store(steady ? 1 : 0, std::memory_order_relaxed);
-    if (!steady) return 0;
+    if (!steady || paused_.load(std::memory_order_relaxed) != 0) return 0;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_proposal_ < 200us || next_sequence_ - 1 - last_applied_own_ > 16) return 0;
     last_proposal_ = now;
@@ -72,6 +75,7 @@ class Workload final : public harness::ReplicaHooks, public Agent {
 
  private:
   ReplicaRecord& record_;
+  const std::atomic<std::uint32_t>& paused_;
   Replica& replica_;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
   std::uint64_t next_sequence_ = 1;
@@ -103,7 +107,7 @@ class ProcessClusterTest : public ::testing::Test {
     options.replica.background.detector.recovery_threshold = 9;
     options.cluster_name = "threaded-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++);
     cluster_ = std::make_unique<harness::ProcessCluster>(options, [this](fabric::NodeId id, fabric::Fabric&, Replica& replica) {
-      return std::make_unique<Workload>(records_->replica[id], replica);
+      return std::make_unique<Workload>(records_->replica[id], records_->proposals_paused, replica);
     });
   }
   void TearDown() override { cluster_.reset(); }
@@ -151,7 +155,14 @@ TEST_F(ProcessClusterTest, APausedLeaderIsReplacedAndRejoinsAsAFollowerWhenResum
   const auto old_leader = leader();
   ASSERT_TRUE(old_leader.has_value());
 
+  // On shm the leader's own thread copies each entry into the followers' logs: stopped in
+  // the middle of one such copy, its revocation cannot settle until it resumes, and no
+  // new leader can be granted those logs (docs/ARCHITECTURE.md, "a paused peer stalls
+  // only its own revoke"; verbs has no such window). So the leader is stopped while idle.
+  records_->proposals_paused.store(1);
+  std::this_thread::sleep_for(50ms);
   cluster_->stop(*old_leader);
+  records_->proposals_paused.store(0);
   std::optional<fabric::NodeId> new_leader;
   ASSERT_TRUE(harness::ProcessCluster::wait_for([&] { return (new_leader = leader(old_leader)).has_value(); }, 30s));
   const fabric::NodeId follower = static_cast<fabric::NodeId>(3 - *old_leader - *new_leader);
