@@ -54,6 +54,7 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
   it("carries SELECT's database with each write", async () => {
     const replies = (await client.sendMany([command('SELECT', '3'), command('SET', 'in-three', 'x'), command('SELECT', '0')])).map(text);
     expect(replies).to.deep.equal(['+OK\r\n', '+OK\r\n', '+OK\r\n']);
+    await cluster.digests(); // followers apply a little after the leader answers
     for (let id = 0; id < 3; id++) {
       const direct = await cluster.connect(id, true);
       const answers = (await direct.sendMany([command('SELECT', '3'), command('GET', 'in-three'), command('SELECT', '0'), command('EXISTS', 'in-three')])).map(text);
@@ -76,6 +77,7 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
   it('makes relative expirations absolute, so every replica expires the key at the same time', async () => {
     expect(text(await client.send(command('SET', 'ttl-key', 'v', 'EX', '100')))).to.equal('+OK\r\n');
     expect(text(await client.send(command('EXPIRE', 'greeting', '200')))).to.equal(':1\r\n');
+    await cluster.digests();
     const deadlines: string[] = [];
     for (let id = 0; id < 3; id++) {
       const direct = await cluster.connect(id, true);
