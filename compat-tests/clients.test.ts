@@ -269,15 +269,8 @@ describe('compat: real clients against the proxy leader', function () {
         await expectReplicasAgree(cluster);
       }));
 
-    // BUG: redis-cli --pipe never finishes cleanly against the proxy. After stdin's end it
-    // sends "\r\n*2\r\n$4\r\nECHO\r\n$20\r\n<20 bytes>\r\n" and waits for that echo. Redis reads
-    // the leading CRLF as an empty inline command and ignores it; the proxy answers
-    // "-ERR Protocol error: Protocol error, got "\r" as reply type byte" and closes, so
-    // redis-cli prints the error, never sees its echo and exits with status 1 (the commands
-    // before it are applied). Mass insertion, Redis' documented bulk-load path, always fails.
-    // Repro: printf '*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n' | redis-cli -p <proxy port> --pipe
-    //   plain redis: "errors: 0, replies: 1", status 0; proxy: the protocol error, status 1
-    it.skip('--pipe mass insertion reports every reply and exits 0, as against plain redis', () =>
+    // redis-cli --pipe ends with an empty inline line and an ECHO it waits for: both must work.
+    it('--pipe mass insertion reports every reply and exits 0, as against plain redis', () =>
       atLeader(cluster, async (port) => {
         for (const target of [plain.port, port]) {
           const run = await runProgram(REDIS_CLI, ['-p', String(target), '--pipe'], { input: massInsertion(100) });
@@ -296,8 +289,8 @@ describe('compat: real clients against the proxy leader', function () {
 
   describe('redis-benchmark', () => {
     const supported = ['set', 'get', 'incr', 'lpush', 'rpush', 'lpop', 'rpop', 'sadd', 'hset', 'zadd', 'lrange_100'];
-    // The rest of redis-benchmark's default tests, but PING_INLINE and SPOP.
-    const otherDefaults = ['ping_mbulk', 'zpopmin', 'lrange_300', 'lrange_500', 'lrange_600', 'mset'];
+    // The rest of redis-benchmark's default tests, but SPOP.
+    const otherDefaults = ['ping_inline', 'ping_mbulk', 'zpopmin', 'lrange_300', 'lrange_500', 'lrange_600', 'mset'];
     // redis-benchmark -q names its tests in upper case, some with a note.
     const names: Record<string, string> = {
       lrange_100: 'LRANGE_100 (first 100 elements)',
@@ -316,11 +309,14 @@ describe('compat: real clients against the proxy leader', function () {
       return { code: run.code, output, results: benchmarkResults(run.stdout) };
     }
 
-    it('with no -t: the first default test, PING_INLINE, sends inline commands; the proxy refuses them and the run stops', () =>
+    it('with no -t: every default test before SPOP completes, PING_INLINE (inline commands) included', () =>
       atLeader(cluster, async (port) => {
         const { code, output, results } = await benchmark(port, undefined);
-        expect(output).to.match(/Error from server: ERR Protocol error: /);
-        expect(results.size, output).to.equal(0);
+        for (const test of ['PING_INLINE', 'PING_MBULK', 'SET', 'GET', 'INCR', 'LPUSH', 'RPUSH', 'LPOP', 'RPOP', 'SADD', 'HSET']) {
+          expect(results.get(test), `${test}: ${output}`).to.be.greaterThan(0);
+        }
+        // SPOP is not built yet (nondeterministic): its refusal ends redis-benchmark's run.
+        expect(output).to.contain("Error from server: ERR 'spop' is not supported by mu-proxy yet");
         expect(code).to.equal(1);
         await expectReplicasAgree(cluster);
       }));
@@ -338,7 +334,7 @@ describe('compat: real clients against the proxy leader', function () {
         await expectReplicasAgree(cluster);
       }));
 
-    it('the supported tests, and the other default ones but PING_INLINE and SPOP, all complete with a requests-per-second line', () =>
+    it('the supported tests, and the other default ones but SPOP, all complete with a requests-per-second line', () =>
       atLeader(cluster, async (port) => {
         const { code, output, results } = await benchmark(port, [...supported, ...otherDefaults]);
         expect(output, output).to.not.contain('Error from server');

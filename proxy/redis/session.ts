@@ -1,4 +1,4 @@
-// One client connection of the Redis front end. It parses requests (redis-parser),
+// One client connection of the Redis front end. It parses requests (request_parser.ts),
 // decides for each what it is (the command table), and answers in request order, each
 // reply coming from wherever its request went:
 //   writes        -> proposed through Mu (relative expirations made absolute first); the
@@ -14,11 +14,10 @@
 import crypto from 'node:crypto';
 import type net from 'node:net';
 
-import RedisParser from 'redis-parser';
-
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { arityOk } from './command_table.js';
 import { rewriteRelativeExpiry } from './determinism.js';
+import { RequestParser } from './request_parser.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
@@ -32,14 +31,13 @@ interface Slot {
 const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
 export class RedisSession {
-  private readonly parser: RedisParser;
+  private readonly parser: RequestParser;
   private readonly slots: Slot[] = [];
   private db = 0;
   private authenticated: boolean;
   private transaction: { parts: Buffer[]; failed: boolean } | undefined;
   // This connection's latest write: a later read goes to the backend right after it.
   private lastWriteRequestId: number | undefined;
-  private bytesSinceLastRequest = 0;
   private closed = false;
   private ending = false; // a protocol error: the error reply goes out, then the socket ends
   private paused = false;
@@ -52,12 +50,7 @@ export class RedisSession {
   ) {
     this.id = front.nextClientId();
     this.authenticated = front.options.requirepass === undefined;
-    this.parser = new RedisParser({
-      returnBuffers: true,
-      returnReply: (request: unknown) => this.onRequest(request),
-      returnError: () => this.protocolError('expected a request, got an error reply'),
-      returnFatalError: (error: Error) => this.protocolError(error.message),
-    });
+    this.parser = new RequestParser(front.options.maxRequestBytes);
     socket.setNoDelay(true);
     if (front.options.idleTimeoutMs > 0) {
       socket.setTimeout(front.options.idleTimeoutMs, () => this.close());
@@ -69,29 +62,22 @@ export class RedisSession {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.ending) return;
-    this.bytesSinceLastRequest += chunk.length;
-    if (this.bytesSinceLastRequest > this.front.options.maxRequestBytes) {
+    if (this.ending || this.closed) return;
+    const requests = this.parser.push(chunk);
+    for (const argv of requests) {
+      if (this.closed || this.ending) return;
+      this.front.counters.requests++;
+      this.dispatch(argv);
+    }
+    // Answered after the requests before it, as Redis does; then the connection ends.
+    if (this.parser.error !== undefined) {
+      this.protocolError(this.parser.error.message);
+      return;
+    }
+    if (this.parser.bufferedBytes > this.front.options.maxRequestBytes) {
       this.protocolError(`request larger than ${this.front.options.maxRequestBytes} bytes`);
       return;
     }
-    this.parser.execute(chunk);
-  }
-
-  private onRequest(request: unknown): void {
-    this.bytesSinceLastRequest = 0;
-    if (this.closed || this.ending) return;
-    if (!Array.isArray(request)) {
-      this.protocolError('expected an array of bulk strings (inline commands are not supported)');
-      return;
-    }
-    if (request.length === 0) return; // Redis ignores an empty request
-    if (!request.every((item) => Buffer.isBuffer(item))) {
-      this.protocolError('expected an array of bulk strings');
-      return;
-    }
-    this.front.counters.requests++;
-    this.dispatch(request as Buffer[]);
     if (this.slots.length >= this.front.options.maxPipeline && !this.paused) {
       // Backpressure: read no more until the replies drain.
       this.paused = true;
