@@ -131,6 +131,12 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     this.runFollowers(requestId, true);
   }
 
+  // This replica's backend no longer matches the log (a nondeterministic write ran here
+  // and its effect was never committed): stop as if the backend had failed.
+  diverged(reason: string): void {
+    this.fail(new Error(reason));
+  }
+
   private fail(error: Error): void {
     if (this.failed !== undefined) return;
     this.failed = error;

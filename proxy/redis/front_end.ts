@@ -8,6 +8,8 @@ import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from './apply_pipeline.js';
 import type { BackendChannel } from './backend_channel.js';
 import type { CommandTable } from './command_table.js';
+import { encodeCommand } from '../../adapters/redis/resp.js';
+import { effectOf } from './effects.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import { RedisSession } from './session.js';
@@ -70,6 +72,11 @@ export class FrontEnd {
   private readonly sessions = new Set<RedisSession>();
   private server: net.Server | undefined;
   private clientIds = 0;
+  // The write barrier of nondeterministic writes (effects.ts): proposals wait here while
+  // one runs. Undefined when open.
+  private gateQueue: Array<() => void> | undefined;
+  private effectsChain: Promise<unknown> = Promise.resolve();
+  private lastProposedRequestId: number | undefined;
   private currentBarrier: { requestId: number; failure: unknown; refusal: () => unknown } | undefined;
   private writesSinceBarrier = false;
 
@@ -162,6 +169,63 @@ export class FrontEnd {
     }
   }
 
+  // Every proposal of this front end goes through here, so the write barrier can hold it.
+  submit(requestId: number, command: Buffer): Promise<number> {
+    if (this.gateQueue === undefined) {
+      this.lastProposedRequestId = requestId;
+      return this.replica.propose(command);
+    }
+    return new Promise((resolve, reject) => {
+      this.gateQueue?.push(() => {
+        this.lastProposedRequestId = requestId;
+        this.replica.propose(command).then(resolve, reject);
+      });
+    });
+  }
+
+  // Runs a nondeterministic write on this replica's backend and replicates its effect
+  // (effects.ts); resolves with the client's reply, once the effect is committed. One at
+  // a time.
+  runWithEffects(argv: Buffer[], db: number): Promise<Buffer> {
+    const run = this.effectsChain.then(() => this.runOneWithEffects(argv, db));
+    this.effectsChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runOneWithEffects(argv: Buffer[], db: number): Promise<Buffer> {
+    this.gateQueue = [];
+    try {
+      // Everything proposed before must have reached the backend first.
+      const last = this.lastProposedRequestId;
+      if (last !== undefined) await new Promise<void>((resolve) => this.pipeline.afterApplied(last, () => resolve()));
+      if (!this.replica.isLeader) return this.notLeaderReply();
+      const [reply] = await this.channel.send(db, [encodeCommand(argv)]);
+      const effect = effectOf(argv, reply as Buffer);
+      if (effect === null || effect === undefined) return reply as Buffer;
+      const requestId = this.pipeline.newRequestId();
+      const command = encodeLogCommand({ kind: LogCommandKind.commands, origin: this.replica.nodeId, requestId, db, parts: [encodeCommand(effect)] });
+      this.lastProposedRequestId = requestId;
+      const committed = this.replica.propose(command);
+      this.openGate(); // what waited is proposed after the effect
+      try {
+        await committed;
+      } catch (error) {
+        // The command ran here but its effect is not in the log: this backend has diverged.
+        this.pipeline.diverged(`a nondeterministic write ran on this replica but was not replicated (${String(error)})`);
+        return this.proposalErrorReply(error);
+      }
+      return reply as Buffer;
+    } finally {
+      this.openGate();
+    }
+  }
+
+  private openGate(): void {
+    const queue = this.gateQueue;
+    this.gateQueue = undefined;
+    for (const propose of queue ?? []) propose();
+  }
+
   // A linearizable read's proof that this replica leads, and its place in the log: a
   // barrier entry proposed now. Reads share one while this replica proposes no write in
   // between (a read must come after the writes its connection sent before it, so a
@@ -172,7 +236,7 @@ export class FrontEnd {
       const requestId = this.pipeline.newRequestId();
       const command = encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId, db: 0, parts: [] });
       const barrier = { requestId, failure: undefined as unknown, refusal: () => barrier.failure };
-      this.replica.propose(command).catch((error: unknown) => {
+      this.submit(requestId, command).catch((error: unknown) => {
         barrier.failure = error;
         this.pipeline.forget(requestId);
       });

@@ -114,6 +114,40 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
   });
 
+  it('runs nondeterministic writes at the leader and replicates their effects', async () => {
+    await client.sendMany([command('SADD', 'pool', 'a', 'b', 'c', 'd', 'e'), command('SET', 'float', '10.5'), command('HSET', 'h', 'f', '1.5')]);
+    const replies = (
+      await client.sendMany([
+        command('SPOP', 'pool'),
+        command('SCARD', 'pool'),
+        command('SPOP', 'pool', '2'),
+        command('INCRBYFLOAT', 'float', '0.1'),
+        command('HINCRBYFLOAT', 'h', 'f', '2.25'),
+        command('XADD', 'stream', '*', 'field', 'value'),
+        command('SPOP', 'missing'),
+        command('INCRBYFLOAT', 'pool', '1'),
+        command('GET', 'float'),
+      ])
+    ).map(text);
+    expect(replies[0]).to.match(/^\$1\r\n[a-e]\r\n$/);
+    expect(replies[1]).to.equal(':4\r\n', 'a read pipelined after SPOP sees it');
+    expect(replies[2]).to.match(/^\*2\r\n/);
+    expect(replies[3]).to.equal('$4\r\n10.6\r\n');
+    expect(replies[4]).to.equal('$4\r\n3.75\r\n');
+    expect(replies[5]).to.match(/^\$\d+\r\n\d+-\d+\r\n$/);
+    expect(replies[6]).to.equal('$-1\r\n');
+    expect(replies[7]).to.match(/^-WRONGTYPE/);
+    expect(replies[8]).to.equal('$4\r\n10.6\r\n');
+    const digests = await cluster.digests();
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+    for (let id = 0; id < 3; id++) {
+      const direct = await cluster.connect(id, true);
+      const answers = (await direct.sendMany([command('SCARD', 'pool'), command('GET', 'float'), command('XLEN', 'stream')])).map(text);
+      await direct.close();
+      expect(answers).to.deep.equal([':2\r\n', '$4\r\n10.6\r\n', ':1\r\n']);
+    }
+  });
+
   it('answers INFO on any replica, with a mu section', async () => {
     const info = text(await client.send(command('INFO')));
     expect(info).to.match(/^\$\d+\r\n# Server\r\n/);

@@ -17,6 +17,7 @@ import type net from 'node:net';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { arityOk } from './command_table.js';
 import { rewriteRelativeExpiry } from './determinism.js';
+import { handlesEffects } from './effects.js';
 import { RequestParser } from './request_parser.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
@@ -36,6 +37,8 @@ export class RedisSession {
   private db = 0;
   private authenticated: boolean;
   private transaction: { parts: Buffer[]; failed: boolean } | undefined;
+  // Requests that arrived while a nondeterministic write of this connection runs.
+  private deferred: Buffer[][] | undefined;
   // This connection's latest write: a later read goes to the backend right after it.
   private lastWriteRequestId: number | undefined;
   private closed = false;
@@ -67,7 +70,8 @@ export class RedisSession {
     for (const argv of requests) {
       if (this.closed || this.ending) return;
       this.front.counters.requests++;
-      this.dispatch(argv);
+      if (this.deferred !== undefined) this.deferred.push(argv);
+      else this.dispatch(argv);
     }
     // Answered after the requests before it, as Redis does; then the connection ends.
     if (this.parser.error !== undefined) {
@@ -129,9 +133,13 @@ export class RedisSession {
         this.read(argv, 'local'); // COMMAND and the like: the backend's own answer
         return;
       case 'write-effects':
-        this.answer(
-          reply.errorReply(`ERR '${name}' is not supported by mu-proxy yet: its effect is not deterministic and replicating its effects is not built`),
-        );
+        if (!handlesEffects(argv)) {
+          this.answer(
+            reply.errorReply(`ERR '${name}' in this form is not supported by mu-proxy yet: its effect is not deterministic`),
+          );
+          return;
+        }
+        this.writeWithEffects(argv);
         return;
       case 'blocking':
         this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
@@ -368,7 +376,7 @@ export class RedisSession {
     const command = encodeLogCommand({ kind, origin: this.front.replica.nodeId, requestId, db: this.db, parts });
     this.front.counters.writes++;
     this.front.noteWrite();
-    this.front.replica.propose(command).catch((error: unknown) => {
+    this.front.submit(requestId, command).catch((error: unknown) => {
       pipeline.forget(requestId);
       this.fill(slot, this.front.proposalErrorReply(error));
     });
@@ -377,6 +385,40 @@ export class RedisSession {
       (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
     );
     this.lastWriteRequestId = requestId;
+  }
+
+  // A nondeterministic write: run at the leader, its effect replicated (effects.ts). This
+  // connection's later requests wait until it is done, so they keep their order around it.
+  private writeWithEffects(argv: Buffer[]): void {
+    const slot = this.reserve();
+    const refusal = this.front.writeRefusal();
+    if (refusal !== undefined) {
+      this.fill(slot, refusal);
+      return;
+    }
+    this.front.counters.writes++;
+    this.front.noteWrite();
+    const done = this.front.runWithEffects(argv, this.db).then(
+      (data) => this.fill(slot, data),
+      (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
+    );
+    this.deferred = [];
+    void done.then(() => this.releaseDeferred());
+  }
+
+  private releaseDeferred(): void {
+    const waiting = this.deferred ?? [];
+    this.deferred = undefined;
+    for (let i = 0; i < waiting.length; i++) {
+      if (this.closed || this.ending) return;
+      this.dispatch(waiting[i] as Buffer[]);
+      const again = this.deferred as Buffer[][] | undefined; // set by dispatch meanwhile
+      if (again !== undefined) {
+        // Another nondeterministic write: the rest waits for it in turn.
+        again.push(...waiting.slice(i + 1));
+        return;
+      }
+    }
   }
 
   // mode 'linearizable': at the leader, right after a barrier entry proposed now is
