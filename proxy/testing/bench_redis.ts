@@ -10,7 +10,9 @@
 // For each: a single-client closed loop (one SET at a time, each round trip timed; p50,
 // p90, p99), a closed loop of 50 clients of our own (ops/s; the only throughput figure
 // that applies to redis+WAIT) and redis-benchmark -t set -c 50 -P 1 (requests/s; not for
-// redis+WAIT, which it cannot drive). Then the ratios the targets need, PASS/FAIL.
+// redis+WAIT, which it cannot drive). Then the ratios the targets need, PASS/FAIL. Replies
+// other than +OK (and :2 for WAIT) are counted: a figure measured while some replies were
+// errors is marked '!<n>err' and a target that uses it says INVALID; notes list them.
 //
 //   node --import tsx proxy/testing/bench_redis.ts [--requests 5000] [--clients 50]
 //        [--ops <requests*4>] [--warmup 500] [--systems direct,proxy1,proxy3,wait,twemproxy]
@@ -156,12 +158,12 @@ async function manyClients(port: number, withWait: boolean, odd: Oddities): Prom
 interface BenchmarkResult {
   rps: number;
   notes: string[];
-  /** Lines "Error from server" (-e prints at most one a second, so a lower bound). */
+  /** Lines "Error from server" (redis-benchmark exits at the first). */
   errors: number;
 }
 
 async function redisBenchmark(port: number): Promise<BenchmarkResult> {
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-t', 'set', '-n', String(requests * 4), '-c', String(clients), '-P', '1', '-d', '16', '-e', '-q'];
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-t', 'set', '-n', String(requests * 4), '-c', String(clients), '-P', '1', '-d', '16', '-q'];
   const child = spawn(REDIS_BENCHMARK, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -178,6 +180,7 @@ async function redisBenchmark(port: number): Promise<BenchmarkResult> {
   const matches = [...stdout.matchAll(/SET: ([\d.]+) requests per second/g)];
   const rps = Number(matches.at(-1)?.[1] ?? NaN);
   const notes = lines.filter((line) => !/^SET: (rps=|[\d.]+ requests per second)/.test(line));
+  // redis-benchmark 7 stops at the first error reply ("Error from server: ...", exit 1).
   const errors = notes.filter((line) => /^Error from server/i.test(line)).length;
   if (code !== 0) notes.push(`redis-benchmark exited with ${code}`);
   return { rps, notes, errors };
@@ -452,7 +455,9 @@ const notes: string[] = [...leaderChanges];
 for (const [id, result] of results) {
   for (const [what, count] of result.singleOdd.samples) notes.push(`${LABELS[id]}: single client: ${count} x ${what}`);
   for (const [what, count] of result.manyOdd.samples) notes.push(`${LABELS[id]}: ${clients} clients: ${count} x ${what}`);
-  for (const line of result.benchmark?.notes ?? []) notes.push(`${LABELS[id]}: redis-benchmark: ${line}`);
+  const lines = new Map<string, number>();
+  for (const line of result.benchmark?.notes ?? []) lines.set(line, (lines.get(line) ?? 0) + 1);
+  for (const [line, count] of lines) notes.push(`${LABELS[id]}: redis-benchmark: ${count > 1 ? `${count} x ` : ''}${line}`);
 }
 if (notes.length > 0) {
   console.log('');
