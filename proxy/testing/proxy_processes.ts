@@ -28,7 +28,12 @@ export class ProxyProcesses {
     private readonly verbose: boolean,
   ) {}
 
-  static async start(replicas = 3): Promise<ProxyProcesses> {
+  // `detector`: the failure-detection window (reads every readIntervalUs, a peer suspected
+  // after failureReads reads without progress); 20 ms by default, for failover tests.
+  static async start(
+    replicas = 3,
+    detector: { readIntervalUs: number; failureReads: number } = { readIntervalUs: 2000, failureReads: 10 },
+  ): Promise<ProxyProcesses> {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-proxy-processes-'));
     const servers: RedisServerProcess[] = [];
     for (let i = 0; i < replicas; i++) servers.push(await RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
@@ -48,7 +53,7 @@ export class ProxyProcesses {
         cluster: clusterName,
         secretFile,
         fabric: { backend: 'shm' },
-        engine: { logBytes: 32 << 20, failureDetector: { readIntervalUs: 2000, failureReads: 10 } },
+        engine: { logBytes: 32 << 20, failureDetector: detector },
         replicas: servers.map((server, id) => ({
           id,
           control: `127.0.0.1:${controlPorts[id]}`,
