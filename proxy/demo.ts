@@ -6,7 +6,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -14,19 +13,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { RedisBackend } from '../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../adapters/redis/resp.js';
 import { RedisServerProcess } from '../adapters/redis/redis_server_process.js';
+import { freePort } from '../mu/testing/free_port.js';
 
 const cliPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.ts');
 // The replicas run the same TypeScript through tsx, found from this file (not the cwd).
 const tsxLoader = pathToFileURL(path.join(path.dirname(cliPath), '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
 
 function say(line: string): void {
   console.log(`demo: ${line}`);

@@ -5,26 +5,17 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import type { ReplicaStatus } from '../replica.js';
+import { freePort } from './free_port.js';
 
 const memberScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'member_process.ts');
 
 export type MemberEvent = { event: string; [key: string]: unknown };
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
 
 export interface MemberClusterOptions {
   replicas?: number;

@@ -7,6 +7,8 @@
 //
 // Depends on Node's standard library only (see README.md).
 
+import { commandName, optIs } from './redis_args.js';
+
 export type CommandClass =
   | 'read' // served from the local backend (after the ordering rules the session applies)
   | 'write' // replicated through the log as is
@@ -629,24 +631,6 @@ function keysFromRange(info: CommandInfo, argv: ReadonlyArray<Buffer>): Buffer[]
 // Argument helpers (C semantics where Redis uses them).
 // ---------------------------------------------------------------------------------------
 
-/** A command or subcommand name: the whole argument, ASCII lower case (Redis hashes the full bytes). */
-function commandName(arg: Buffer): string | undefined {
-  if (arg.length === 0 || arg.length > 128) return undefined;
-  let name = '';
-  for (const byte of arg) name += String.fromCharCode(byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte);
-  return name;
-}
-
-/** Redis's strcasecmp(arg->ptr, name): ASCII case insensitive, up to the first NUL of arg. */
-function optIs(arg: Buffer, lowerName: string): boolean {
-  if (arg.length < lowerName.length) return false;
-  if (arg.length > lowerName.length && arg[lowerName.length] !== 0) return false;
-  for (let i = 0; i < lowerName.length; i++) {
-    const byte = arg[i] as number;
-    if ((byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) !== lowerName.charCodeAt(i)) return false;
-  }
-  return true;
-}
 
 function anyOption(argv: ReadonlyArray<Buffer>, from: number, names: readonly string[]): boolean {
   for (let i = from; i < argv.length; i++) {

@@ -26,6 +26,8 @@
 //
 // Depends on Node's standard library only (see README.md).
 
+import { commandName, optIs } from './redis_args.js';
+
 const LLONG_MAX = 9223372036854775807n;
 const LLONG_MIN = -9223372036854775808n;
 const LLONG_MAX_TEXT = Buffer.from(LLONG_MAX.toString());
@@ -39,7 +41,7 @@ export function rewriteRelativeExpiry(argv: ReadonlyArray<Buffer>, nowMs: number
   if (!Number.isSafeInteger(nowMs) || nowMs <= 0) throw new RangeError(`rewriteRelativeExpiry: nowMs must be a positive integer, not ${nowMs}`);
   const now = BigInt(nowMs);
   const first = argv[0];
-  switch (first === undefined ? undefined : commandName(first)) {
+  switch (first === undefined ? undefined : commandNameShort(first)) {
     case 'expire':
       return rewriteExpire(argv, now, 1000n);
     case 'pexpire':
@@ -194,24 +196,6 @@ function pin(argv: ReadonlyArray<Buffer>, index: number): Buffer[] {
   return pinned;
 }
 
-/** A command name: the whole argument, ASCII lower case (Redis hashes the full bytes). */
-function commandName(arg: Buffer): string | undefined {
-  if (arg.length === 0 || arg.length > 16) return undefined; // longer than any name here
-  let name = '';
-  for (const byte of arg) name += String.fromCharCode(byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte);
-  return name;
-}
-
-/** Redis's strcasecmp(arg->ptr, name): ASCII case insensitive, up to the first NUL of arg. */
-function optIs(arg: Buffer, lowerName: string): boolean {
-  if (arg.length < lowerName.length) return false;
-  if (arg.length > lowerName.length && arg[lowerName.length] !== 0) return false;
-  for (let i = 0; i < lowerName.length; i++) {
-    const byte = arg[i] as number;
-    if ((byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) !== lowerName.charCodeAt(i)) return false;
-  }
-  return true;
-}
 
 /** Redis's string2ll: '-' but no '+', no spaces, no leading zeros ("-0" too), under 21 bytes, in range. */
 function string2ll(arg: Buffer): bigint | undefined {
@@ -220,4 +204,9 @@ function string2ll(arg: Buffer): bigint | undefined {
   if (!/^(0|-?[1-9][0-9]*)$/.test(text)) return undefined;
   const value = BigInt(text);
   return value > LLONG_MAX || value < LLONG_MIN ? undefined : value;
+}
+
+// No name the rewrites handle is longer than 16 bytes.
+function commandNameShort(arg: Buffer): string | undefined {
+  return commandName(arg, 16);
 }

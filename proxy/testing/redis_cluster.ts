@@ -3,7 +3,6 @@
 // helpers to find the leader and compare the backends' digests.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -12,15 +11,9 @@ import { encodeCommand } from '../../adapters/redis/resp.js';
 import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
 import { validateRedisProxyConfig } from '../redis/config.js';
 import { RedisReplica } from '../redis/redis_replica.js';
+import { freePort } from '../../mu/testing/free_port.js';
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
+export { freePort };
 
 export interface RedisClusterOptions {
   replicas?: number;
