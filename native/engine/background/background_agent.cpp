@@ -42,6 +42,7 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       link_broken_(config.replica_count, false),
       link_epoch_(config.replica_count, 0),
       link_retry_at_ns_(config.replica_count, 0),
+      confirmed_since_ns_(config.replica_count, 0),
       served_sequence_(config.replica_count, 0),
       admitted_sequence_(config.replica_count, 0) {
   if (links_.size() != config_.replica_count || log_access_.size() != config_.replica_count) {
@@ -392,6 +393,7 @@ int BackgroundAgent::run_candidacy() {
         leader_.lead(granted);
         candidacy_ = Candidacy::leading;
         leading_since_ns_ = now;
+        std::fill(confirmed_since_ns_.begin(), confirmed_since_ns_.end(), now);
         return 1;
       }
       if (now - requested_at_ns_ > config_.candidate_timeout_ns) {
@@ -408,6 +410,17 @@ int BackgroundAgent::run_candidacy() {
         back_off();
         return 1;
       }
+      // A replica that took its log back (it stood for election itself, say) says so in
+      // its published holder word; an idle leader would otherwise learn it only from its
+      // next failed write, and keep counting that log meanwhile. Only reads posted after
+      // the grant count (earlier ones may predate it).
+      for (fabric::NodeId grantor = 0; grantor < config_.replica_count; ++grantor) {
+        if (grantor == config_.self || !leader_.is_confirmed(grantor)) continue;
+        if (peer_holder_read_ns_[grantor] <= confirmed_since_ns_[grantor]) continue;
+        if (peer_holder_[grantor] == config_.self) continue;
+        ++grants_withdrawn_;
+        leader_.lose_acceptor(grantor);
+      }
       // Grants that arrive after leadership began (late, or from a replica that resumed):
       // the leader brings that log up to date and adds it, once per grant.
       bool someone_missing = false;
@@ -418,6 +431,7 @@ int BackgroundAgent::run_candidacy() {
             own_background_.data() + background_layout::ack_offset(grantor), encoded_cursor_bytes));
         if (ack && ack->index == request_sequence_ && admitted_sequence_[grantor] != request_sequence_) {
           admitted_sequence_[grantor] = request_sequence_;
+          confirmed_since_ns_[grantor] = now;
           leader_.admit(grantor);
         }
       }
@@ -457,7 +471,7 @@ namespace mu::engine {
 std::string BackgroundAgent::describe() const {
   std::string out = "stood " + std::to_string(stood_) + " timed out " + std::to_string(timed_out_) + " deposed " +
                     std::to_string(stepped_down_deposed_) + " replaced " + std::to_string(stepped_down_replaced_) +
-                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " links retried " + std::to_string(links_retried_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " links retried " + std::to_string(links_retried_) + " grants withdrawn " + std::to_string(grants_withdrawn_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
                     std::to_string(request_sequence_) + " holder " +
                     (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {

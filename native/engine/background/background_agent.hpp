@@ -163,6 +163,8 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint32_t> link_epoch_;  // per peer, bumped when the link is cycled
   std::vector<std::uint64_t> link_retry_at_ns_;  // per broken link: when to cycle it (0 = not set)
   std::uint64_t links_retried_ = 0;
+  std::vector<std::uint64_t> confirmed_since_ns_;  // per acceptor: when this leader last got its grant
+  std::uint64_t grants_withdrawn_ = 0;
 
   std::optional<fabric::NodeId> holder_;
   std::vector<std::uint64_t> served_sequence_;

@@ -349,6 +349,12 @@ void LeaderAgent::acceptor_restarted(fabric::NodeId acceptor, const fabric::Remo
   }
 }
 
+void LeaderAgent::lose_acceptor(fabric::NodeId acceptor) {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    if (acceptors_[i].link.node_id == acceptor && acceptor != config_.self) drop_acceptor(i);
+  }
+}
+
 void LeaderAgent::drop_acceptor(std::size_t index) {
   Acceptor& acceptor = acceptors_[index];
   if (!acceptor.confirmed) return;

@@ -102,6 +102,9 @@ class LeaderAgent final : public Agent {
   // reconnected by the caller): it is no longer confirmed, and is reached at `log` from
   // now on. It rejoins like any late acceptor: it grants, then admit().
   void acceptor_restarted(fabric::NodeId acceptor, const fabric::RemoteRegion* log);
+  // Acceptor `acceptor` took its grant back (its published holder says so): stop counting
+  // it; below a majority this leader is deposed.
+  void lose_acceptor(fabric::NodeId acceptor);
   bool is_confirmed(fabric::NodeId acceptor) const;
 
   // Resets and reconnects this replica's ends of connections left in the error state, so
