@@ -4,13 +4,15 @@
 //
 //   "redis": { "readMode": "linearizable", "requirepass": "...", "maxClients": 10000, ... },
 //   "replicas": [ { "id": 0, "control": "10.0.0.1:7400",
-//                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379" }, ... ]
+//                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379",
+//                   "metrics": "0.0.0.0:9121" }, ... ]     (metrics: optional)
 import { Checker, ConfigError, parseAddress, readConfigDocument, validateClusterConfig, type ClusterConfig, type Json } from '../../mu/config.js';
 import { frontEndDefaults, type FrontEndOptions, type ReadMode } from './front_end.js';
 
 export interface RedisReplicaAddresses {
   listen: { host: string; port: number };
   backend: { host: string; port: number };
+  metrics?: { host: string; port: number }; // Prometheus /metrics, when configured
 }
 
 export interface RedisProxyConfig {
@@ -23,7 +25,7 @@ export interface RedisProxyConfig {
 const redisFields = ['readMode', 'requirepass', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
 
 export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
-  const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend'] });
+  const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend', 'metrics'] });
   const check = new Checker();
   const root = document as Record<string, Json>;
   const section = root['redis'] === undefined ? {} : check.object(root['redis'], 'redis', redisFields);
@@ -69,7 +71,8 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
     };
     const listen = address('redis');
     const backend = address('redisBackend');
-    if (listen !== undefined && backend !== undefined) replicas[id] = { listen, backend };
+    const metrics = replica['metrics'] === undefined ? undefined : address('metrics');
+    if (listen !== undefined && backend !== undefined) replicas[id] = metrics === undefined ? { listen, backend } : { listen, backend, metrics };
   });
   if (check.problems.length > 0) throw new ConfigError(check.problems);
   return { cluster, front, flushBackendOnStart, replicas };

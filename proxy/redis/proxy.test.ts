@@ -162,6 +162,20 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(Number(/^\$(\d+)/.exec(followerInfo)?.[1])).to.equal(Buffer.byteLength(body));
   });
 
+  it('serves Prometheus metrics on every replica', async () => {
+    const response = await fetch(`http://127.0.0.1:${cluster.metricsPorts[leader]}/metrics`);
+    expect(response.status).to.equal(200);
+    const body = await response.text();
+    expect(body).to.include(`mu_leader{node="${leader}"} 1`);
+    expect(body).to.match(/^mu_writes_total\{node="\d"\} [1-9]\d*$/m);
+    expect(body).to.include('# TYPE mu_applied_index gauge');
+    const follower = (leader + 1) % 3;
+    const followerBody = await (await fetch(`http://127.0.0.1:${cluster.metricsPorts[follower]}/metrics`)).text();
+    expect(followerBody).to.include(`mu_leader{node="${follower}"} 0`);
+    expect(followerBody).to.include(`mu_leader_id{node="${follower}"} ${leader}`);
+    expect((await fetch(`http://127.0.0.1:${cluster.metricsPorts[leader]}/other`)).status).to.equal(404);
+  });
+
   it('leaves every backend with the same digest', async () => {
     const digests = await cluster.digests();
     expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);

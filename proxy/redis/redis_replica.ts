@@ -11,6 +11,8 @@ import { BackendChannel } from './backend_channel.js';
 import { CommandTable } from './command_table.js';
 import type { RedisProxyConfig } from './config.js';
 import { FrontEnd } from './front_end.js';
+import { serveMetrics } from './metrics.js';
+import type http from 'node:http';
 
 // Parses one raw reply into JS values (for the start-up queries only; the data path
 // passes replies through as bytes).
@@ -44,6 +46,7 @@ export class RedisReplica {
     readonly backend: RedisBackend,
     readonly pipeline: ApplyPipeline,
     readonly front: FrontEnd,
+    readonly metrics: http.Server | undefined,
   ) {}
 
   static async start(config: RedisProxyConfig, nodeId: number, options: RedisReplicaOptions = {}): Promise<RedisReplica> {
@@ -88,7 +91,12 @@ export class RedisReplica {
       );
       await front.listen();
       log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);
-      return new RedisReplica(member, backend, pipeline, front);
+      let metrics: http.Server | undefined;
+      if (addresses.metrics !== undefined) {
+        metrics = await serveMetrics(front, addresses.metrics.host, addresses.metrics.port);
+        log(`Prometheus metrics on http://${addresses.metrics.host}:${addresses.metrics.port}/metrics`);
+      }
+      return new RedisReplica(member, backend, pipeline, front, metrics);
     } catch (error) {
       await backend.close();
       throw error;
@@ -96,6 +104,8 @@ export class RedisReplica {
   }
 
   async stop(): Promise<void> {
+    const metrics = this.metrics;
+    if (metrics !== undefined) await new Promise<void>((resolve) => metrics.close(() => resolve()));
     await this.front.close();
     await this.member.stop();
     await this.backend.close();

@@ -26,6 +26,7 @@ export class RedisCluster {
     readonly servers: RedisServerProcess[],
     readonly replicas: Array<RedisReplica | undefined>,
     readonly proxyPorts: number[],
+    readonly metricsPorts: number[],
     readonly clusterName: string,
     private readonly directory: string,
   ) {}
@@ -39,9 +40,11 @@ export class RedisCluster {
     }
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
+    const metricsPorts: number[] = [];
     for (let i = 0; i < count; i++) {
       proxyPorts.push(await freePort());
       controlPorts.push(await freePort());
+      metricsPorts.push(await freePort());
     }
     const clusterName = `redis-test-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
     const config = validateRedisProxyConfig(
@@ -58,6 +61,7 @@ export class RedisCluster {
           control: `127.0.0.1:${controlPorts[id]}`,
           redis: `127.0.0.1:${proxyPorts[id]}`,
           redisBackend: `127.0.0.1:${server.port}`,
+          metrics: `127.0.0.1:${metricsPorts[id]}`,
         })),
       },
       {},
@@ -66,7 +70,7 @@ export class RedisCluster {
     const replicas = await Promise.all(
       servers.map((_, id) => RedisReplica.start(config, id, log === undefined ? {} : { log })),
     );
-    return new RedisCluster(servers, replicas, proxyPorts, clusterName, directory);
+    return new RedisCluster(servers, replicas, proxyPorts, metricsPorts, clusterName, directory);
   }
 
   // The replica that leads once exactly one does and every replica has granted it its log.
