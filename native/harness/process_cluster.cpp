@@ -1,5 +1,7 @@
 #include "harness/process_cluster.hpp"
 
+#include <filesystem>
+
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -127,6 +129,9 @@ namespace {
 
 ProcessCluster::ProcessCluster(const ProcessClusterOptions& options, const HooksFactory& hooks)
     : replica_count_(options.replica_count),
+      shm_directory_(options.fabric.backend == fabric::Backend::shm
+                         ? options.fabric.shm_root + "/mu-" + options.cluster_name
+                         : std::string()),
       pids_(options.replica_count, -1),
       reaped_(options.replica_count, false),
       channels_(std::make_unique<Channels>(options.replica_count)) {
@@ -172,6 +177,11 @@ ProcessCluster::~ProcessCluster() {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+  }
+  // A replica that was killed could not remove its own files.
+  if (!shm_directory_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(shm_directory_, ignored);
   }
 }
 

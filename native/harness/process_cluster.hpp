@@ -75,6 +75,7 @@ class ProcessCluster {
  private:
   struct Channels;
   std::uint32_t replica_count_;
+  std::string shm_directory_;  // the cluster's files on shm (empty on verbs): removed at the end
   std::vector<pid_t> pids_;
   std::vector<bool> reaped_;
   std::unique_ptr<Channels> channels_;
