@@ -158,6 +158,9 @@ void Replica::connect(std::span<const ReplicaCard> cards) {
   background_ = std::make_unique<BackgroundAgent>(config_.background, *fabric_, background_queue_,
                                                   std::move(background_links), *background_region_,
                                                   std::move(log_access), *leader_, *apply_, clock_);
+  std::vector<fabric::Connection*> background_access;
+  for (auto& end : from_background_) background_access.push_back(end.get());
+  background_->set_background_access(std::move(background_access));
 }
 
 void Replica::reconnect_peer(const ReplicaCard& card) {

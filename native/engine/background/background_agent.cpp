@@ -64,6 +64,23 @@ std::uint64_t BackgroundAgent::work_id(Operation operation, fabric::NodeId peer)
   return (static_cast<std::uint64_t>(operation) << 56) | (static_cast<std::uint64_t>(link_epoch_[peer]) << 16) | peer;
 }
 
+void BackgroundAgent::cycle_failed_background_ends() {
+  // A peer's refused operation puts this end in the error state too (RC semantics), and a
+  // peer that cycles its own end would then fail against this one forever: cycle it here,
+  // the other half of the paired reset. Its access stays open: anyone may read heartbeats.
+  for (fabric::Connection* end : background_access_) {
+    if (end->state() != fabric::ConnectionState::error) continue;
+    const fabric::EndpointInfo remote = end->remote_endpoint();
+    end->reset();
+    ++background_ends_cycled_;
+    try {
+      end->connect(remote, fabric::access_remote_all);
+    } catch (const fabric::FabricError&) {
+      // unreachable peer: left unconnected, cycled again when it comes back in error
+    }
+  }
+}
+
 void BackgroundAgent::retry_link(fabric::NodeId peer) {
   // A link breaks when its peer dies, or restarts before this end was reconnected to the
   // new incarnation (the restarted side connects first). Cycle this end now and then: once
@@ -125,6 +142,7 @@ int BackgroundAgent::do_work() {
   // every round, which keeps this agent's share of a replication round small.
   if (!serving_ && now_ns_ < next_housekeeping_ns_) return 0;
   next_housekeeping_ns_ = now_ns_ + config_.housekeeping_interval_ns;
+  cycle_failed_background_ends();
   int work = serve_permissions();
   work += run_candidacy();
   publish_leading();
@@ -471,7 +489,7 @@ namespace mu::engine {
 std::string BackgroundAgent::describe() const {
   std::string out = "stood " + std::to_string(stood_) + " timed out " + std::to_string(timed_out_) + " deposed " +
                     std::to_string(stepped_down_deposed_) + " replaced " + std::to_string(stepped_down_replaced_) +
-                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " links retried " + std::to_string(links_retried_) + " grants withdrawn " + std::to_string(grants_withdrawn_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
+                    " heartbeat " + std::to_string(heartbeat_) + " withheld " + std::to_string(beats_withheld_) + " overdue " + std::to_string(reads_overdue_) + " links retried " + std::to_string(links_retried_) + " ends cycled " + std::to_string(background_ends_cycled_) + " grants withdrawn " + std::to_string(grants_withdrawn_) + " candidacy " + std::to_string(static_cast<int>(candidacy_)) + " request " +
                     std::to_string(request_sequence_) + " holder " +
                     (holder_ ? std::to_string(*holder_) : std::string("none")) + " peers";
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {

@@ -102,6 +102,9 @@ class BackgroundAgent final : public Agent {
   // word must not be served as the new one's), what it said about holders and leading.
   // Completions still queued from the old connection are ignored (link epochs).
   void peer_restarted(fabric::NodeId peer, const fabric::RemoteRegion* background);
+  // This replica's ends of the background connections (peers read and write through
+  // them); one left in the error state by a peer's refused operation is cycled.
+  void set_background_access(std::vector<fabric::Connection*> ends) { background_access_ = std::move(ends); }
 
  private:
   enum class Operation : std::uint8_t { read_heartbeat = 1, write_request, write_ack };
@@ -116,6 +119,7 @@ class BackgroundAgent final : public Agent {
   int beat();
   int read_heartbeats();
   void retry_link(fabric::NodeId peer);
+  void cycle_failed_background_ends();
   std::uint64_t link_retry_interval_ns() const;
   int serve_permissions();
   int run_candidacy();
@@ -163,6 +167,8 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint32_t> link_epoch_;  // per peer, bumped when the link is cycled
   std::vector<std::uint64_t> link_retry_at_ns_;  // per broken link: when to cycle it (0 = not set)
   std::uint64_t links_retried_ = 0;
+  std::vector<fabric::Connection*> background_access_;
+  std::uint64_t background_ends_cycled_ = 0;
   std::vector<std::uint64_t> confirmed_since_ns_;  // per acceptor: when this leader last got its grant
   std::uint64_t grants_withdrawn_ = 0;
 

@@ -217,7 +217,7 @@ TEST(EngineHost, ARestartedFollowerIsReconnectedAndCatchesUpFromTheLog) {
   ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 200; }));
   cluster.restart(static_cast<std::uint32_t>(follower));
   submit_range(200, 300);
-  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 300; }, std::chrono::seconds(3)))
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 300; }, std::chrono::seconds(20)))
       << "restarted follower applied " << cluster.observed(follower).applied.size() << "; leader "
       << cluster.host(*leader).status().leader_detail << "\n 0: " << cluster.host(0).status().background_detail
       << "\n 1: " << cluster.host(1).status().background_detail << "\n 2: " << cluster.host(2).status().background_detail
