@@ -1,6 +1,7 @@
 // The cluster configuration file (JSON) and its validation. Every problem is reported with
 // its path in the file (`replicas[2].control: ...`), unknown fields included, so a typo
-// fails at start-up instead of silently taking a default. Defaults are the engine's.
+// fails at start-up instead of silently taking a default. Defaults suit a deployment: the
+// engine's timing defaults, and a 64 MiB log (engineDefaults below).
 //
 // {
 //   "cluster": "orders",                       // names shm regions and the control plane

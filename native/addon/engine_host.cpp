@@ -112,9 +112,11 @@ void EngineHost::stop() {
 
 std::optional<engine::CommandTag> EngineHost::submit(std::span<const std::byte> command) {
   if (command.size() > max_command_bytes()) return std::nullopt;
-  const auto tag = submitter_.submit(command);
-  if (tag && runner_) runner_->wake();
-  return tag;
+  return submitter_.submit(command);
+}
+
+void EngineHost::wake() {
+  if (runner_) runner_->wake();
 }
 
 std::size_t EngineHost::max_command_bytes() const {

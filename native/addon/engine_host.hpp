@@ -111,6 +111,9 @@ class EngineHost {
   // The command's tag, or nullopt when the submission ring is full (retry later) or the
   // command is larger than an entry can carry (check max_command_bytes() first).
   std::optional<engine::CommandTag> submit(std::span<const std::byte> command);
+  // After a burst of submit(): a parked engine thread wakes at once (one system call at
+  // most per burst, none while the thread is running).
+  void wake();
   std::size_t max_command_bytes() const;
 
   // Hands waiting event records to `visit` (valid only during the call), up to

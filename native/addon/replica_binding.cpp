@@ -292,6 +292,7 @@ Napi::Value ReplicaBinding::submit(const Napi::CallbackInfo& info) {
     if (!tag) break;  // the ring is full (or the command too large): the caller keeps the rest
     if (accepted == 0) first_sequence = tag->sequence;
   }
+  if (accepted > 0) host.wake();
   // Sequences are consecutive: [first, first + accepted).
   Napi::Array result = Napi::Array::New(env, 2);
   result.Set(0u, Napi::Number::New(env, static_cast<double>(first_sequence)));

@@ -2,60 +2,15 @@
 // its COMMAND reply (strings and Buffers), every command classified, spot checks of
 // classes including subcommands and argument-dependent ones, keys() checked against the
 // server's own COMMAND GETKEYS, and malformed replies refused with clear messages.
-import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
-
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
+
+import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
 
 import { COMMAND_CLASSES, type CommandClass, CommandTable, HAND_KEPT, arityOk } from './command_table.js';
 
 const argv = (...args: string[]): Buffer[] => args.map((arg) => Buffer.from(arg, 'latin1'));
 const texts = (buffers: Buffer[]): string[] => buffers.map((b) => b.toString('latin1'));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-// A redis-server child on a free port; resolves once it answers PING.
-async function startRedis(): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: ${stderr}`);
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      if ((await probe.ping()) === 'PONG') return { child, port };
-    } catch {
-      // not up yet
-    } finally {
-      probe.disconnect();
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error('redis-server did not answer PING within 10 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 function thrown(fn: () => unknown): Error {
   try {
@@ -68,13 +23,13 @@ function thrown(fn: () => unknown): Error {
 }
 
 describe('CommandTable (redis-server 7.0)', () => {
-  let server: { child: ChildProcess; port: number };
+  let server: RedisServerProcess | undefined;
   let client: Redis;
   let reply: unknown;
   let table: CommandTable;
 
   before(async () => {
-    server = await startRedis();
+    server = await RedisServerProcess.start();
     client = new Redis({ port: server.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
     reply = await client.call('COMMAND');
     table = CommandTable.fromCommandReply(reply);
@@ -82,7 +37,7 @@ describe('CommandTable (redis-server 7.0)', () => {
 
   after(async () => {
     client?.disconnect();
-    if (server !== undefined) await stopRedis(server.child);
+    if (server !== undefined) await server.stop();
   });
 
   it('reads the live COMMAND reply: size is COMMAND COUNT, and SET, GET, CONFIG GET carry their fields', async () => {

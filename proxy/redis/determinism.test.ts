@@ -4,60 +4,15 @@
 // (values or exact error messages), the data (DUMP) and the deadlines (PEXPIRETIME and
 // PTTL within a small tolerance). Malformed variants must come back unchanged (or, on an
 // overflow, with the number pinned to LLONG_MAX) and fail the same way on both.
-import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
-
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
+
+import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
 
 import { rewriteRelativeExpiry } from './determinism.js';
 
 const TOLERANCE_MS = 100n;
 const LLONG_MAX = '9223372036854775807';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-// A redis-server child on a free port; resolves once it answers PING.
-async function startRedis(): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: ${stderr}`);
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      if ((await probe.ping()) === 'PONG') return { child, port };
-    } catch {
-      // not up yet
-    } finally {
-      probe.disconnect();
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error('redis-server did not answer PING within 10 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 type Arg = string | Buffer;
 const buf = (arg: Arg): Buffer => (typeof arg === 'string' ? Buffer.from(arg, 'latin1') : arg);
@@ -123,7 +78,7 @@ interface Case {
 }
 
 describe('rewriteRelativeExpiry (redis-server 7.0)', function () {
-  let server: { child: ChildProcess; port: number };
+  let server: RedisServerProcess | undefined;
   let db0: Redis;
   let db1: Redis;
   let payload: Buffer; // DUMP of the string 'payload'
@@ -132,7 +87,7 @@ describe('rewriteRelativeExpiry (redis-server 7.0)', function () {
   const laterSeconds = String(Math.floor(Date.now() / 1000) + 500);
 
   before(async () => {
-    server = await startRedis();
+    server = await RedisServerProcess.start();
     const options = { port: server.port, host: '127.0.0.1', maxRetriesPerRequest: 0, stringNumbers: true };
     db0 = new Redis({ ...options, db: 0 });
     db1 = new Redis({ ...options, db: 1 });
@@ -145,7 +100,7 @@ describe('rewriteRelativeExpiry (redis-server 7.0)', function () {
   after(async () => {
     db0?.disconnect();
     db1?.disconnect();
-    if (server !== undefined) await stopRedis(server.child);
+    if (server !== undefined) await server.stop();
   });
 
   // Setups: k a string without TTL; t a string with a TTL 500 s away; h a hash; m missing.
