@@ -554,6 +554,62 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
     await expectReplicasAgree(cluster);
   });
 
+  it('WATCH: a watched key written by another connection, or by this one, aborts EXEC; UNWATCH, DISCARD and other keys or databases do not', () =>
+    atLeader(cluster, async (port) => {
+      // Two connections, A and B, each step awaited before the next; the same script on
+      // plain redis and on the proxy leader.
+      type Step2 = ['A' | 'B', ...string[]];
+      const script: Step2[] = [
+        ['A', 'SET', 'w:k', '0'],
+        // B writes the watched key: EXEC gives a null array, nothing runs.
+        ['A', 'WATCH', 'w:k'], ['B', 'SET', 'w:k', 'from-b'], ['A', 'MULTI'], ['A', 'SET', 'w:k', 'from-a'], ['A', 'EXEC'], ['A', 'GET', 'w:k'],
+        // Nobody writes it: EXEC runs.
+        ['A', 'WATCH', 'w:k'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // A writes it itself after WATCH: aborted too, as in Redis.
+        ['A', 'WATCH', 'w:k'], ['A', 'SET', 'w:k', 'own'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // Its own write before WATCH does not count.
+        ['A', 'SET', 'w:k', 'before'], ['A', 'WATCH', 'w:k'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // UNWATCH forgets; so do EXEC and DISCARD.
+        ['A', 'WATCH', 'w:k'], ['A', 'UNWATCH'], ['B', 'SET', 'w:k', 'b2'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        ['A', 'WATCH', 'w:k'], ['A', 'MULTI'], ['A', 'DISCARD'], ['B', 'SET', 'w:k', 'b3'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // Another key, or the same key in another database: no abort.
+        ['A', 'WATCH', 'w:k', 'w:j'], ['B', 'SET', 'w:other', 'x'], ['B', 'SELECT', '1'], ['B', 'SET', 'w:k', 'db1'], ['B', 'SELECT', '0'],
+        ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // The second of two watched keys, written inside B's transaction; then a watched
+        // list popped by B.
+        ['A', 'WATCH', 'w:k', 'w:j'], ['B', 'MULTI'], ['B', 'SET', 'w:j', 'tx'], ['B', 'EXEC'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        ['A', 'RPUSH', 'w:l', 'a'], ['A', 'WATCH', 'w:l'], ['B', 'LPOP', 'w:l'], ['A', 'MULTI'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        // WATCH inside MULTI is an error; UNWATCH inside MULTI is queued; an empty EXEC.
+        ['A', 'MULTI'], ['A', 'WATCH', 'w:k'], ['A', 'UNWATCH'], ['A', 'INCR', 'w:n'], ['A', 'EXEC'],
+        ['A', 'WATCH', 'w:k'], ['A', 'MULTI'], ['A', 'EXEC'],
+        ['A', 'WATCH'],
+        ['A', 'GET', 'w:n'], ['A', 'GET', 'w:k'],
+      ];
+      const run = async (target: number): Promise<string[]> => {
+        const a = await RedisBackend.connect({ port: target });
+        const b = await RedisBackend.connect({ port: target });
+        try {
+          const replies: string[] = [];
+          for (const [who, ...argv] of script) replies.push(text(await (who === 'A' ? a : b).send(encodeCommand(argv))));
+          return replies;
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      };
+      const plainConnection = await RedisBackend.connect({ port: plain.port });
+      await plainConnection.send(encodeCommand(['FLUSHALL']));
+      await plainConnection.close();
+      const expected = await run(plain.port);
+      const actual = await run(port);
+      const differences = script
+        .map((step, i) => (expected[i] === actual[i] ? undefined : `#${i} ${step.join(' ')}: plain ${JSON.stringify(expected[i])}, proxy ${JSON.stringify(actual[i])}`))
+        .filter((line) => line !== undefined);
+      expect(differences).to.deep.equal([]);
+      expect(expected.filter((reply) => reply === '*-1\r\n').length, 'aborted transactions').to.equal(4);
+      await expectReplicasAgree(cluster);
+    }));
+
   it('scripts: EVAL with KEYS/ARGV writing, SCRIPT LOAD + EVALSHA, a deterministic script, script errors', async () => {
     const writer = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('RPUSH', KEYS[2], ARGV[1], ARGV[2]); return redis.call('LLEN', KEYS[2])";
     const deterministic = [
@@ -929,8 +985,6 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
       // error naming mu-proxy, and the next command on the connection works.
       const unsupported: Array<{ argv: string[]; setup?: string[] }> = [
         { argv: ['XADD', 'u:stream', 'MAXLEN', '~', '10', '*', 'f', 'v'] },
-        { argv: ['WATCH', 'u:set'] },
-        { argv: ['UNWATCH'] },
         { argv: ['BLPOP', 'u:list', '1'] },
         { argv: ['WAIT', '0', '0'] },
         { argv: ['SUBSCRIBE', 'u:channel'] },

@@ -2,7 +2,7 @@
 // large payloads, malformed input.
 import { expect } from 'chai';
 
-import { encodeCommand, ReplyFramer, RespError } from './resp.js';
+import { decodeCommand, encodeCommand, ReplyFramer, RespError } from './resp.js';
 
 const b = (text: string): Buffer => Buffer.from(text, 'latin1');
 
@@ -88,6 +88,22 @@ describe('encodeCommand', () => {
 
   it('refuses an empty command', () => {
     expect(() => encodeCommand([])).to.throw(RangeError);
+  });
+});
+
+describe('decodeCommand', () => {
+  it('gives back the arguments encodeCommand was given, binary and empty ones included', () => {
+    const argv = [Buffer.from('SET'), Buffer.from([0, 13, 10, 255, 36]), Buffer.alloc(0), Buffer.alloc(70000, 9)];
+    const decoded = decodeCommand(encodeCommand(argv));
+    expect(decoded.length).to.equal(argv.length);
+    decoded.forEach((arg, i) => expect(arg.equals(argv[i] as Buffer), `argument ${i}`).to.equal(true));
+  });
+
+  it('refuses what encodeCommand cannot have produced', () => {
+    expect(() => decodeCommand(b('+OK\r\n'))).to.throw(RespError);
+    expect(() => decodeCommand(b('*2\r\n$3\r\nGET\r\n'))).to.throw(RespError);
+    expect(() => decodeCommand(b('*1\r\n$9\r\nGET\r\n'))).to.throw(RespError);
+    expect(() => decodeCommand(Buffer.concat([encodeCommand(['PING']), b('x')]))).to.throw(RespError);
   });
 });
 

@@ -96,6 +96,31 @@ export function encodeCommand(argv: ReadonlyArray<Buffer | string>): Buffer {
   return buf;
 }
 
+/**
+ * Decodes one command that `encodeCommand` produced back into its arguments (slices of
+ * `encoded`, no copies). For the proxy's own log records only: it trusts the framing and
+ * throws RespError on anything else.
+ */
+export function decodeCommand(encoded: Buffer): Buffer[] {
+  const readNumber = (prefix: number, at: number): [number, number] => {
+    if (encoded[at] !== prefix) throw new RespError(`decodeCommand: expected ${String.fromCharCode(prefix)} at ${at}`);
+    const end = encoded.indexOf(CR, at);
+    if (end < 0 || encoded[end + 1] !== LF) throw new RespError('decodeCommand: unterminated header line');
+    return [Number(encoded.toString('latin1', at + 1, end)), end + 2];
+  };
+  const [count, first] = readNumber(STAR, 0);
+  const argv: Buffer[] = [];
+  let offset = first;
+  for (let i = 0; i < count; i++) {
+    const [length, start] = readNumber(DOLLAR, offset);
+    if (start + length + 2 > encoded.length) throw new RespError('decodeCommand: argument runs past the end');
+    argv.push(encoded.subarray(start, start + length));
+    offset = start + length + 2;
+  }
+  if (offset !== encoded.length) throw new RespError('decodeCommand: trailing bytes');
+  return argv;
+}
+
 function preview(buf: Buffer, start: number, end: number): string {
   const limit = Math.min(end, start + 40);
   return JSON.stringify(buf.toString('latin1', start, limit)) + (end > limit ? '...' : '');

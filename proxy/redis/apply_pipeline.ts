@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 
 import type { AppliedEntry, Replica } from '../../mu/replica.js';
 import type { BackendChannel } from './backend_channel.js';
+import type { KeyWatchRegistry } from './key_watch.js';
 import { decodeLogCommand, LogCommandKind } from './log_command.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 
@@ -49,6 +50,7 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   constructor(
     private readonly replica: Replica,
     private readonly channel: BackendChannel,
+    private readonly keyWatches: KeyWatchRegistry,
   ) {
     super();
     replica.on('applied', (entry) => this.apply(entry));
@@ -112,6 +114,7 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       const group =
         logCommand.kind === LogCommandKind.transaction ? [multi, ...logCommand.parts, exec] : logCommand.parts;
       this.commandsApplied += logCommand.parts.length;
+      if (this.keyWatches.active) for (const part of logCommand.parts) this.keyWatches.applied(logCommand.db, part);
       const sent = this.channel.send(logCommand.db, group);
       const waiter = own ? this.waiters.get(logCommand.requestId) : undefined;
       if (waiter !== undefined) this.waiters.delete(logCommand.requestId);

@@ -8,6 +8,7 @@ import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from './apply_pipeline.js';
 import type { BackendChannel } from './backend_channel.js';
 import type { CommandTable } from './command_table.js';
+import type { KeyWatchRegistry } from './key_watch.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
@@ -85,6 +86,7 @@ export class FrontEnd {
     readonly replica: Replica,
     readonly pipeline: ApplyPipeline,
     readonly channel: BackendChannel,
+    readonly keyWatches: KeyWatchRegistry,
     readonly table: CommandTable,
     readonly databases: number,
     readonly backendVersion: string,
@@ -184,17 +186,9 @@ export class FrontEnd {
   }
 
   // Runs a nondeterministic write on this replica's backend and replicates its effect
-  // (effects.ts); resolves with the client's reply, once the effect is committed. One at
-  // a time.
+  // (effects.ts); resolves with the client's reply, once the effect is committed.
   runWithEffects(argv: Buffer[], db: number): Promise<Buffer> {
-    const run = this.effectsChain.then(() => this.runOneWithEffects(argv, db));
-    this.effectsChain = run.catch(() => undefined);
-    return run;
-  }
-
-  private async runOneWithEffects(argv: Buffer[], db: number): Promise<Buffer> {
-    this.gateQueue = [];
-    try {
+    return this.exclusive(async () => {
       // Everything proposed before must have reached the backend first.
       const last = this.lastProposedRequestId;
       if (last !== undefined) await new Promise<void>((resolve) => this.pipeline.afterApplied(last, () => resolve()));
@@ -215,9 +209,58 @@ export class FrontEnd {
         return this.proposalErrorReply(error);
       }
       return reply as Buffer;
-    } finally {
+    });
+  }
+
+  // EXEC of a transaction whose connection WATCHed keys: proposed only if none of them was
+  // written since. Under the write barrier: a barrier entry of its own is applied first
+  // (then everything committed before it, a previous leader's entries included, has been
+  // applied here and has touched the watched keys), `written()` is asked, and the
+  // transaction is proposed before anything else of this replica's can be: no write can
+  // come between the check and the transaction in the log. Resolves with EXEC's reply, or
+  // a null array when a watched key was written.
+  execWatched(parts: Buffer[], db: number, written: () => boolean): Promise<Buffer> {
+    return this.exclusive(async () => {
+      const barrierId = this.pipeline.newRequestId();
+      const barrierApplied = new Promise<boolean>((resolve) => this.pipeline.afterApplied(barrierId, resolve));
+      this.lastProposedRequestId = barrierId;
+      this.counters.barriers++;
+      try {
+        await this.replica.propose(encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId: barrierId, db: 0, parts: [] }));
+      } catch (error) {
+        this.pipeline.forget(barrierId);
+        return this.proposalErrorReply(error);
+      }
+      if (!(await barrierApplied) || !this.replica.isLeader) return this.notLeaderReply();
+      if (written()) return reply.nilArray;
+      const requestId = this.pipeline.newRequestId();
+      const answered = this.pipeline.expect(requestId);
+      this.lastProposedRequestId = requestId;
+      const committed = this.replica.propose(encodeLogCommand({ kind: LogCommandKind.transaction, origin: this.replica.nodeId, requestId, db, parts }));
       this.openGate();
-    }
+      try {
+        await committed;
+      } catch (error) {
+        this.pipeline.forget(requestId);
+        return this.proposalErrorReply(error);
+      }
+      return answered.catch((error: Error) => reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`));
+    });
+  }
+
+  // Runs `task` with the write barrier closed (proposals of this front end queue in
+  // `submit` until the task opens it, or ends); one task at a time, in call order.
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.effectsChain.then(async () => {
+      this.gateQueue = [];
+      try {
+        return await task();
+      } finally {
+        this.openGate();
+      }
+    });
+    this.effectsChain = run.catch(() => undefined);
+    return run;
   }
 
   private openGate(): void {

@@ -11,6 +11,7 @@ import { BackendChannel } from './backend_channel.js';
 import { CommandTable } from './command_table.js';
 import type { RedisProxyConfig } from './config.js';
 import { FrontEnd } from './front_end.js';
+import { KeyWatchRegistry } from './key_watch.js';
 import { serveMetrics } from './metrics.js';
 import type http from 'node:http';
 
@@ -77,13 +78,15 @@ export class RedisReplica {
       const member = await ClusterMember.start(config.cluster, nodeId, { log });
       // One channel for the apply stream and the reads: one FIFO order, one selected db.
       const channel = new BackendChannel(backend);
-      const pipeline = new ApplyPipeline(member.replica, channel);
+      const keyWatches = new KeyWatchRegistry(table);
+      const pipeline = new ApplyPipeline(member.replica, channel, keyWatches);
       pipeline.on('backend-failed', (error) => log(`the local backend failed: ${error.message}; writes are refused until it is resynchronised`));
       const front = new FrontEnd(
         { ...config.front, host: addresses.listen.host, port: addresses.listen.port },
         member.replica,
         pipeline,
         channel,
+        keyWatches,
         table,
         databases,
         version,

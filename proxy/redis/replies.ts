@@ -3,6 +3,7 @@ export const ok = Buffer.from('+OK\r\n');
 export const queued = Buffer.from('+QUEUED\r\n');
 export const pong = Buffer.from('+PONG\r\n');
 export const nilBulk = Buffer.from('$-1\r\n');
+export const nilArray = Buffer.from('*-1\r\n');
 
 export function simpleString(text: string): Buffer {
   return Buffer.from(`+${text}\r\n`);

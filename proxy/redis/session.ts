@@ -22,6 +22,7 @@ import { RequestParser } from './request_parser.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
+import type { KeyWatcher } from './key_watch.js';
 
 interface Slot {
   data: Buffer | undefined;
@@ -37,6 +38,13 @@ export class RedisSession {
   private db = 0;
   private authenticated: boolean;
   private transaction: { parts: Buffer[]; failed: boolean } | undefined;
+  // WATCH: the keys are registered with the front end's KeyWatchRegistry (once this
+  // connection's earlier writes are applied: its own writes before WATCH do not count);
+  // `written` turns true when one of them is written after that.
+  private watching: { written: boolean; keys: number } | undefined;
+  private readonly watcher: KeyWatcher = { touched: () => {
+    if (this.watching !== undefined) this.watching.written = true;
+  } };
   // Requests that arrived while a nondeterministic write of this connection runs.
   private deferred: Buffer[][] | undefined;
   // This connection's latest write: a later read goes to the backend right after it.
@@ -127,7 +135,7 @@ export class RedisSession {
         else this.read(argv, this.front.options.readMode);
         return;
       case 'transaction':
-        this.handleTransaction(name);
+        this.handleTransaction(name, argv);
         return;
       case 'connection':
         this.read(argv, 'local'); // COMMAND and the like: the backend's own answer
@@ -182,6 +190,7 @@ export class RedisSession {
       case 'reset':
         this.db = 0;
         this.transaction = undefined;
+        this.unwatch();
         this.name = undefined;
         this.authenticated = this.front.options.requirepass === undefined;
         this.answer(reply.simpleString('RESET'));
@@ -304,7 +313,7 @@ export class RedisSession {
 
   // --- transactions ---------------------------------------------------------------------
 
-  private handleTransaction(name: string): void {
+  private handleTransaction(name: string, argv: Buffer[]): void {
     switch (name) {
       case 'multi':
         if (this.transaction !== undefined) this.answer(reply.errorReply('ERR MULTI calls can not be nested'));
@@ -316,8 +325,11 @@ export class RedisSession {
       case 'exec': {
         const transaction = this.transaction;
         this.transaction = undefined;
+        const watching = this.watching;
+        this.unwatch();
         if (transaction === undefined) this.answer(reply.errorReply('ERR EXEC without MULTI'));
         else if (transaction.failed) this.answer(reply.errorReply('EXECABORT Transaction discarded because of previous errors.'));
+        else if (watching !== undefined) this.execWatched(transaction.parts, watching);
         else if (transaction.parts.length === 0) this.answer(reply.array([]));
         else this.propose(LogCommandKind.transaction, transaction.parts, this.reserve());
         return;
@@ -326,12 +338,56 @@ export class RedisSession {
         if (this.transaction === undefined) this.answer(reply.errorReply('ERR DISCARD without MULTI'));
         else {
           this.transaction = undefined;
+          this.unwatch();
           this.answer(reply.ok);
         }
         return;
-      default: // watch, unwatch
-        this.answer(reply.errorReply(`ERR '${name}' is not supported by mu-proxy yet`));
+      case 'watch':
+        if (this.transaction !== undefined) this.answer(reply.errorReply('ERR WATCH inside MULTI is not allowed'));
+        else this.watch(argv.slice(1));
+        return;
+      case 'unwatch':
+        this.unwatch();
+        this.answer(reply.ok);
+        return;
+      default:
+        this.answer(reply.errorReply(`ERR '${name}' is not supported by mu-proxy`));
     }
+  }
+
+  private watch(keys: Buffer[]): void {
+    const watching = this.watching ?? { written: false, keys: 0 };
+    this.watching = watching;
+    watching.keys += keys.length;
+    const db = this.db;
+    const register = () => {
+      if (this.watching === watching && !this.closed) this.front.keyWatches.watch(this.watcher, db, keys);
+    };
+    if (this.lastWriteRequestId === undefined) register();
+    else this.front.pipeline.afterApplied(this.lastWriteRequestId, register);
+    this.answer(reply.ok);
+  }
+
+  private unwatch(): void {
+    if (this.watching === undefined) return;
+    this.watching = undefined;
+    this.front.keyWatches.unwatch(this.watcher);
+  }
+
+  // Through the front end's write barrier (FrontEnd.execWatched). Like a nondeterministic
+  // write, it holds this connection's later requests until it is answered.
+  private execWatched(parts: Buffer[], watching: { written: boolean }): void {
+    const slot = this.reserve();
+    const refusal = this.front.writeRefusal();
+    if (refusal !== undefined) {
+      this.fill(slot, refusal);
+      return;
+    }
+    this.front.counters.writes++;
+    this.front.noteWrite();
+    const done = this.front.execWatched(parts, this.db, () => watching.written).then((data) => this.fill(slot, data));
+    this.deferred = [];
+    void done.then(() => this.releaseDeferred());
   }
 
   private queueInTransaction(argv: Buffer[]): void {
@@ -348,7 +404,8 @@ export class RedisSession {
       this.answer(wrongArity(found.info.name));
       return;
     }
-    if (!['read', 'write', 'write-rewrite', 'admin-local'].includes(found.class) && !scriptWrites.has(found.info.name)) {
+    // UNWATCH is queued, as Redis queues it (EXEC has unwatched already; it answers OK).
+    if (!['read', 'write', 'write-rewrite', 'admin-local'].includes(found.class) && !scriptWrites.has(found.info.name) && name !== 'unwatch') {
       transaction.failed = true;
       this.answer(reply.errorReply(`ERR '${name}' inside MULTI is not supported by mu-proxy`));
       return;
@@ -515,6 +572,7 @@ export class RedisSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch();
     this.socket.destroy();
     this.front.sessionClosed(this);
   }
