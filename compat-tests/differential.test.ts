@@ -610,6 +610,77 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
       await expectReplicasAgree(cluster);
     }));
 
+  it('blocking pops: served at once, woken by another connection\'s write, timed out, and their errors, as plain redis answers', () =>
+    atLeader(cluster, async (port) => {
+      // A blocks (its reply is collected at the end, in order), B writes after a pause.
+      type Action = { who: 'A' | 'B'; argv: string[]; blocks?: true } | { pauseMs: number };
+      const pause = { pauseMs: 60 };
+      const script: Action[] = [
+        { who: 'A', argv: ['RPUSH', 'b:l', 'a', 'b'] },
+        { who: 'A', argv: ['BLPOP', 'b:l', '0'] },
+        { who: 'A', argv: ['BRPOP', 'b:none', 'b:l', '0'] },
+        { who: 'A', argv: ['BLPOP', 'b:l', 'b:m', '0'], blocks: true }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:m', 'x', 'y'] },
+        { who: 'A', argv: ['BLPOP', 'b:none', '0.1'], blocks: true },
+        { who: 'A', argv: ['BRPOPLPUSH', 'b:src', 'b:dst', '0'], blocks: true }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:src', 'moved'] },
+        { who: 'A', argv: ['BLMOVE', 'b:src2', 'b:dst', 'RIGHT', 'LEFT', '5'], blocks: true }, pause,
+        { who: 'B', argv: ['LPUSH', 'b:src2', 'moved2'] },
+        { who: 'A', argv: ['BZPOPMIN', 'b:z', '0'], blocks: true }, pause,
+        { who: 'B', argv: ['ZADD', 'b:z', '2', 'two', '1', 'one'] },
+        { who: 'A', argv: ['BZPOPMAX', 'b:z', '0'] },
+        { who: 'A', argv: ['BLMPOP', '0', '2', 'b:p', 'b:q', 'RIGHT', 'COUNT', '2'], blocks: true }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:q', '1', '2', '3'] },
+        { who: 'A', argv: ['BZMPOP', '0', '1', 'b:z2', 'MAX', 'COUNT', '5'], blocks: true }, pause,
+        { who: 'B', argv: ['ZADD', 'b:z2', '1', 'a', '2', 'b'] },
+        // A write to another key does not serve it; the one after does.
+        { who: 'A', argv: ['BLPOP', 'b:late', '0'], blocks: true }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:other', 'o'] }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:late', 'finally'] },
+        // Errors, and a pipelined request after a blocked one keeps its place.
+        { who: 'A', argv: ['BLPOP', 'b:l', '-1'] },
+        { who: 'A', argv: ['BLPOP', 'b:l', 'soon'] },
+        { who: 'A', argv: ['SET', 'b:str', 'v'] },
+        { who: 'A', argv: ['BLPOP', 'b:str', '0'] },
+        { who: 'A', argv: ['BLMPOP', '0', '0', 'b:l', 'LEFT'] },
+        { who: 'A', argv: ['BLPOP', 'b:pipelined', '0'], blocks: true },
+        { who: 'A', argv: ['GET', 'b:str'], blocks: true }, pause,
+        { who: 'B', argv: ['RPUSH', 'b:pipelined', 'p'] },
+        { who: 'A', argv: ['LRANGE', 'b:dst', '0', '-1'] },
+      ];
+      const run = async (target: number): Promise<string[]> => {
+        const a = await RedisBackend.connect({ port: target });
+        const b = await RedisBackend.connect({ port: target });
+        try {
+          const replies: Array<Promise<string>> = [];
+          for (const action of script) {
+            if ('pauseMs' in action) await new Promise((resolve) => setTimeout(resolve, action.pauseMs));
+            else {
+              const answer = (action.who === 'A' ? a : b).send(encodeCommand(action.argv)).then(text);
+              replies.push(answer);
+              if (action.blocks !== true) await answer;
+            }
+          }
+          return await Promise.all(replies);
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      };
+      const plainConnection = await RedisBackend.connect({ port: plain.port });
+      await plainConnection.send(encodeCommand(['FLUSHALL']));
+      await plainConnection.close();
+      const expected = await run(plain.port);
+      const actual = await run(port);
+      const steps = script.filter((action): action is { who: 'A' | 'B'; argv: string[] } => 'who' in action);
+      const differences = steps
+        .map((step, i) => (expected[i] === actual[i] ? undefined : `#${i} ${step.argv.join(' ')}: plain ${JSON.stringify(expected[i])}, proxy ${JSON.stringify(actual[i])}`))
+        .filter((line) => line !== undefined);
+      expect(differences).to.deep.equal([]);
+      expect(expected.filter((reply) => reply === '*-1\r\n').length, 'timed out').to.equal(1);
+      await expectReplicasAgree(cluster);
+    }));
+
   it('scripts: EVAL with KEYS/ARGV writing, SCRIPT LOAD + EVALSHA, a deterministic script, script errors', async () => {
     const writer = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('RPUSH', KEYS[2], ARGV[1], ARGV[2]); return redis.call('LLEN', KEYS[2])";
     const deterministic = [
@@ -985,8 +1056,7 @@ describe('compat: differential (plain redis-server vs the proxy leader, raw RESP
       // error naming mu-proxy, and the next command on the connection works.
       const unsupported: Array<{ argv: string[]; setup?: string[] }> = [
         { argv: ['XADD', 'u:stream', 'MAXLEN', '~', '10', '*', 'f', 'v'] },
-        { argv: ['BLPOP', 'u:list', '1'] },
-        { argv: ['WAIT', '0', '0'] },
+        { argv: ['XREAD', 'BLOCK', '10', 'STREAMS', 'u:stream', '$'] },
         { argv: ['SUBSCRIBE', 'u:channel'] },
         { argv: ['PUBLISH', 'u:channel', 'x'] },
         { argv: ['FLUSHALL', 'ASYNC'] },

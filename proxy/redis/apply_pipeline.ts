@@ -114,7 +114,9 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       const group =
         logCommand.kind === LogCommandKind.transaction ? [multi, ...logCommand.parts, exec] : logCommand.parts;
       this.commandsApplied += logCommand.parts.length;
-      if (this.keyWatches.active) for (const part of logCommand.parts) this.keyWatches.applied(logCommand.db, part);
+      if (this.keyWatches.active) {
+        for (const part of logCommand.parts) this.keyWatches.applied(logCommand.db, part, own ? logCommand.requestId : undefined);
+      }
       const sent = this.channel.send(logCommand.db, group);
       const waiter = own ? this.waiters.get(logCommand.requestId) : undefined;
       if (waiter !== undefined) this.waiters.delete(logCommand.requestId);

@@ -71,6 +71,9 @@ export class FrontEnd {
     outputLimitCloses: 0,
   };
   private readonly sessions = new Set<RedisSession>();
+  // The wake-ups of clients waiting in a blocking pop: a change of role wakes them, so a
+  // deposed leader's waiting clients are told to go to the new one.
+  readonly blockedClients = new Set<() => void>();
   private server: net.Server | undefined;
   private clientIds = 0;
   // The write barrier of nondeterministic writes (effects.ts): proposals wait here while
@@ -91,7 +94,11 @@ export class FrontEnd {
     readonly databases: number,
     readonly backendVersion: string,
     private readonly peers: PeerAddressBook,
-  ) {}
+  ) {
+    replica.on('role', () => {
+      for (const wake of [...this.blockedClients]) wake();
+    });
+  }
 
   listen(): Promise<void> {
     const server = net.createServer((socket) => this.accept(socket));

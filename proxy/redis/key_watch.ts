@@ -15,9 +15,10 @@ import { decodeCommand } from '../../adapters/redis/resp.js';
 import type { CommandTable } from './command_table.js';
 
 export interface KeyWatcher {
-  // A watched key was written (or may have been). Called synchronously from the apply
-  // stream; must not throw.
-  touched(): void;
+  // A watched key was written (or may have been), by the log command this replica
+  // proposed as `ownRequestId` (undefined: another replica's, or one not known). Called
+  // synchronously from the apply stream; must not throw.
+  touched(ownRequestId: number | undefined): void;
 }
 
 const everywhere = new Set(['flushall', 'swapdb', 'move', 'copy']);
@@ -67,28 +68,37 @@ export class KeyWatchRegistry {
 
   // One command applied to the backend in database `db` (`encoded` as encodeCommand
   // wrote it). Reads touch nothing.
-  applied(db: number, encoded: Buffer): void {
+  applied(db: number, encoded: Buffer, ownRequestId: number | undefined): void {
     if (!this.active) return;
     const argv = decodeCommand(encoded);
     const found = this.table.lookup(argv);
     if (found === undefined) return; // the backend refused it: nothing changed
     if (found.class === 'script') {
-      if (scriptsThatWrite.has(found.info.name)) this.touchAll();
+      if (scriptsThatWrite.has(found.info.name)) this.touchAll(ownRequestId);
+      return;
+    }
+    // A blocking pop in the log is one that was served (a try inside MULTI): its keys.
+    if (found.class === 'blocking') {
+      this.touch(db, this.table.keys(argv), ownRequestId);
       return;
     }
     if (!writeClasses.has(found.class)) return;
     const keys = this.table.keys(argv);
     if (keys.length === 0 || everywhere.has(found.info.name)) {
-      this.touchAll();
+      this.touchAll(ownRequestId);
       return;
     }
-    const touched = new Set<KeyWatcher>();
-    for (const key of keys) for (const watcher of this.byKey.get(keyId(db, key)) ?? []) touched.add(watcher);
-    for (const watcher of touched) watcher.touched();
+    this.touch(db, keys, ownRequestId);
   }
 
-  private touchAll(): void {
-    for (const watcher of [...this.keysOf.keys()]) watcher.touched();
+  private touch(db: number, keys: ReadonlyArray<Buffer>, ownRequestId: number | undefined): void {
+    const touched = new Set<KeyWatcher>();
+    for (const key of keys) for (const watcher of this.byKey.get(keyId(db, key)) ?? []) touched.add(watcher);
+    for (const watcher of touched) watcher.touched(ownRequestId);
+  }
+
+  private touchAll(ownRequestId: number | undefined): void {
+    for (const watcher of [...this.keysOf.keys()]) watcher.touched(ownRequestId);
   }
 }
 

@@ -176,6 +176,36 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect((await fetch(`http://127.0.0.1:${cluster.metricsPorts[leader]}/other`)).status).to.equal(404);
   });
 
+  it('WAIT answers how many other replicas a committed write is on (a majority: 1 of 3)', async () => {
+    const replies = (await client.sendMany([command('SET', 'waited', '1'), command('WAIT', '2', '0'), command('WAIT', 'x', '0'), command('WAIT', '1', '-1')])).map(text);
+    expect(replies).to.deep.equal(['+OK\r\n', ':1\r\n', '-ERR value is not an integer or out of range\r\n', '-ERR timeout is negative\r\n']);
+  });
+
+  it('a blocked pop whose client went away takes nothing; a follower refuses blocking pops', async () => {
+    const blocked = await cluster.connect(leader);
+    void blocked.send(command('BLPOP', 'abandoned', '0')).catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await blocked.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(text(await client.send(command('RPUSH', 'abandoned', 'kept')))).to.equal(':1\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(text(await client.send(command('LRANGE', 'abandoned', '0', '-1')))).to.equal('*1\r\n$4\r\nkept\r\n');
+    const follower = await cluster.connect((leader + 1) % 3);
+    expect(text(await follower.send(command('BLPOP', 'abandoned', '0')))).to.match(/^-READONLY mu-proxy/);
+    await follower.close();
+  });
+
+  it('WATCH: writes whose keys the proxy cannot name (FLUSHALL, scripts) abort a watched transaction', async () => {
+    const other = await cluster.connect(leader);
+    for (const write of [command('FLUSHALL'), command('EVAL', "return redis.call('SET', 'elsewhere', '1')", '0')]) {
+      expect(text(await client.send(command('WATCH', 'watched')))).to.equal('+OK\r\n');
+      expect(text(await other.send(write))).to.not.match(/^-/);
+      const replies = (await client.sendMany([command('MULTI'), command('SET', 'watched', '1'), command('EXEC')])).map(text);
+      expect(replies).to.deep.equal(['+OK\r\n', '+QUEUED\r\n', '*-1\r\n']);
+    }
+    await other.close();
+  });
+
   it('leaves every backend with the same digest', async () => {
     const digests = await cluster.digests();
     expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);

@@ -32,6 +32,11 @@ interface Slot {
 // deterministic: the documented rule). The rest of the class are reads.
 const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
+// The blocking pops: tried in log order as a transaction of the command itself (inside
+// MULTI Redis runs them without blocking: the same pop on every replica, with Redis' own
+// replies and errors), and tried again when one of their keys is written.
+const blockingPops = new Set(['blpop', 'brpop', 'brpoplpush', 'blmove', 'blmpop', 'bzpopmin', 'bzpopmax', 'bzmpop']);
+
 export class RedisSession {
   private readonly parser: RequestParser;
   private readonly slots: Slot[] = [];
@@ -53,6 +58,8 @@ export class RedisSession {
   private ending = false; // a protocol error: the error reply goes out, then the socket ends
   private paused = false;
   private name: Buffer | undefined;
+  // Wakes this connection's blocking pop, if one waits (to see the connection closed).
+  private wakeBlocked: (() => void) | undefined;
   readonly id: number;
 
   constructor(
@@ -150,7 +157,9 @@ export class RedisSession {
         this.writeWithEffects(argv);
         return;
       case 'blocking':
-        this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
+        if (name === 'wait') this.waitForReplicas(argv);
+        else if (blockingPops.has(name)) this.blockingPop(argv);
+        else this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
         return;
       case 'pubsub':
         this.answer(reply.errorReply(`ERR pub/sub ('${name}') is not supported by mu-proxy yet`));
@@ -207,8 +216,7 @@ export class RedisSession {
 
   private select(index: Buffer): Buffer {
     const text = index.toString('latin1');
-    // Redis' string2ll: no sign but '-', no leading zeros, no "-0", within 64 bits.
-    if (!/^(0|-?[1-9]\d*)$/.test(text) || BigInt(text) > 2n ** 63n - 1n || BigInt(text) < -(2n ** 63n)) {
+    if (!isRedisInteger(text)) {
       return reply.errorReply('ERR value is not an integer or out of range');
     }
     const db = Number(text);
@@ -422,26 +430,113 @@ export class RedisSession {
   }
 
   private propose(kind: LogCommandKind, parts: Buffer[], slot: Slot): void {
+    void this.proposeForReply(kind, parts).then((data) => this.fill(slot, data));
+  }
+
+  // Proposes one log command; resolves with this replica's backend's reply to it once
+  // applied, or with the error reply that says why it was not.
+  private proposeForReply(kind: LogCommandKind, parts: Buffer[]): Promise<Buffer> {
     const refusal = this.front.writeRefusal();
-    if (refusal !== undefined) {
-      this.fill(slot, refusal);
-      return;
-    }
+    if (refusal !== undefined) return Promise.resolve(refusal);
     const pipeline = this.front.pipeline;
     const requestId = pipeline.newRequestId();
     const answered = pipeline.expect(requestId);
     const command = encodeLogCommand({ kind, origin: this.front.replica.nodeId, requestId, db: this.db, parts });
     this.front.counters.writes++;
     this.front.noteWrite();
-    this.front.submit(requestId, command).catch((error: unknown) => {
-      pipeline.forget(requestId);
-      this.fill(slot, this.front.proposalErrorReply(error));
-    });
-    answered.then(
-      (data) => this.fill(slot, data),
-      (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
-    );
     this.lastWriteRequestId = requestId;
+    return new Promise((resolve) => {
+      this.front.submit(requestId, command).catch((error: unknown) => {
+        pipeline.forget(requestId);
+        resolve(this.front.proposalErrorReply(error));
+      });
+      answered.then(resolve, (error: Error) => resolve(reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)));
+    });
+  }
+
+  // BLPOP and kin (`blockingPops`). Each try is a log entry, so every replica pops the same
+  // element; an empty try waits here, at the leader, until one of the keys is written,
+  // the timeout passes, or the leadership changes, and then tries again. Like Redis, the
+  // connection's later requests wait. Unlike Redis, waiting clients are not served in the
+  // order they blocked: the first try to reach the log wins.
+  private blockingPop(argv: Buffer[]): void {
+    const slot = this.reserve();
+    const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+    const timeoutArgument = (name === 'blmpop' || name === 'bzmpop' ? argv[1] : argv[argv.length - 1]) as Buffer;
+    // A malformed timeout fails the first try with Redis' own error, so NaN never waits.
+    const timeoutMs = Number(timeoutArgument.toString('latin1')) * 1000;
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    const attempt = [encodeCommand(argv)];
+    let touched = false;
+    let wake: (() => void) | undefined;
+    let tryRequestId: number | undefined;
+    const watcher: KeyWatcher = {
+      touched: (by) => {
+        if (by !== undefined && by === tryRequestId) return; // its own try
+        touched = true;
+        wake?.();
+      },
+    };
+    const onRoleChange = () => wake?.();
+    this.front.keyWatches.watch(watcher, this.db, this.front.table.keys(argv));
+    this.front.blockedClients.add(onRoleChange);
+    this.wakeBlocked = onRoleChange;
+    const serve = async (): Promise<Buffer> => {
+      for (;;) {
+        // A client that went away takes nothing more from the list.
+        if (this.closed) return reply.nilArray;
+        touched = false;
+        const answer = this.proposeForReply(LogCommandKind.transaction, [...attempt]);
+        tryRequestId = this.lastWriteRequestId;
+        const raw = await answer;
+        const popped = onlyExecElement(raw);
+        if (popped === undefined) return raw; // refused, or the backend failed
+        if (!isNil(popped)) return popped;
+        while (!touched) {
+          const remainingMs = deadline - performance.now();
+          if (remainingMs <= 0 || this.closed) return reply.nilArray; // what Redis answers on a timeout
+          await new Promise<void>((resolve) => {
+            const timer = Number.isFinite(remainingMs) ? setTimeout(resolve, remainingMs) : undefined;
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+          const refusal = this.front.writeRefusal();
+          if (refusal !== undefined) return refusal;
+        }
+      }
+    };
+    const done = serve().then((data) => {
+      this.wakeBlocked = undefined;
+      this.front.keyWatches.unwatch(watcher);
+      this.front.blockedClients.delete(onRoleChange);
+      this.fill(slot, data);
+    });
+    this.deferred = [];
+    void done.then(() => this.releaseDeferred());
+  }
+
+  // WAIT numreplicas timeout: answered once this connection's last write is applied here,
+  // with the number of other replicas a committed entry is known to be on (a majority
+  // holds it: 1 of 3, 2 of 5), without waiting for more. Arguments are checked as Redis
+  // checks them.
+  private waitForReplicas(argv: Buffer[]): void {
+    const slot = this.reserve();
+    const numreplicas = (argv[1] as Buffer).toString('latin1');
+    const timeout = (argv[2] as Buffer).toString('latin1');
+    if (!isRedisInteger(numreplicas) || !isRedisInteger(timeout)) {
+      this.fill(slot, reply.errorReply('ERR value is not an integer or out of range'));
+      return;
+    }
+    if (BigInt(timeout) < 0n) {
+      this.fill(slot, reply.errorReply('ERR timeout is negative'));
+      return;
+    }
+    const answer = () => this.fill(slot, reply.integer(Math.floor(this.front.replica.status().peerAlive.length / 2)));
+    if (this.lastWriteRequestId === undefined) answer();
+    else this.front.pipeline.afterApplied(this.lastWriteRequestId, answer);
   }
 
   // A nondeterministic write: run at the leader, its effect replicated (effects.ts). This
@@ -573,9 +668,27 @@ export class RedisSession {
     if (this.closed) return;
     this.closed = true;
     this.unwatch();
+    this.wakeBlocked?.();
     this.socket.destroy();
     this.front.sessionClosed(this);
   }
+}
+
+// Redis' string2ll: no sign but '-', no leading zeros, no "-0", within 64 bits.
+function isRedisInteger(text: string): boolean {
+  return /^(0|-?[1-9]\d*)$/.test(text) && BigInt(text) <= 2n ** 63n - 1n && BigInt(text) >= -(2n ** 63n);
+}
+
+// The one reply inside EXEC's `*1` reply; undefined when `raw` is not such a reply (an
+// error the proxy gave instead).
+function onlyExecElement(raw: Buffer): Buffer | undefined {
+  const header = Buffer.from('*1\r\n');
+  return raw.length > header.length && raw.subarray(0, header.length).equals(header) ? raw.subarray(header.length) : undefined;
+}
+
+// A pop inside MULTI answers a null array, or a null bulk for BRPOPLPUSH and BLMOVE.
+function isNil(element: Buffer): boolean {
+  return element.equals(reply.nilArray) || element.equals(reply.nilBulk);
 }
 
 // Redis 7.0 names subcommands "container|sub" in this message.
