@@ -50,6 +50,7 @@ export interface FrontEndCounters {
   protocolErrors: number;
   authFailures: number;
   outputLimitCloses: number;
+  subscriptionFailures: number;
 }
 
 export interface PeerAddressBook {
@@ -69,11 +70,13 @@ export class FrontEnd {
     protocolErrors: 0,
     authFailures: 0,
     outputLimitCloses: 0,
+    subscriptionFailures: 0,
   };
   private readonly sessions = new Set<RedisSession>();
-  // The wake-ups of clients waiting in a blocking pop: a change of role wakes them, so a
-  // deposed leader's waiting clients are told to go to the new one.
-  readonly blockedClients = new Set<() => void>();
+  // Called on every change of role: clients waiting in a blocking pop wake up (a deposed
+  // leader's waiting clients are told to go to the new one), subscribers of a deposed
+  // leader are let go.
+  readonly roleListeners = new Set<() => void>();
   private server: net.Server | undefined;
   private clientIds = 0;
   // The write barrier of nondeterministic writes (effects.ts): proposals wait here while
@@ -93,10 +96,11 @@ export class FrontEnd {
     readonly table: CommandTable,
     readonly databases: number,
     readonly backendVersion: string,
+    readonly backendAddress: { host: string; port: number },
     private readonly peers: PeerAddressBook,
   ) {
     replica.on('role', () => {
-      for (const wake of [...this.blockedClients]) wake();
+      for (const listener of [...this.roleListeners]) listener();
     });
   }
 

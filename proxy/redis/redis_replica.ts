@@ -90,6 +90,7 @@ export class RedisReplica {
         table,
         databases,
         version,
+        addresses.backend,
         { redisAddress: (id) => (config.replicas[id] === undefined ? undefined : `${config.replicas[id]?.listen.host}:${config.replicas[id]?.listen.port}`) },
       );
       await front.listen();

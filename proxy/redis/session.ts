@@ -23,14 +23,31 @@ import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
 import type { KeyWatcher } from './key_watch.js';
+import { SubscriberRelay } from './subscriber_relay.js';
+
+// One WATCH state: its keys are registered with the front end's KeyWatchRegistry (once the
+// connection's earlier writes are applied: its own writes before WATCH do not count), and
+// `written` turns true when one of them is written after that. It stays registered until
+// the EXEC that checks it is decided.
+interface Watching {
+  written: boolean;
+  readonly watcher: KeyWatcher;
+}
 
 interface Slot {
   data: Buffer | undefined;
+  // The place of a subscription's frames among the replies: later replies wait behind it
+  // until the connection leaves the subscribed state.
+  relay?: SubscriberRelay;
 }
 
 // Script and function commands that change data: replicated (scripts must be
 // deterministic: the documented rule). The rest of the class are reads.
 const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
+
+// What a subscribed connection may send (Redis 7.0), the rest is refused there; all but
+// QUIT and RESET go to the subscription's own backend connection.
+const subscribedCommands = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'ping']);
 
 // The blocking pops: tried in log order as a transaction of the command itself (inside
 // MULTI Redis runs them without blocking: the same pop on every replica, with Redis' own
@@ -46,10 +63,7 @@ export class RedisSession {
   // WATCH: the keys are registered with the front end's KeyWatchRegistry (once this
   // connection's earlier writes are applied: its own writes before WATCH do not count);
   // `written` turns true when one of them is written after that.
-  private watching: { written: boolean; keys: number } | undefined;
-  private readonly watcher: KeyWatcher = { touched: () => {
-    if (this.watching !== undefined) this.watching.written = true;
-  } };
+  private watching: Watching | undefined;
   // Requests that arrived while a nondeterministic write of this connection runs.
   private deferred: Buffer[][] | undefined;
   // This connection's latest write: a later read goes to the backend right after it.
@@ -60,6 +74,8 @@ export class RedisSession {
   private name: Buffer | undefined;
   // Wakes this connection's blocking pop, if one waits (to see the connection closed).
   private wakeBlocked: (() => void) | undefined;
+  // Set while the connection is subscribed (SUBSCRIBE and kin): see subscriber_relay.ts.
+  private subscription: { relay: SubscriberRelay; slot: Slot; onRoleChange: () => void } | undefined;
   readonly id: number;
 
   constructor(
@@ -108,6 +124,10 @@ export class RedisSession {
     const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
     if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit') {
       this.answer(reply.errorReply('NOAUTH Authentication required.'));
+      return;
+    }
+    if (this.subscription !== undefined) {
+      this.dispatchSubscribed(argv, name, this.subscription);
       return;
     }
     if (this.transaction !== undefined && !['exec', 'discard', 'multi', 'watch', 'quit', 'reset'].includes(name)) {
@@ -162,7 +182,7 @@ export class RedisSession {
         else this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
         return;
       case 'pubsub':
-        this.answer(reply.errorReply(`ERR pub/sub ('${name}') is not supported by mu-proxy yet`));
+        this.pubsub(argv, name);
         return;
       case 'rejected':
         this.answer(
@@ -334,7 +354,8 @@ export class RedisSession {
         const transaction = this.transaction;
         this.transaction = undefined;
         const watching = this.watching;
-        this.unwatch();
+        this.watching = undefined;
+        if (watching !== undefined && (transaction === undefined || transaction.failed)) this.front.keyWatches.unwatch(watching.watcher);
         if (transaction === undefined) this.answer(reply.errorReply('ERR EXEC without MULTI'));
         else if (transaction.failed) this.answer(reply.errorReply('EXECABORT Transaction discarded because of previous errors.'));
         else if (watching !== undefined) this.execWatched(transaction.parts, watching);
@@ -364,12 +385,16 @@ export class RedisSession {
   }
 
   private watch(keys: Buffer[]): void {
-    const watching = this.watching ?? { written: false, keys: 0 };
-    this.watching = watching;
-    watching.keys += keys.length;
+    let watching = this.watching;
+    if (watching === undefined) {
+      const created: Watching = { written: false, watcher: { touched: () => (created.written = true) } };
+      watching = created;
+      this.watching = created;
+    }
     const db = this.db;
+    const { watcher } = watching;
     const register = () => {
-      if (this.watching === watching && !this.closed) this.front.keyWatches.watch(this.watcher, db, keys);
+      if (this.watching?.watcher === watcher && !this.closed) this.front.keyWatches.watch(watcher, db, keys);
     };
     if (this.lastWriteRequestId === undefined) register();
     else this.front.pipeline.afterApplied(this.lastWriteRequestId, register);
@@ -378,22 +403,26 @@ export class RedisSession {
 
   private unwatch(): void {
     if (this.watching === undefined) return;
+    this.front.keyWatches.unwatch(this.watching.watcher);
     this.watching = undefined;
-    this.front.keyWatches.unwatch(this.watcher);
   }
 
   // Through the front end's write barrier (FrontEnd.execWatched). Like a nondeterministic
   // write, it holds this connection's later requests until it is answered.
-  private execWatched(parts: Buffer[], watching: { written: boolean }): void {
+  private execWatched(parts: Buffer[], watching: Watching): void {
     const slot = this.reserve();
     const refusal = this.front.writeRefusal();
     if (refusal !== undefined) {
+      this.front.keyWatches.unwatch(watching.watcher);
       this.fill(slot, refusal);
       return;
     }
     this.front.counters.writes++;
     this.front.noteWrite();
-    const done = this.front.execWatched(parts, this.db, () => watching.written).then((data) => this.fill(slot, data));
+    const done = this.front.execWatched(parts, this.db, () => watching.written).then((data) => {
+      this.front.keyWatches.unwatch(watching.watcher);
+      this.fill(slot, data);
+    });
     this.deferred = [];
     void done.then(() => this.releaseDeferred());
   }
@@ -479,7 +508,7 @@ export class RedisSession {
     };
     const onRoleChange = () => wake?.();
     this.front.keyWatches.watch(watcher, this.db, this.front.table.keys(argv));
-    this.front.blockedClients.add(onRoleChange);
+    this.front.roleListeners.add(onRoleChange);
     this.wakeBlocked = onRoleChange;
     const serve = async (): Promise<Buffer> => {
       for (;;) {
@@ -511,7 +540,7 @@ export class RedisSession {
     const done = serve().then((data) => {
       this.wakeBlocked = undefined;
       this.front.keyWatches.unwatch(watcher);
-      this.front.blockedClients.delete(onRoleChange);
+      this.front.roleListeners.delete(onRoleChange);
       this.fill(slot, data);
     });
     this.deferred = [];
@@ -612,6 +641,113 @@ export class RedisSession {
     send(true);
   }
 
+  // --- pub/sub: served by the leader's backend, not replicated --------------------------
+
+  private pubsub(argv: Buffer[], name: string): void {
+    if (name === 'subscribe' || name === 'psubscribe' || name === 'ssubscribe') {
+      this.subscribe(argv);
+      return;
+    }
+    if (name === 'unsubscribe' || name === 'punsubscribe' || name === 'sunsubscribe') {
+      // Not subscribed: Redis confirms each name (or one nil) with a count of 0, and sends
+      // several frames for one request, which the shared backend channel cannot carry.
+      const names = argv.length > 1 ? argv.slice(1) : [undefined];
+      const kind = reply.bulk(name);
+      this.answer(Buffer.concat(names.map((channel) => reply.array([kind, channel === undefined ? reply.nilBulk : reply.bulk(channel), reply.integer(0)]))));
+      return;
+    }
+    // PUBLISH, SPUBLISH, PUBSUB ...: the leader's server, where the subscribers are.
+    this.read(argv, 'leader');
+  }
+
+  private subscribe(argv: Buffer[]): void {
+    const slot = this.reserve();
+    if (!this.front.replica.isLeader) {
+      this.fill(slot, this.front.readRefusal());
+      return;
+    }
+    const relay = new SubscriberRelay({
+      host: this.front.backendAddress.host,
+      port: this.front.backendAddress.port,
+      maxHeldBytes: this.front.options.maxOutputBytes,
+      deliver: (frame) => this.deliverFrame(frame),
+      failed: (reason) => {
+        this.front.counters.subscriptionFailures++;
+        this.subscriptionFailed(reason);
+      },
+    });
+    // Subscribers follow the leader: a replica that stops leading lets them go, and their
+    // clients resubscribe at the new one.
+    const onRoleChange = () => {
+      if (!this.front.replica.isLeader) this.close();
+    };
+    slot.relay = relay;
+    this.subscription = { relay, slot, onRoleChange };
+    this.front.roleListeners.add(onRoleChange);
+    relay.forward(argv);
+    if (this.slots[0] === slot) relay.startWriting();
+  }
+
+  // A request on a subscribed connection. SUBSCRIBE and kin and PING go to the relay; the
+  // rest waits until the relay has answered everything before it, and then either the
+  // connection is still subscribed (the request is refused, as Redis refuses it) or it is
+  // not any more (the relay is closed and the request served as usual).
+  private dispatchSubscribed(argv: Buffer[], name: string, subscription: { relay: SubscriberRelay }): void {
+    const { relay } = subscription;
+    const found = this.front.table.lookup(argv);
+    const valid = found !== undefined && arityOk(found.info, argv.length);
+    if (valid && subscribedCommands.has(name) && (!relay.quiet || relay.subscribed)) {
+      relay.forward(argv);
+      return;
+    }
+    if (!relay.quiet) {
+      this.deferred = [argv];
+      relay.whenQuiet(() => this.releaseDeferred());
+      return;
+    }
+    if (relay.subscribed && name !== 'quit' && name !== 'reset') {
+      // Checked in Redis' order: unknown command, arity, then the subscribed context.
+      if (found === undefined) this.deliverFrame(unknownCommand(argv));
+      else if (!valid) this.deliverFrame(wrongArity(found.info.name));
+      else {
+        this.deliverFrame(
+          reply.errorReply(`ERR Can't execute '${found.info.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`),
+        );
+      }
+      return;
+    }
+    this.endSubscription();
+    this.dispatch(argv);
+  }
+
+  // The connection left the subscribed state (or RESET or QUIT): the relay goes, and the
+  // replies after it are released.
+  private endSubscription(): void {
+    const subscription = this.subscription;
+    if (subscription === undefined) return;
+    this.subscription = undefined;
+    subscription.relay.close();
+    this.front.roleListeners.delete(subscription.onRoleChange);
+    this.fill(subscription.slot, Buffer.alloc(0));
+  }
+
+  private subscriptionFailed(reason: string): void {
+    if (this.closed) return;
+    this.deliverFrame(reply.errorReply(`ERR mu-proxy: ${reason}`));
+    this.close();
+  }
+
+  // A frame of the subscription, written as it comes (its slot is at the head).
+  private deliverFrame(frame: Buffer): void {
+    if (this.closed) return;
+    this.socket.write(frame);
+    this.front.counters.replyBytes += frame.length;
+    if (this.socket.writableLength > this.front.options.maxOutputBytes) {
+      this.front.counters.outputLimitCloses++;
+      this.close();
+    }
+  }
+
   // --- replies, in request order --------------------------------------------------------
 
   private reserve(): Slot {
@@ -634,6 +770,7 @@ export class RedisSession {
     this.socket.cork();
     for (const done of out) this.socket.write(done.data as Buffer);
     process.nextTick(() => this.socket.uncork());
+    this.slots[0]?.relay?.startWriting();
     this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
     if (this.ending && this.slots.length === 0) {
       this.socket.end(); // after the earlier replies and the error; 'close' follows
@@ -669,6 +806,10 @@ export class RedisSession {
     this.closed = true;
     this.unwatch();
     this.wakeBlocked?.();
+    if (this.subscription !== undefined) {
+      this.subscription.relay.close();
+      this.front.roleListeners.delete(this.subscription.onRoleChange);
+    }
     this.socket.destroy();
     this.front.sessionClosed(this);
   }
