@@ -22,7 +22,7 @@ export interface RedisProxyConfig {
   replicas: RedisReplicaAddresses[]; // by id
 }
 
-const redisFields = ['readMode', 'requirepass', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
+const redisFields = ['readMode', 'followerRequests', 'requirepass', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
 
 export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
   const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend', 'metrics'] });
@@ -37,6 +37,11 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
     if (mode !== undefined) {
       if (mode === 'linearizable' || mode === 'leader' || mode === 'any') front.readMode = mode as ReadMode;
       else check.fail('redis.readMode', 'must be "linearizable", "leader" or "any"');
+    }
+    const followerRequests = section['followerRequests'];
+    if (followerRequests !== undefined) {
+      if (followerRequests === 'forward' || followerRequests === 'redirect') front.followerRequests = followerRequests;
+      else check.fail('redis.followerRequests', 'must be "forward" or "redirect"');
     }
     if (section['requirepass'] !== undefined) {
       const password = check.string(section['requirepass'], 'redis.requirepass');

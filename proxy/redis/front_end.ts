@@ -22,6 +22,9 @@ export interface FrontEndOptions {
   port: number;
   requirepass?: string;
   readMode: ReadMode;
+  // What a follower does with a request only the leader can serve: hand the connection to
+  // the leader's proxy ("forward"), or refuse it with an error naming the leader ("redirect").
+  followerRequests: 'forward' | 'redirect';
   maxClients: number;
   maxRequestBytes: number; // one request, as received (Redis: proto-max-bulk-len 512 MB)
   maxPipeline: number; // requests read but not yet answered, per client, before reading pauses
@@ -32,6 +35,7 @@ export interface FrontEndOptions {
 export const frontEndDefaults: Omit<FrontEndOptions, 'port'> = {
   host: '127.0.0.1',
   readMode: 'linearizable',
+  followerRequests: 'forward',
   maxClients: 10000,
   maxRequestBytes: 512 * 1024 * 1024,
   maxPipeline: 10000,
@@ -51,11 +55,13 @@ export interface FrontEndCounters {
   authFailures: number;
   outputLimitCloses: number;
   subscriptionFailures: number;
+  forwardedClients: number;
 }
 
 export interface PeerAddressBook {
-  // host:port of replica `id`'s Redis front end, when known (for error messages).
-  redisAddress(id: number): string | undefined;
+  // Where replica `id`'s Redis front end takes clients, when known (for error messages
+  // and for handing a client to the leader).
+  redisAddress(id: number): { host: string; port: number } | undefined;
 }
 
 export class FrontEnd {
@@ -71,6 +77,7 @@ export class FrontEnd {
     authFailures: 0,
     outputLimitCloses: 0,
     subscriptionFailures: 0,
+    forwardedClients: 0,
   };
   private readonly sessions = new Set<RedisSession>();
   // Called on every change of role: clients waiting in a blocking pop wake up (a deposed
@@ -162,8 +169,12 @@ export class FrontEnd {
     }
     const address = this.peers.redisAddress(leader);
     return reply.errorReply(
-      `READONLY mu-proxy: this replica does not lead; the leader is replica ${leader}${address === undefined ? '' : ` at ${address}`}`,
+      `READONLY mu-proxy: this replica does not lead; the leader is replica ${leader}${address === undefined ? '' : ` at ${address.host}:${address.port}`}`,
     );
+  }
+
+  clientAddressOf(id: number): { host: string; port: number } | undefined {
+    return this.peers.redisAddress(id);
   }
 
   proposalErrorReply(error: unknown): Buffer {

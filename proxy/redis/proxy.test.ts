@@ -96,10 +96,46 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
   });
 
-  it('refuses writes at a follower, naming the leader', async () => {
-    const follower = await cluster.connect((leader + 1) % 3);
-    expect(text(await follower.send(command('SET', 'x', '1')))).to.match(/^-READONLY mu-proxy: this replica does not lead; the leader is replica \d/);
+  it('hands a follower\'s client to the leader: writes, reads, SELECT and the name carried over, transactions, blocking pops, pub/sub', async () => {
+    const followerId = (leader + 1) % 3;
+    const follower = await cluster.connect(followerId);
+    // Local first (connection commands and INFO are this replica's), then handed over.
+    const replies = (
+      await follower.sendMany([
+        command('SELECT', '4'),
+        command('CLIENT', 'SETNAME', 'via-follower'),
+        command('INFO', 'mu'),
+        command('SET', 'forwarded', 'yes'),
+        command('GET', 'forwarded'),
+        command('CLIENT', 'GETNAME'),
+        command('MULTI'),
+        command('INCR', 'forwarded:n'),
+        command('INCR', 'forwarded:n'),
+        command('EXEC'),
+        command('RPUSH', 'forwarded:l', 'x'),
+        command('BLPOP', 'forwarded:l', '1'),
+      ])
+    ).map(text);
+    expect(replies[2]).to.include(`mu_node_id:${followerId}`);
+    expect([...replies.slice(0, 2), ...replies.slice(3)]).to.deep.equal([
+      '+OK\r\n', '+OK\r\n', '+OK\r\n', '$3\r\nyes\r\n', '$12\r\nvia-follower\r\n',
+      '+OK\r\n', '+QUEUED\r\n', '+QUEUED\r\n', '*2\r\n:1\r\n:2\r\n', ':1\r\n', '*2\r\n$11\r\nforwarded:l\r\n$1\r\nx\r\n',
+    ]);
+    const atLeader = (await client.sendMany([command('SELECT', '4'), command('GET', 'forwarded'), command('SELECT', '0')])).map(text);
+    expect(atLeader[1]).to.equal('$3\r\nyes\r\n');
     await follower.close();
+    // A subscriber at a follower hears what is published at the leader.
+    const net = await import('node:net');
+    const subscriber = net.connect(cluster.proxyPorts[followerId] as number, '127.0.0.1');
+    let heard = '';
+    subscriber.on('data', (chunk: Buffer) => (heard += chunk.toString()));
+    await new Promise((resolve) => subscriber.once('connect', resolve));
+    subscriber.write(command('SUBSCRIBE', 'forwarded:news'));
+    for (let i = 0; i < 200 && !heard.includes(':1\r\n'); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(text(await client.send(command('PUBLISH', 'forwarded:news', 'hi')))).to.equal(':1\r\n');
+    for (let i = 0; i < 200 && !heard.includes('hi'); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    subscriber.destroy();
+    expect(heard).to.equal('*3\r\n$9\r\nsubscribe\r\n$14\r\nforwarded:news\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$14\r\nforwarded:news\r\n$2\r\nhi\r\n');
   });
 
   it('closes only the connection that sends malformed bytes', async () => {
@@ -181,7 +217,7 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(replies).to.deep.equal(['+OK\r\n', ':1\r\n', '-ERR value is not an integer or out of range\r\n', '-ERR timeout is negative\r\n']);
   });
 
-  it('a blocked pop whose client went away takes nothing; a follower refuses blocking pops', async () => {
+  it('a blocked pop whose client went away takes nothing', async () => {
     const blocked = await cluster.connect(leader);
     void blocked.send(command('BLPOP', 'abandoned', '0')).catch(() => {});
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -190,9 +226,6 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(text(await client.send(command('RPUSH', 'abandoned', 'kept')))).to.equal(':1\r\n');
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(text(await client.send(command('LRANGE', 'abandoned', '0', '-1')))).to.equal('*1\r\n$4\r\nkept\r\n');
-    const follower = await cluster.connect((leader + 1) % 3);
-    expect(text(await follower.send(command('BLPOP', 'abandoned', '0')))).to.match(/^-READONLY mu-proxy/);
-    await follower.close();
   });
 
   it('WATCH: writes whose keys the proxy cannot name (FLUSHALL, scripts) abort a watched transaction', async () => {
@@ -210,5 +243,29 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     const digests = await cluster.digests();
     expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);
     expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+  });
+});
+
+describe('Redis front end with followerRequests "redirect"', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+
+  before(async () => {
+    cluster = await RedisCluster.start({ redis: { followerRequests: 'redirect' } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('a follower refuses what only the leader serves, naming the leader, and serves the rest', async () => {
+    const leader = await cluster.leader();
+    const follower = await cluster.connect((leader + 1) % 3);
+    const replies = (
+      await follower.sendMany([command('SET', 'x', '1'), command('GET', 'x'), command('BLPOP', 'l', '0'), command('SUBSCRIBE', 'c'), command('PING'), command('INFO', 'server')])
+    ).map(text);
+    for (const refused of replies.slice(0, 4)) expect(refused).to.match(/^-READONLY mu-proxy: this replica does not lead; the leader is replica \d at 127\.0\.0\.1:\d+/);
+    expect(replies[4]).to.equal('+PONG\r\n');
+    expect(replies[5]).to.match(/^\$\d+\r\n# Server/);
+    await follower.close();
   });
 });

@@ -37,6 +37,17 @@ async function query(backend: RedisBackend, ...argv: string[]): Promise<unknown>
   return parseReply(await backend.send(encodeCommand(argv)));
 }
 
+// Where replica `id` takes Redis clients, as another replica reaches it: its listen
+// address, or, when that is a wildcard (0.0.0.0, ::), the host of its control address
+// (which every replica reaches already) with the listen port.
+function clientAddress(config: RedisProxyConfig, id: number): { host: string; port: number } | undefined {
+  const listen = config.replicas[id]?.listen;
+  if (listen === undefined) return undefined;
+  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
+  const control = config.cluster.replicas.find((replica) => replica.id === id);
+  return control === undefined ? listen : { host: control.host, port: listen.port };
+}
+
 export interface RedisReplicaOptions {
   log?: (line: string) => void;
 }
@@ -91,7 +102,7 @@ export class RedisReplica {
         databases,
         version,
         addresses.backend,
-        { redisAddress: (id) => (config.replicas[id] === undefined ? undefined : `${config.replicas[id]?.listen.host}:${config.replicas[id]?.listen.port}`) },
+        { redisAddress: (id) => clientAddress(config, id) },
       );
       await front.listen();
       log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);

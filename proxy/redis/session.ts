@@ -23,7 +23,9 @@ import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
 import type { KeyWatcher } from './key_watch.js';
+import { LeaderLink } from './leader_link.js';
 import { SubscriberRelay } from './subscriber_relay.js';
+import type { CommandClass } from './command_table.js';
 
 // One WATCH state: its keys are registered with the front end's KeyWatchRegistry (once the
 // connection's earlier writes are applied: its own writes before WATCH do not count), and
@@ -36,9 +38,9 @@ interface Watching {
 
 interface Slot {
   data: Buffer | undefined;
-  // The place of a subscription's frames among the replies: later replies wait behind it
-  // until the connection leaves the subscribed state.
-  relay?: SubscriberRelay;
+  // The place of a stream of frames among the replies (a subscription, or the link to the
+  // leader): later replies wait behind it; it is told when the replies before it are out.
+  relay?: { startWriting(): void };
 }
 
 // Script and function commands that change data: replicated (scripts must be
@@ -74,6 +76,11 @@ export class RedisSession {
   private name: Buffer | undefined;
   // Wakes this connection's blocking pop, if one waits (to see the connection closed).
   private wakeBlocked: (() => void) | undefined;
+  // This connection was handed over by a follower (MU FORWARDED): it is never forwarded
+  // again, so a stale view of the leadership cannot make a loop.
+  private forwarded = false;
+  // Set once this connection is relayed to the leader (leader_link.ts).
+  private upstream: { link: LeaderLink; leaderId: number; onRoleChange: () => void } | undefined;
   // Set while the connection is subscribed (SUBSCRIBE and kin): see subscriber_relay.ts.
   private subscription: { relay: SubscriberRelay; slot: Slot; onRoleChange: () => void } | undefined;
   readonly id: number;
@@ -126,6 +133,10 @@ export class RedisSession {
       this.answer(reply.errorReply('NOAUTH Authentication required.'));
       return;
     }
+    if (this.upstream !== undefined) {
+      this.forwardUp(argv, this.upstream.link);
+      return;
+    }
     if (this.subscription !== undefined) {
       this.dispatchSubscribed(argv, name, this.subscription);
       return;
@@ -142,6 +153,7 @@ export class RedisSession {
       this.read(argv, 'local');
       return;
     }
+    if (this.needsLeader(found.class, found.info.name) && this.forwardToLeader(argv)) return;
     switch (found.class) {
       case 'read':
         this.read(argv, this.front.options.readMode);
@@ -302,8 +314,13 @@ export class RedisSession {
 
   // MU STATUS: this replica's view of the cluster, as one JSON bulk string.
   private mu(argv: Buffer[]): Buffer {
-    const sub = argv.length === 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
-    if (sub !== 'status') return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS')");
+    const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
+    if (sub === 'forwarded' && argv.length === 3) {
+      // Sent by another replica's proxy that hands a client over (leader_link.ts).
+      this.forwarded = true;
+      return reply.ok;
+    }
+    if (sub !== 'status' || argv.length !== 2) return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS')");
     return reply.bulk(JSON.stringify(this.front.statusReport()));
   }
 
@@ -641,6 +658,77 @@ export class RedisSession {
     send(true);
   }
 
+  // --- at a follower: the connection handed to the leader ------------------------------
+
+  // Whether a request of this class must be served by the leader.
+  private needsLeader(commandClass: CommandClass, name: string): boolean {
+    switch (commandClass) {
+      case 'read':
+        return this.front.options.readMode !== 'any';
+      case 'script':
+        return scriptWrites.has(name) || this.front.options.readMode !== 'any';
+      case 'write':
+      case 'write-rewrite':
+      case 'write-effects':
+      case 'transaction':
+      case 'blocking':
+      case 'pubsub':
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // At a follower (followerRequests "forward"): hands this connection to the leader's
+  // proxy, starting with `argv`. False when it cannot (this replica leads, no leader is
+  // known, forwarding is off, or the connection came from another replica); the request
+  // is then served, or refused, here.
+  private forwardToLeader(argv: Buffer[]): boolean {
+    const front = this.front;
+    if (front.replica.isLeader || this.forwarded || front.options.followerRequests !== 'forward') return false;
+    const leaderId = front.replica.role.leaderId;
+    if (leaderId === null || leaderId === front.replica.nodeId) return false;
+    const address = front.clientAddressOf(leaderId);
+    if (address === undefined) return false;
+    const setup: Buffer[] = [];
+    if (front.options.requirepass !== undefined) setup.push(encodeCommand(['AUTH', front.options.requirepass]));
+    setup.push(encodeCommand(['MU', 'FORWARDED', String(front.replica.nodeId)]));
+    if (this.db !== 0) setup.push(encodeCommand(['SELECT', String(this.db)]));
+    if (this.name !== undefined) setup.push(encodeCommand([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.name]));
+    const slot = this.reserve();
+    const link = new LeaderLink({
+      host: address.host,
+      port: address.port,
+      setup,
+      maxHeldBytes: front.options.maxOutputBytes,
+      deliver: (frame) => this.deliverFrame(frame),
+      ended: () => this.close(),
+    });
+    // The link is to one leader: when another one takes over (or none), the client is let
+    // go and reconnects; its next request finds the new leader.
+    const onRoleChange = () => {
+      if (front.replica.role.leaderId !== leaderId) this.close();
+    };
+    slot.relay = link;
+    this.upstream = { link, leaderId, onRoleChange };
+    front.roleListeners.add(onRoleChange);
+    front.counters.forwardedClients++;
+    this.forwardUp(argv, link);
+    if (this.slots[0] === slot) link.startWriting();
+    return true;
+  }
+
+  private forwardUp(argv: Buffer[], link: LeaderLink): void {
+    if (link.forward(argv) || this.paused) return;
+    // The leader reads slower than this client writes: stop reading until it catches up.
+    this.paused = true;
+    this.socket.pause();
+    link.whenDrained(() => {
+      this.paused = false;
+      if (!this.closed) this.socket.resume();
+    });
+  }
+
   // --- pub/sub: served by the leader's backend, not replicated --------------------------
 
   private pubsub(argv: Buffer[], name: string): void {
@@ -809,6 +897,10 @@ export class RedisSession {
     if (this.subscription !== undefined) {
       this.subscription.relay.close();
       this.front.roleListeners.delete(this.subscription.onRoleChange);
+    }
+    if (this.upstream !== undefined) {
+      this.upstream.link.close();
+      this.front.roleListeners.delete(this.upstream.onRoleChange);
     }
     this.socket.destroy();
     this.front.sessionClosed(this);
