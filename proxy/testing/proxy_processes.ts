@@ -16,6 +16,8 @@ import { freePort } from './redis_cluster.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cliPath = path.join(root, 'proxy', 'cli.ts');
 const tsxLoader = pathToFileURL(path.join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+// Every backend allows DEBUG DIGEST (to compare replicas), a restarted one included.
+const serverArgs = ['--enable-debug-command', 'local'];
 
 export class ProxyProcesses {
   readonly proxies: Array<ChildProcess | undefined> = [];
@@ -36,7 +38,7 @@ export class ProxyProcesses {
   ): Promise<ProxyProcesses> {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-proxy-processes-'));
     const servers: RedisServerProcess[] = [];
-    for (let i = 0; i < replicas; i++) servers.push(await RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
+    for (let i = 0; i < replicas; i++) servers.push(await RedisServerProcess.start({ extraArgs: serverArgs }));
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     for (let i = 0; i < replicas; i++) {
@@ -105,6 +107,20 @@ export class ProxyProcesses {
       if (Date.now() > deadline) throw new Error(`no settled leader among ${among.join(', ')}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+
+  // Ends replica `id`'s redis-server (SIGKILL: a crash, by default) and starts a fresh,
+  // empty one on the same port, as an operator replacing a failed server would; the proxy
+  // in front of it is left alone. Resolves with the new server once it answers PING.
+  async restartServer(id: number, signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL'): Promise<RedisServerProcess> {
+    const old = this.servers[id];
+    if (old === undefined) throw new Error(`no redis-server for replica ${id}`);
+    old.kill(signal);
+    await old.exited;
+    await old.stop(); // removes its directory
+    const fresh = await RedisServerProcess.start({ port: old.port, extraArgs: serverArgs });
+    this.servers[id] = fresh;
+    return fresh;
   }
 
   async digest(id: number): Promise<string> {
