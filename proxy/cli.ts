@@ -2,6 +2,7 @@
 //
 //   mu-proxy start --config cluster.json --id N   run replica N (its redis-server must be up)
 //   mu-proxy status --config cluster.json         each replica's MU STATUS, one line each
+//   mu-proxy check --config cluster.json          every replica's DEBUG DIGEST at one log index
 //   mu-proxy demo [--keep] [--requests N]          three replicas on this host, a workload,
 //                                                  a failover and a digest check
 import { RedisBackend } from '../adapters/redis/redis_backend.js';
@@ -15,6 +16,7 @@ function usage(problem?: string): never {
   console.error(`usage:
   mu-proxy start --config <file> --id <n>
   mu-proxy status --config <file>
+  mu-proxy check --config <file> [--timeout-ms <n>]
   mu-proxy demo [--keep] [--requests <n>]`);
   process.exit(2);
 }
@@ -63,6 +65,68 @@ async function status(args: string[]): Promise<void> {
   }
 }
 
+// The replicas' backends compared at one point of the log: the leader proposes a digest
+// entry (MU CHECK), every replica records its backend's DEBUG DIGEST when it applies that
+// entry, and each is asked for it (MU DIGEST <index>). Exit status: 0 all equal, 1 some
+// differ, 3 some replica could not be asked or did not apply the entry in time.
+async function check(args: string[]): Promise<number> {
+  const configPath = option(args, '--config') ?? usage('check needs --config');
+  const timeoutMs = Number(option(args, '--timeout-ms') ?? 10000);
+  const config = loadRedisProxyConfig(configPath);
+  const auth = config.front.requirepass === undefined ? [] : [encodeCommand(['AUTH', config.front.requirepass])];
+  const ask = async (id: number, argv: string[]): Promise<string> => {
+    const address = config.replicas[id]?.listen as { host: string; port: number };
+    const client = await RedisBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
+    try {
+      const replies = await client.sendMany([...auth, encodeCommand(argv)]);
+      return (replies[replies.length - 1] as Buffer).toString('latin1');
+    } finally {
+      await client.close();
+    }
+  };
+  let leader: number | undefined;
+  for (const id of config.replicas.keys()) {
+    const raw = await ask(id, ['MU', 'STATUS']).catch(() => undefined);
+    if (raw === undefined || raw[0] !== '$') continue;
+    const status = JSON.parse(raw.slice(raw.indexOf('\n') + 1)) as { role: string };
+    if (status.role === 'leader') leader = id;
+  }
+  if (leader === undefined) {
+    console.log('no replica leads at the moment: nothing to compare');
+    return 3;
+  }
+  const proposed = await ask(leader, ['MU', 'CHECK']);
+  const index = /^\*2\r\n:(\d+)\r\n/.exec(proposed)?.[1];
+  if (index === undefined) {
+    console.log(`replica ${leader} (leader) refused MU CHECK: ${proposed.trim()}`);
+    return 3;
+  }
+  console.log(`digest entry at log index ${index}, proposed by replica ${leader}`);
+  const digests = new Map<number, string>();
+  let incomplete = false;
+  for (const id of config.replicas.keys()) {
+    const deadline = Date.now() + timeoutMs;
+    let answer: string | undefined;
+    for (;;) {
+      answer = await ask(id, ['MU', 'DIGEST', index]).catch((error: Error) => `unreachable (${error.message})`);
+      if (answer !== '$-1\r\n' || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // DEBUG DIGEST answers a simple string; errors and the rest are shown as they are.
+    const text = answer === '$-1\r\n' ? `not applied within ${timeoutMs} ms` : (answer.startsWith('+') ? answer.slice(1) : answer).trim();
+    if (/^[0-9a-f]{40}$/.test(text)) digests.set(id, text);
+    else incomplete = true;
+    console.log(`replica ${id}: ${text}`);
+  }
+  const distinct = new Set(digests.values());
+  if (distinct.size > 1) {
+    console.log(`DIFFERENT: ${distinct.size} distinct digests at index ${index}`);
+    return 1;
+  }
+  console.log(incomplete ? `the replicas that answered agree; some did not answer` : `all ${digests.size} replicas agree`);
+  return incomplete ? 3 : 0;
+}
+
 const [command, ...args] = process.argv.slice(2);
 try {
   switch (command) {
@@ -71,6 +135,9 @@ try {
       break;
     case 'status':
       await status(args);
+      break;
+    case 'check':
+      process.exitCode = await check(args);
       break;
     case 'demo': {
       const { runDemo } = await import('./demo.js');

@@ -17,6 +17,9 @@ import { encodeCommand } from '../../adapters/redis/resp.js';
 
 const multi = encodeCommand(['MULTI']);
 const exec = encodeCommand(['EXEC']);
+const debugDigest = encodeCommand(['DEBUG', 'DIGEST']);
+// Digests kept for `MU DIGEST <index>`: the newest ones.
+const keptDigests = 64;
 
 // A waiter gets the raw reply to its request (for a transaction, EXEC's reply), or an
 // error when the backend failed before answering.
@@ -43,6 +46,9 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   private readonly firstRequestId = this.tag * 2 ** 32;
   private nextRequestId = this.firstRequestId;
   private failed: Error | undefined;
+  // The backend's DEBUG DIGEST reply at the index of each digest entry, newest last.
+  private readonly digests = new Map<number, Buffer>();
+  private readonly digestsPending = new Set<number>();
   // The index of the last entry handed to the backend (its replies may still be coming).
   appliedIndex = 0;
   commandsApplied = 0;
@@ -111,6 +117,10 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
         if (own) this.ownApplied(logCommand.requestId);
         continue;
       }
+      if (logCommand.kind === LogCommandKind.digest) {
+        this.applyDigest(entry.index, own ? logCommand.requestId : undefined);
+        continue;
+      }
       const group =
         logCommand.kind === LogCommandKind.transaction ? [multi, ...logCommand.parts, exec] : logCommand.parts;
       this.commandsApplied += logCommand.parts.length;
@@ -129,6 +139,35 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       );
       if (own) this.ownApplied(logCommand.requestId);
     }
+  }
+
+  // Records the backend's digest at `index`; this replica's own request gets
+  // `*2 :index <digest reply>`.
+  private applyDigest(index: number, ownRequestId: number | undefined): void {
+    const waiter = ownRequestId === undefined ? undefined : this.waiters.get(ownRequestId);
+    if (ownRequestId !== undefined) this.waiters.delete(ownRequestId);
+    this.digestsPending.add(index);
+    this.channel.send(0, [debugDigest]).then(
+      (replies) => {
+        const digest = replies[0] as Buffer;
+        this.digestsPending.delete(index);
+        this.digests.set(index, digest);
+        if (this.digests.size > keptDigests) this.digests.delete(this.digests.keys().next().value as number);
+        waiter?.resolve(Buffer.concat([Buffer.from(`*2\r\n:${index}\r\n`), digest]));
+      },
+      (error: Error) => {
+        waiter?.reject(error);
+        this.fail(error);
+      },
+    );
+    if (ownRequestId !== undefined) this.ownApplied(ownRequestId);
+  }
+
+  // The backend's DEBUG DIGEST reply at digest entry `index`; 'pending' while it is not
+  // applied and answered here yet; undefined when it is not a digest entry, or too old.
+  digestAt(index: number): Buffer | 'pending' | undefined {
+    if (index > this.appliedIndex || this.digestsPending.has(index)) return 'pending';
+    return this.digests.get(index);
   }
 
   private ownApplied(requestId: number): void {

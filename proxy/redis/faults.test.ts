@@ -422,4 +422,24 @@ describe('faults through the Redis proxy (processes, shm, real redis-servers)', 
     expect(new Set(digests).size, digests.join(' ')).to.equal(1);
     await expectAllAcknowledgedOn(cluster, healthy, workload.acknowledged);
   });
+
+  it('mu-proxy check compares every backend at one log index, and finds a backend changed behind the proxy', async () => {
+    cluster = await ProxyProcesses.start();
+    const leader = await cluster.leader();
+    const workload = runWorkload(cluster, 4);
+    await acknowledgedAtLeast(workload, 200);
+    // Clients keep writing while it runs: the digests are taken at the same entry anyway.
+    const agreeing = await cluster.runCli(['check']);
+    await workload.stop();
+    expect(agreeing.stdout).to.match(/digest entry at log index \d+, proposed by replica \d/);
+    expect(agreeing.stdout, agreeing.stdout).to.include('all 3 replicas agree');
+    expect(agreeing.code).to.equal(0);
+    const follower = (leader + 1) % 3;
+    const direct = await RedisBackend.connect({ port: cluster.servers[follower]?.port as number });
+    await direct.send(encodeCommand(['SET', 'written-behind-the-proxy', 'x']));
+    await direct.close();
+    const differing = await cluster.runCli(['check']);
+    expect(differing.stdout).to.match(/DIFFERENT: 2 distinct digests/);
+    expect(differing.code).to.equal(1);
+  });
 });

@@ -8,12 +8,15 @@
 // Each RESP part is a complete encoded command (adapters/redis/resp.ts encodeCommand), so
 // applying is writing bytes, with no re-encoding. kind: 1 = commands, applied as they
 // are; 2 = transaction, applied as MULTI, the parts, EXEC; 3 = barrier (no parts): a
-// linearizable read's proof that this replica still leads, applied as nothing.
+// linearizable read's proof that this replica still leads, applied as nothing; 4 = digest
+// (no parts): every replica records its backend's DEBUG DIGEST at this entry's index, so
+// `mu-proxy check` compares the replicas at one point of the log.
 
 export const enum LogCommandKind {
   commands = 1,
   transaction = 2,
   barrier = 3,
+  digest = 4,
 }
 
 export interface LogCommand {
@@ -51,7 +54,7 @@ export function encodeLogCommand(command: LogCommand): Buffer {
 export function decodeLogCommand(bytes: Buffer): LogCommand {
   if (bytes.length < headerBytes) throw new Error('log command: truncated header');
   const kind = bytes.readUInt8(0) as LogCommandKind;
-  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier) {
+  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier && kind !== LogCommandKind.digest) {
     throw new Error(`log command: unknown kind ${kind}`);
   }
   const origin = bytes.readUInt16LE(1);

@@ -238,9 +238,11 @@ export class RedisSession {
         return true;
       case 'client':
         return this.client(argv);
-      case 'mu':
-        this.answer(this.mu(argv));
+      case 'mu': {
+        const answer = this.mu(argv);
+        if (answer !== undefined) this.answer(answer);
         return true;
+      }
       default:
         return false;
     }
@@ -312,15 +314,29 @@ export class RedisSession {
     ]);
   }
 
-  // MU STATUS: this replica's view of the cluster, as one JSON bulk string.
-  private mu(argv: Buffer[]): Buffer {
+  // MU STATUS: this replica's view of the cluster, as one JSON bulk string. MU CHECK (at
+  // the leader): proposes a digest entry and answers `*2 :index <digest>` once applied
+  // here. MU DIGEST <index>: this replica's digest at that entry, nil when not applied yet.
+  private mu(argv: Buffer[]): Buffer | undefined {
     const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
     if (sub === 'forwarded' && argv.length === 3) {
       // Sent by another replica's proxy that hands a client over (leader_link.ts).
       this.forwarded = true;
       return reply.ok;
     }
-    if (sub !== 'status' || argv.length !== 2) return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS')");
+    if (sub === 'check' && argv.length === 2) {
+      const slot = this.reserve();
+      void this.proposeForReply(LogCommandKind.digest, []).then((data) => this.fill(slot, data));
+      return undefined;
+    }
+    if (sub === 'digest' && argv.length === 3) {
+      const index = Number((argv[2] as Buffer).toString('latin1'));
+      if (!Number.isSafeInteger(index) || index <= 0) return reply.errorReply('ERR MU DIGEST needs a log index');
+      const digest = this.front.pipeline.digestAt(index);
+      if (digest === 'pending') return reply.nilBulk;
+      return digest ?? reply.errorReply(`ERR mu-proxy: no digest kept for index ${index} (not a digest entry, or too old)`);
+    }
+    if (sub !== 'status' || argv.length !== 2) return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS', 'MU CHECK' or 'MU DIGEST <index>')");
     return reply.bulk(JSON.stringify(this.front.statusReport()));
   }
 

@@ -77,6 +77,17 @@ export class ProxyProcesses {
     return child;
   }
 
+  // Runs `mu-proxy <args>` with this cluster's configuration file (appended as --config).
+  runCli(args: string[]): Promise<{ code: number | null; stdout: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, ...args, '--config', this.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout }));
+    });
+  }
+
   async status(id: number): Promise<Record<string, unknown> | undefined> {
     try {
       const client = await RedisBackend.connect({ port: this.proxyPorts[id] as number, connectTimeoutMs: 300 });
