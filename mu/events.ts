@@ -11,13 +11,14 @@ export interface AppliedCommand {
 }
 
 export type NativeEvent =
-  | { kind: 'applied'; index: number; commands: AppliedCommand[] }
+  | { kind: 'applied'; index: number; nextPosition: number; commands: AppliedCommand[] }
   | { kind: 'dropped'; sequence: number }
   | { kind: 'reign-ended'; nextIndex: number; lastTakenSequence: number }
   | { kind: 'role'; role: RoleName; candidacy: CandidacyName; holder: number | null; proposal: number }
   | { kind: 'needs-state-transfer'; nextIndex: number }
   | { kind: 'fates-known'; throughSequence: number }
-  | { kind: 'peer-reconnected'; peer: number; ok: boolean };
+  | { kind: 'peer-reconnected'; peer: number; ok: boolean }
+  | { kind: 'state-transfer-resumed'; nextIndex: number; resumed: boolean };
 
 export type RoleName = 'follower' | 'recovering' | 'preparing' | 'leader' | 'deposed';
 export type CandidacyName = 'idle' | 'requesting' | 'leading';
@@ -48,7 +49,7 @@ export function parseEvents(records: Buffer): NativeEvent[] {
     const extra = readU64(records, start + 16);
     switch (kind) {
       case 1:
-        events.push({ kind: 'applied', index: value, commands: parseCommands(records.subarray(start + headerBytes, end)) });
+        events.push({ kind: 'applied', index: value, nextPosition: extra, commands: parseCommands(records.subarray(start + headerBytes, end)) });
         break;
       case 2:
         events.push({ kind: 'dropped', sequence: value });
@@ -75,6 +76,9 @@ export function parseEvents(records: Buffer): NativeEvent[] {
         break;
       case 7:
         events.push({ kind: 'peer-reconnected', peer: value, ok: detail === 1 });
+        break;
+      case 8:
+        events.push({ kind: 'state-transfer-resumed', nextIndex: value, resumed: detail === 1 });
         break;
       default:
         throw new Error(`native events: unknown kind ${kind}`);

@@ -65,6 +65,8 @@ export interface NativeReplica {
   connect(cards: Buffer[]): void;
   // A peer restarted: its new card (applied on the engine thread; a peer-reconnected event follows).
   reconnectPeer(card: Buffer): void;
+  requestStateTransfer(): void;
+  resumeFromStateTransfer(nextIndex: number, position: number): void;
   start(onEvents: (records: Buffer) => void): void;
   // Returns [first sequence, how many were taken]; the rest did not fit (backpressure).
   submit(commands: Buffer[]): [number, number];

@@ -109,4 +109,44 @@ describe('Replica (three engines in one process, shm)', () => {
     const stopped = await replicas[0]!.propose(Buffer.from('x')).catch((reason: unknown) => reason);
     expect((stopped as ProposalError).code).to.equal('STOPPED');
   });
+
+  it('a replica that loses its state steps down, takes no part, and resumes from a snapshot cursor of another replica', async () => {
+    replicas = startCluster();
+    const leader = await waitFor(() => replicas.find((replica) => replica.isLeader), 'a leader');
+    const applied: AppliedEntry[][] = replicas.map(() => []);
+    replicas.forEach((replica, id) => replica.on('applied', (entry) => applied[id]?.push(entry)));
+    await leader.propose(Array.from({ length: 50 }, (_, i) => Buffer.from(`before ${i}`)));
+
+    // The leader's store "fails": it must stop leading, and another replica takes over.
+    const needs = new Promise<number>((resolve) => leader.once('needs-state-transfer', resolve));
+    leader.requestStateTransfer();
+    await needs;
+    const next = await waitFor(() => replicas.find((replica) => replica !== leader && replica.isLeader), 'a new leader');
+    expect(leader.isLeader).to.equal(false);
+    const lost = applied[leader.nodeId]?.length ?? 0;
+    await next.propose(Array.from({ length: 50 }, (_, i) => Buffer.from(`while out ${i}`)));
+    // The replica out for a state transfer applies nothing meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(applied[leader.nodeId]?.length).to.equal(lost);
+
+    // Its snapshot comes from the new leader, taken after its latest entry.
+    const donorEntries = applied[next.nodeId] as AppliedEntry[];
+    const last = donorEntries[donorEntries.length - 1] as AppliedEntry;
+    const resumed = new Promise<[number, boolean]>((resolve) => leader.once('state-transfer-resumed', (index, ok) => resolve([index, ok])));
+    leader.resumeFromStateTransfer(last.index + 1, last.nextPosition);
+    expect(await resumed).to.deep.equal([last.index + 1, true]);
+
+    // From there on it applies what the others apply, entry for entry.
+    await next.propose(Array.from({ length: 50 }, (_, i) => Buffer.from(`after ${i}`)));
+    const tail = (entries: AppliedEntry[]) =>
+      entries.filter((entry) => entry.index > last.index).flatMap((entry) => entry.commands.map((command) => `${entry.index}:${command.data.toString()}`));
+    await waitFor(() => (tail(applied[leader.nodeId] ?? []).length === 50 ? true : undefined), 'the resumed replica applies the new entries');
+    expect(tail(applied[leader.nodeId] ?? [])).to.deep.equal(tail(donorEntries));
+    expect(leader.status().needsStateTransfer).to.equal(false);
+
+    // A resume that is not needed is refused, and says so.
+    const refused = new Promise<boolean>((resolve) => next.once('state-transfer-resumed', (_index, ok) => resolve(ok)));
+    next.resumeFromStateTransfer(1, 0);
+    expect(await refused).to.equal(false);
+  });
 });

@@ -33,6 +33,10 @@ export class ProposalError extends Error {
 
 export interface AppliedEntry {
   index: number;
+  // With index + 1, the log cursor just past this entry: a snapshot of the application's
+  // state taken right after applying it lets another replica resume from there
+  // (resumeFromStateTransfer).
+  nextPosition: number;
   commands: AppliedCommand[];
 }
 
@@ -82,6 +86,8 @@ export interface ReplicaEventMap {
   role: [change: RoleChange];
   'needs-state-transfer': [nextIndex: number];
   'peer-reconnected': [peer: number, ok: boolean];
+  // After resumeFromStateTransfer: whether the replica resumed (false: it needed none).
+  'state-transfer-resumed': [nextIndex: number, resumed: boolean];
 }
 
 export class Replica extends EventEmitter<ReplicaEventMap> {
@@ -126,6 +132,20 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   // through the leader and catches up from the log (see 'peer-reconnected').
   reconnectPeer(card: Buffer): void {
     this.handle.reconnectPeer(card);
+  }
+
+  // The application lost its state (its store failed or came back empty): this replica
+  // stops applying, steps down if it leads, and takes no part until
+  // resumeFromStateTransfer. A 'needs-state-transfer' event follows.
+  requestStateTransfer(): void {
+    this.handle.requestStateTransfer();
+  }
+
+  // The application restored a snapshot taken on another replica right after it applied
+  // entry nextIndex - 1 (whose AppliedEntry.nextPosition is `position`): continue from
+  // there. A 'state-transfer-resumed' event says when.
+  resumeFromStateTransfer(nextIndex: number, position: number): void {
+    this.handle.resumeFromStateTransfer(nextIndex, position);
   }
 
   start(): void {
@@ -254,7 +274,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
           this.recordLatency(pending.startedNs);
           pending.resolve(event.index);
         }
-        this.emit('applied', { index: event.index, commands: event.commands });
+        this.emit('applied', { index: event.index, nextPosition: event.nextPosition, commands: event.commands });
         break;
       }
       case 'dropped':
@@ -281,6 +301,9 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
           this.settleWithError(sequence, 'NEEDS_STATE_TRANSFER', 'this replica fell behind the recycled log');
         }
         this.emit('needs-state-transfer', event.nextIndex);
+        break;
+      case 'state-transfer-resumed':
+        this.emit('state-transfer-resumed', event.nextIndex, event.resumed);
         break;
     }
   }

@@ -15,6 +15,7 @@ class EngineHost::Bridge final : public engine::Agent {
   std::string_view name() const override { return "host bridge"; }
   int do_work() override {
     host_.apply_reconnects();
+    host_.apply_state_transfer_requests();
     host_.flush_overflow();
     engine::Replica& replica = *host_.replica_;
     const std::uint32_t role_detail = role_detail_of(replica);
@@ -138,6 +139,39 @@ void EngineHost::reconnect_peer(std::span<const std::byte> card) {
   reconnects_.push_back(std::move(decoded));
 }
 
+void EngineHost::request_state_transfer() {
+  std::lock_guard lock(transfer_mutex_);
+  transfer_requested_ = true;
+}
+
+void EngineHost::resume_from_state_transfer(std::uint64_t next_index, std::uint64_t position) {
+  std::lock_guard lock(transfer_mutex_);
+  resume_at_ = engine::LogCursor{next_index, position};
+}
+
+void EngineHost::apply_state_transfer_requests() {
+  std::unique_lock lock(transfer_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || (!transfer_requested_ && !resume_at_)) return;
+  engine::ApplyAgent& apply = replica_->apply();
+  if (transfer_requested_) {
+    transfer_requested_ = false;
+    apply.request_state_transfer();
+  }
+  if (!resume_at_) return;
+  if (!apply.needs_state_transfer()) {
+    emit(EventKind::state_transfer_resumed, 0, apply.applied().index);
+    resume_at_.reset();
+    return;
+  }
+  // Only once no leader can write this log: the background plane revokes every grant
+  // first (a round or a few after the need is known).
+  if (!replica_->background().log_closed()) return;
+  apply.resume_from_state_transfer(*resume_at_);
+  resume_at_.reset();
+  reported_state_transfer_ = false;
+  emit(EventKind::state_transfer_resumed, 1, apply.applied().index);
+}
+
 void EngineHost::apply_reconnects() {
   std::vector<engine::ReplicaCard> cards;
   {
@@ -176,7 +210,7 @@ HostStatus EngineHost::status() const {
 // --- engine thread ------------------------------------------------------------------
 
 void EngineHost::on_applied(std::uint64_t log_index, std::span<const std::byte> payload) {
-  const EventHeader header{EventKind::applied, 0, log_index, 0};
+  const EventHeader header{EventKind::applied, 0, log_index, replica_->apply().applying_next().position};
   // The apply agent asked can_push() first, and only this thread pushes.
   const bool pushed = events_.try_push(std::as_bytes(std::span(&header, 1)), payload);
   if (!pushed) throw std::logic_error("engine host: the event ring refused an entry it had room for");

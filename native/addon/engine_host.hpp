@@ -47,7 +47,9 @@ struct EngineHostConfig {
 // Every event record starts with this header (little-endian, 24 bytes); an `applied`
 // record continues with the entry's command batch (engine/command_batch.hpp).
 enum class EventKind : std::uint32_t {
-  applied = 1,               // value: log index; payload: the entry's commands
+  applied = 1,               // value: log index; extra: the log position just past the entry
+                             // (with value + 1, the cursor a snapshot taken after it resumes
+                             // from); payload: the entry's commands
   dropped = 2,               // value: the sequence of a command that will never be applied
   reign_ended = 3,           // value: the index below which this reign's commands may still
                              // land; extra: the last sequence the reign took (LeaderAgent::SubmissionEvents)
@@ -56,6 +58,8 @@ enum class EventKind : std::uint32_t {
   fates_known = 6,           // value: every command up to this sequence not applied by now never will be
                              // (this replica applied past the index a reign_ended named)
   peer_reconnected = 7,      // value: the peer; detail: 1 when done, 0 when its card was refused
+  state_transfer_resumed = 8,  // value: the next index to apply; detail: 1 when resumed, 0 when
+                               // refused (no state transfer was needed)
 };
 struct EventHeader {
   EventKind kind;
@@ -133,11 +137,22 @@ class EngineHost {
   // rounds; a peer_reconnected event says how it went.
   void reconnect_peer(std::span<const std::byte> card);
 
+  // The application's store lost its state: the replica stops applying and takes no part
+  // (ApplyAgent::request_state_transfer) from the engine thread's next round; a
+  // needs_state_transfer event follows.
+  void request_state_transfer();
+  // The application restored a snapshot covering every entry before `next_index` (taken on
+  // a replica right after applying the entry that ends at `position`): continue from there,
+  // once the background plane has closed this log (no leader can write it). A
+  // state_transfer_resumed event says when.
+  void resume_from_state_transfer(std::uint64_t next_index, std::uint64_t position);
+
  private:
   class Bridge;
 
   void on_applied(std::uint64_t log_index, std::span<const std::byte> payload);
   void apply_reconnects();
+  void apply_state_transfer_requests();
   void emit(EventKind kind, std::uint32_t detail, std::uint64_t value, std::uint64_t extra = 0);
   void flush_overflow();
   void notify_if_needed();
@@ -172,6 +187,9 @@ class EngineHost {
 
   std::mutex reconnect_mutex_;
   std::vector<engine::ReplicaCard> reconnects_;  // from the owner, for the engine thread
+  std::mutex transfer_mutex_;                    // the two below: from the owner, for the engine thread
+  bool transfer_requested_ = false;
+  std::optional<engine::LogCursor> resume_at_;
 
   std::atomic<bool> notify_armed_{true};  // the owner will drain before it needs another call
   mutable std::mutex status_mutex_;

@@ -133,6 +133,8 @@ Napi::Function ReplicaBinding::define(Napi::Env env) {
                          InstanceMethod<&ReplicaBinding::card>("card"),
                          InstanceMethod<&ReplicaBinding::connect>("connect"),
                          InstanceMethod<&ReplicaBinding::reconnect_peer>("reconnectPeer"),
+                         InstanceMethod<&ReplicaBinding::request_state_transfer>("requestStateTransfer"),
+                         InstanceMethod<&ReplicaBinding::resume_from_state_transfer>("resumeFromStateTransfer"),
                          InstanceMethod<&ReplicaBinding::start>("start"),
                          InstanceMethod<&ReplicaBinding::submit>("submit"),
                          InstanceMethod<&ReplicaBinding::poll>("poll"),
@@ -215,6 +217,31 @@ Napi::Value ReplicaBinding::reconnect_peer(const Napi::CallbackInfo& info) {
     live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()));
     return 0;
   });
+  return env.Undefined();
+}
+
+Napi::Value ReplicaBinding::request_state_transfer(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 0) throw Napi::TypeError::New(env, "Replica.requestStateTransfer: expected no arguments");
+  live_host(env).request_state_transfer();
+  return env.Undefined();
+}
+
+// (nextIndex, position): numbers, exact below 2^53 (log indices and positions are).
+Napi::Value ReplicaBinding::resume_from_state_transfer(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "Replica.resumeFromStateTransfer: expected (nextIndex, position)");
+  }
+  const double next_index = info[0].As<Napi::Number>().DoubleValue();
+  const double position = info[1].As<Napi::Number>().DoubleValue();
+  constexpr double exact_limit = 9007199254740992.0;  // 2^53
+  if (!(next_index >= 1 && next_index < exact_limit && position >= 0 && position < exact_limit) ||
+      next_index != static_cast<double>(static_cast<std::uint64_t>(next_index)) ||
+      position != static_cast<double>(static_cast<std::uint64_t>(position))) {
+    throw Napi::RangeError::New(env, "Replica.resumeFromStateTransfer: nextIndex and position must be non-negative integers below 2^53");
+  }
+  live_host(env).resume_from_state_transfer(static_cast<std::uint64_t>(next_index), static_cast<std::uint64_t>(position));
   return env.Undefined();
 }
 

@@ -182,6 +182,12 @@ void BackgroundAgent::handle_completion(const fabric::Completion& completion) {
 int BackgroundAgent::beat() {
   const std::uint64_t now = now_ns_;
   if (now - last_beat_ns_ < config_.detector.heartbeat_interval_ns && heartbeat_ != 0) return 0;
+  // Out for a state transfer: it may not lead or grant, so it must not look like a live
+  // candidate either (the lowest live id is elected, and it would never stand).
+  if (apply_.needs_state_transfer()) {
+    ++beats_withheld_;
+    return 0;
+  }
   // Fate sharing: a leader that cannot make progress must not look healthy.
   if (leader_.role() == LeaderAgent::Role::steady && leader_.has_work_in_flight() &&
       now - leader_.last_progress_ns() > config_.fate_sharing_timeout_ns) {

@@ -73,7 +73,10 @@ int ApplyAgent::do_work() {
     first_undecided_index_ = std::max(first_undecided_index_, entry->header.leader_commit_index + 1);
     if (apply_now && entry->header.kind == EntryKind::commands && ready_ && !ready_(entry->payload.size())) break;
     if (apply_now) {
-      if (entry->header.kind == EntryKind::commands) apply_(at.index, entry->payload);
+      if (entry->header.kind == EntryKind::commands) {
+        applying_next_ = LogCursor{at.index + 1, next_position};
+        apply_(at.index, entry->payload);
+      }
       applied_ = LogCursor{at.index + 1, next_position};
       ++applied_count;
     }

@@ -53,6 +53,10 @@ class ApplyAgent final : public Agent {
 
   // The next entry to apply (everything before it has been applied).
   LogCursor applied() const { return applied_; }
+  // During the ApplyEntry callback: the cursor just past the entry being applied (what
+  // applied() becomes once it returns). An application that snapshots its state after that
+  // entry hands this cursor to resume_from_state_transfer on another replica.
+  LogCursor applying_next() const { return applying_next_; }
   // The first entry not known to be committed.
   std::uint64_t first_undecided_index() const { return first_undecided_index_; }
   // True once the entry this replica needs next was overwritten by a later lap of the
@@ -65,6 +69,10 @@ class ApplyAgent final : public Agent {
   // transfer is needed): the header cursors leaders write are reset to `applied` too, so
   // no stale cursor claims entries this log does not hold.
   void resume_from_state_transfer(const LogCursor& applied);
+  // The application lost its state (its store failed or restarted empty): this replica
+  // stops applying and takes no part, as when recycling overtook it, until
+  // resume_from_state_transfer.
+  void request_state_transfer() { needs_state_transfer_ = true; }
   // One line of state for diagnostics (mu-sim traces, status).
   std::string describe();
 
@@ -76,6 +84,7 @@ class ApplyAgent final : public Agent {
   ApplyEntry apply_;
   std::uint32_t max_entries_per_round_;
   LogCursor applied_;
+  LogCursor applying_next_{};
   std::uint64_t first_undecided_index_;
   bool needs_state_transfer_ = false;
   std::vector<std::byte> scratch_;
