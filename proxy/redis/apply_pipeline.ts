@@ -18,6 +18,7 @@ import { encodeCommand } from '../../adapters/redis/resp.js';
 const multi = encodeCommand(['MULTI']);
 const exec = encodeCommand(['EXEC']);
 const debugDigest = encodeCommand(['DEBUG', 'DIGEST']);
+const ping = encodeCommand(['PING']);
 // Digests kept for `MU DIGEST <index>`: the newest ones.
 const keptDigests = 64;
 
@@ -30,8 +31,13 @@ interface Waiter {
 
 export interface ApplyPipelineEvents {
   // The backend failed while applying: this replica's state is no longer known to match
-  // the log. The owner stops serving and resynchronises or reports.
+  // the log. The owner stops serving and resynchronises (state_transfer.ts).
   'backend-failed': [error: Error];
+}
+
+export interface ApplyCursor {
+  nextIndex: number; // the entry after the last one handed to the backend
+  position: number; // where it starts in the log
 }
 
 export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
@@ -49,6 +55,10 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   // The backend's DEBUG DIGEST reply at the index of each digest entry, newest last.
   private readonly digests = new Map<number, Buffer>();
   private readonly digestsPending = new Set<number>();
+  // The log cursor just past the last entry handed to the backend.
+  private cursor: ApplyCursor | undefined;
+  // While a snapshot is taken here: the entries that arrived meanwhile, applied after it.
+  private held: AppliedEntry[] | undefined;
   // The index of the last entry handed to the backend (its replies may still be coming).
   appliedIndex = 0;
   commandsApplied = 0;
@@ -94,6 +104,10 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       then(true);
       return;
     }
+    if (this.failed !== undefined) {
+      then(false); // nothing is applied here until a state transfer
+      return;
+    }
     const list = this.followers.get(requestId);
     if (list === undefined) this.followers.set(requestId, [then]);
     else list.push(then);
@@ -107,7 +121,15 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   }
 
   private apply(entry: AppliedEntry): void {
+    // A failed backend's state is replaced by a snapshot; what the log delivers until the
+    // engine stops is covered by it.
+    if (this.failed !== undefined) return;
+    if (this.held !== undefined) {
+      this.held.push(entry);
+      return;
+    }
     this.appliedIndex = entry.index;
+    this.cursor = { nextIndex: entry.index + 1, position: entry.nextPosition };
     for (const command of entry.commands) {
       const logCommand = decodeLogCommand(command.data);
       const own = logCommand.origin === this.replica.nodeId && Math.floor(logCommand.requestId / 2 ** 32) === this.tag;
@@ -186,7 +208,45 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     this.failed = error;
     for (const waiter of this.waiters.values()) waiter.reject(error);
     this.waiters.clear();
+    // What waits for an own request to be applied: it never will be, here.
+    const followers = [...this.followers.keys()];
+    for (const requestId of followers) this.runFollowers(requestId, false);
+    this.held = undefined;
     this.emit('backend-failed', error);
+  }
+
+  // The backend failed, or the engine fell behind the recycled log: the owner takes over
+  // (state transfer) and this pipeline applies nothing until `restored`.
+  lost(reason: string): void {
+    this.fail(new Error(reason));
+  }
+
+  // --- state transfer ---------------------------------------------------------------------
+
+  // The donor's side: holds the apply stream right after the last entry handed to the
+  // backend and resolves, once the backend has answered everything before, with the
+  // cursor a snapshot taken now resumes from. Undefined when nothing was applied yet or a
+  // snapshot is already being taken. `release` lets the held entries go.
+  async holdForSnapshot(): Promise<ApplyCursor | undefined> {
+    if (this.held !== undefined || this.cursor === undefined || this.failed !== undefined) return undefined;
+    this.held = [];
+    const cursor = this.cursor;
+    await this.channel.send(0, [ping]);
+    return cursor;
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const entry of held) this.apply(entry);
+  }
+
+  // The recipient's side: the backend now holds the state just before `cursor.nextIndex`
+  // (a snapshot) and the engine resumes there.
+  restored(cursor: ApplyCursor): void {
+    this.failed = undefined;
+    this.cursor = cursor;
+    this.appliedIndex = cursor.nextIndex - 1;
   }
 
   get backendFailed(): Error | undefined {

@@ -22,18 +22,29 @@ function selectCommand(db: number): Buffer {
 export class BackendChannel {
   private queuedDb = 0;
 
-  constructor(readonly backend: RedisBackend) {}
+  constructor(private current: RedisBackend) {}
+
+  get backend(): RedisBackend {
+    return this.current;
+  }
+
+  // A new connection (to a backend that came back after a state transfer); the old one is
+  // the caller's to close.
+  replace(backend: RedisBackend): void {
+    this.current = backend;
+    this.queuedDb = 0;
+  }
 
   // Sends the encoded commands, in database `db`, as one uninterrupted group; resolves
   // with their raw replies (the SELECT's, if one was needed, left out).
   async send(db: number, commands: Buffer[]): Promise<Buffer[]> {
-    if (db === this.queuedDb) return this.backend.sendMany(commands);
+    if (db === this.queuedDb) return this.current.sendMany(commands);
     this.queuedDb = db;
-    const replies = await this.backend.sendMany([selectCommand(db), ...commands]);
+    const replies = await this.current.sendMany([selectCommand(db), ...commands]);
     return replies.slice(1);
   }
 
   get pending(): number {
-    return this.backend.pending;
+    return this.current.pending;
   }
 }

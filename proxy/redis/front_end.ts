@@ -56,6 +56,7 @@ export interface FrontEndCounters {
   outputLimitCloses: number;
   subscriptionFailures: number;
   forwardedClients: number;
+  snapshotsServed: number;
 }
 
 export interface PeerAddressBook {
@@ -78,7 +79,11 @@ export class FrontEnd {
     outputLimitCloses: 0,
     subscriptionFailures: 0,
     forwardedClients: 0,
+    snapshotsServed: 0,
   };
+  // Set by the replica: this replica's state transfer, for MU STATUS; and its log.
+  resyncReport: (() => Record<string, unknown>) | undefined;
+  log: (line: string) => void = () => {};
   private readonly sessions = new Set<RedisSession>();
   // Called on every change of role: clients waiting in a blocking pop wake up (a deposed
   // leader's waiting clients are told to go to the new one), subscribers of a deposed
@@ -152,7 +157,7 @@ export class FrontEnd {
   // Why this replica cannot take a write now, as the error reply; undefined when it can.
   writeRefusal(): Buffer | undefined {
     if (this.pipeline.backendFailed !== undefined) {
-      return reply.errorReply('MASTERDOWN mu-proxy: this replica lost its local backend; it serves nothing until resynchronised');
+      return reply.errorReply('MASTERDOWN mu-proxy: this replica is getting back in step (its backend lost the state, or it fell behind); it serves nothing until then');
     }
     if (this.replica.isLeader) return undefined;
     return this.notLeaderReply();
@@ -365,6 +370,7 @@ export class FrontEnd {
       backendAppliedIndex: this.pipeline.appliedIndex,
       commandsApplied: this.pipeline.commandsApplied,
       backendFailed: this.pipeline.backendFailed?.message ?? null,
+      resync: this.resyncReport?.() ?? null,
       backendPending: this.channel.pending,
       peerAlive: status.peerAlive,
       peerScores: status.peerScores,

@@ -12,6 +12,7 @@ import { CommandTable } from './command_table.js';
 import type { RedisProxyConfig } from './config.js';
 import { FrontEnd } from './front_end.js';
 import { KeyWatchRegistry } from './key_watch.js';
+import { Resynchroniser } from './resync.js';
 import { serveMetrics } from './metrics.js';
 import type http from 'node:http';
 
@@ -55,10 +56,11 @@ export interface RedisReplicaOptions {
 export class RedisReplica {
   private constructor(
     readonly member: ClusterMember,
-    readonly backend: RedisBackend,
+    readonly channel: BackendChannel,
     readonly pipeline: ApplyPipeline,
     readonly front: FrontEnd,
     readonly metrics: http.Server | undefined,
+    readonly resync: Resynchroniser,
   ) {}
 
   static async start(config: RedisProxyConfig, nodeId: number, options: RedisReplicaOptions = {}): Promise<RedisReplica> {
@@ -91,7 +93,17 @@ export class RedisReplica {
       const channel = new BackendChannel(backend);
       const keyWatches = new KeyWatchRegistry(table);
       const pipeline = new ApplyPipeline(member.replica, channel, keyWatches);
-      pipeline.on('backend-failed', (error) => log(`the local backend failed: ${error.message}; writes are refused until it is resynchronised`));
+      const resync = new Resynchroniser({
+        replica: member.replica,
+        pipeline,
+        channel,
+        backendAddress: addresses.backend,
+        clientAddress: (id) => clientAddress(config, id),
+        log,
+        ...(config.front.requirepass === undefined ? {} : { requirepass: config.front.requirepass }),
+      });
+      pipeline.on('backend-failed', (error) => resync.start(error.message));
+      member.replica.on('needs-state-transfer', () => resync.start('this replica fell behind the recycled log'));
       const front = new FrontEnd(
         { ...config.front, host: addresses.listen.host, port: addresses.listen.port },
         member.replica,
@@ -104,6 +116,8 @@ export class RedisReplica {
         addresses.backend,
         { redisAddress: (id) => clientAddress(config, id) },
       );
+      front.resyncReport = () => resync.report();
+      front.log = log;
       await front.listen();
       log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);
       let metrics: http.Server | undefined;
@@ -111,7 +125,7 @@ export class RedisReplica {
         metrics = await serveMetrics(front, addresses.metrics.host, addresses.metrics.port);
         log(`Prometheus metrics on http://${addresses.metrics.host}:${addresses.metrics.port}/metrics`);
       }
-      return new RedisReplica(member, backend, pipeline, front, metrics);
+      return new RedisReplica(member, channel, pipeline, front, metrics, resync);
     } catch (error) {
       await backend.close();
       throw error;
@@ -121,8 +135,9 @@ export class RedisReplica {
   async stop(): Promise<void> {
     const metrics = this.metrics;
     if (metrics !== undefined) await new Promise<void>((resolve) => metrics.close(() => resolve()));
+    this.resync.stop();
     await this.front.close();
     await this.member.stop();
-    await this.backend.close();
+    await this.channel.backend.close();
   }
 }

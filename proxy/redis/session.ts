@@ -24,6 +24,7 @@ import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
 import type { KeyWatcher } from './key_watch.js';
 import { LeaderLink } from './leader_link.js';
+import { streamSnapshot } from './state_transfer.js';
 import { SubscriberRelay } from './subscriber_relay.js';
 import type { CommandClass } from './command_table.js';
 
@@ -327,6 +328,10 @@ export class RedisSession {
     if (sub === 'check' && argv.length === 2) {
       const slot = this.reserve();
       void this.proposeForReply(LogCommandKind.digest, []).then((data) => this.fill(slot, data));
+      return undefined;
+    }
+    if (sub === 'snapshot' && argv.length === 2) {
+      this.serveSnapshot();
       return undefined;
     }
     if (sub === 'digest' && argv.length === 3) {
@@ -649,6 +654,11 @@ export class RedisSession {
       this.fill(slot, this.front.readRefusal());
       return;
     }
+    const lost = mode === 'local' ? undefined : this.front.writeRefusal();
+    if (lost !== undefined && this.front.pipeline.backendFailed !== undefined) {
+      this.fill(slot, lost);
+      return;
+    }
     this.front.counters.reads++;
     const db = this.db;
     const encoded = encodeCommand(argv);
@@ -672,6 +682,53 @@ export class RedisSession {
       return;
     }
     send(true);
+  }
+
+  // --- state transfer: this replica as the donor -----------------------------------------
+
+  // MU SNAPSHOT (state_transfer.ts): every key of this replica's backend, taken right
+  // after one entry, streamed on this connection, which serves nothing else meanwhile.
+  private serveSnapshot(): void {
+    if (this.slots.length > 0) {
+      this.answer(reply.errorReply('ERR MU SNAPSHOT must be the only request in flight on its connection'));
+      return;
+    }
+    const pipeline = this.front.pipeline;
+    const write = (frame: Buffer): Promise<void> =>
+      new Promise((resolve, reject) => {
+        if (this.closed) reject(new Error('the recipient went away'));
+        else if (this.socket.write(frame)) resolve();
+        else {
+          const settle = () => {
+            this.socket.off('drain', settle);
+            this.socket.off('close', settle);
+            if (this.closed) reject(new Error('the recipient went away'));
+            else resolve();
+          };
+          this.socket.once('drain', settle);
+          this.socket.once('close', settle);
+        }
+      });
+    this.deferred = [];
+    const serve = async () => {
+      const cursor = await pipeline.holdForSnapshot();
+      if (cursor === undefined) {
+        await write(reply.errorReply('ERR mu-proxy: no snapshot from this replica now (nothing applied yet, another snapshot under way, or its own backend failed)'));
+        return;
+      }
+      try {
+        const keys = await streamSnapshot(this.front.channel, cursor, write);
+        this.front.counters.snapshotsServed++;
+        this.front.log(`sent a snapshot of ${keys} keys (through index ${cursor.nextIndex - 1}) to a replica getting back in step`);
+      } finally {
+        pipeline.release();
+      }
+    };
+    void serve()
+      .catch((error: Error) => {
+        if (!this.closed) void write(reply.errorReply(`ERR mu-proxy: the snapshot failed: ${error.message}`)).catch(() => {});
+      })
+      .then(() => this.releaseDeferred());
   }
 
   // --- at a follower: the connection handed to the leader ------------------------------
