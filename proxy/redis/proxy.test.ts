@@ -4,7 +4,9 @@ import { expect } from 'chai';
 
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import type { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
 import { RedisCluster } from '../testing/redis_cluster.js';
+import type { RedisReplica } from './redis_replica.js';
 
 const command = (...argv: string[]) => encodeCommand(argv);
 const text = (reply: Buffer) => reply.toString();
@@ -237,6 +239,45 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
       expect(replies).to.deep.equal(['+OK\r\n', '+QUEUED\r\n', '*-1\r\n']);
     }
     await other.close();
+  });
+
+  it("a follower whose redis-server restarts empty gets back in step: every type, binary keys, other databases, expiry", async () => {
+    const binary = Buffer.from([0, 13, 10, 255, 36, 42]);
+    const setup = [
+      encodeCommand(['HSET', 'st:hash', 'a', '1', 'b', '2']),
+      encodeCommand(['RPUSH', 'st:list', 'x', 'y', 'z']),
+      encodeCommand(['ZADD', 'st:zset', '1.5', 'one', '2', 'two']),
+      encodeCommand(['SADD', 'st:set', 'p', 'q']),
+      encodeCommand(['XADD', 'st:stream', '5-1', 'f', 'v']),
+      encodeCommand([Buffer.from('SET'), binary, binary]),
+      encodeCommand(['SET', 'st:big', 'v'.repeat(200_000)]),
+      encodeCommand(['SET', 'st:ttl', 'soon', 'PX', '600000']),
+      encodeCommand(['SELECT', '7']),
+      encodeCommand(['SET', 'st:in-seven', 'seven']),
+      encodeCommand(['SELECT', '0']),
+    ];
+    for (const reply of await client.sendMany(setup)) expect(text(reply)).to.not.match(/^-/);
+    const follower = (leader + 1) % 3;
+    const server = cluster.servers[follower] as RedisServerProcess;
+    const port = server.port;
+    await server.stop();
+    cluster.servers[follower] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    // Writes go on meanwhile; the follower must end up with them too.
+    for (let i = 0; i < 20; i++) expect(text(await client.send(command('INCR', 'st:during')))).to.equal(`:${i + 1}\r\n`);
+    const replica = cluster.replicas[follower] as RedisReplica;
+    const deadline = Date.now() + 20000;
+    while (replica.pipeline.backendFailed !== undefined || replica.resync.completed === 0) {
+      if (Date.now() > deadline) throw new Error(`not back in step: ${JSON.stringify(replica.resync.report())}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(text(await client.send(command('INCR', 'st:during')))).to.equal(':21\r\n');
+    const digests = await cluster.digests();
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+    const direct = await cluster.connect(follower, true);
+    const answers = (await direct.sendMany([command('PTTL', 'st:ttl'), command('SELECT', '7'), command('GET', 'st:in-seven'), command('SELECT', '0'), command('GET', 'st:during')])).map(text);
+    await direct.close();
+    expect(Number(answers[0]?.slice(1))).to.be.within(500_000, 600_000);
+    expect(answers.slice(2)).to.deep.equal(['$5\r\nseven\r\n', '+OK\r\n', '$2\r\n21\r\n']);
   });
 
   it('leaves every backend with the same digest', async () => {
