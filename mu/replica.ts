@@ -94,7 +94,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   readonly nodeId: number;
   private readonly handle: NativeReplica;
   private readonly maxQueued: number;
-  private readonly maxCommandBytes: number;
+  private readonly commandLimit: number;
   private readonly pollAfterSubmitUs: number;
   private pollsInWindow = 0;
   private pollHitsInWindow = 0;
@@ -114,7 +114,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
     this.nodeId = options.nodeId;
     this.handle = new native.Replica(options);
     this.maxQueued = tuning.maxQueuedProposals ?? 65536;
-    this.maxCommandBytes = this.handle.maxCommandBytes();
+    this.commandLimit = this.handle.maxCommandBytes();
     this.pollAfterSubmitUs = tuning.pollAfterSubmitUs ?? 20;
   }
 
@@ -158,6 +158,11 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
     return this.lastRole;
   }
 
+  // The largest command propose() takes (an entry's payload, less the engine's own header).
+  get maxCommandBytes(): number {
+    return this.commandLimit;
+  }
+
   get isLeader(): boolean {
     return this.lastRole.role === 'leader';
   }
@@ -195,9 +200,9 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
     if (!this.started || this.stopped) {
       return Promise.reject(new ProposalError('STOPPED', 'the replica is not running'));
     }
-    if (data.length > this.maxCommandBytes) {
+    if (data.length > this.commandLimit) {
       return Promise.reject(
-        new ProposalError('TOO_LARGE', `a command of ${data.length} bytes exceeds the ${this.maxCommandBytes}-byte limit`),
+        new ProposalError('TOO_LARGE', `a command of ${data.length} bytes exceeds the ${this.commandLimit}-byte limit`),
       );
     }
     if (this.queue.length >= this.maxQueued) {

@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import type { AppliedEntry, Replica } from '../../mu/replica.js';
 import type { BackendChannel } from './backend_channel.js';
 import type { KeyWatchRegistry } from './key_watch.js';
-import { decodeLogCommand, LogCommandKind } from './log_command.js';
+import { ChunkAssembler, decodeLogCommand, LogCommandKind, type LogCommand } from './log_command.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 
 const multi = encodeCommand(['MULTI']);
@@ -42,6 +42,7 @@ export interface ApplyCursor {
 
 export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   private readonly waiters = new Map<number, Waiter>();
+  private readonly chunks = new ChunkAssembler();
   private readonly followers = new Map<number, Array<(applied: boolean) => void>>();
   private lastOwnApplied = 0; // the highest own request id handed to the backend
   // Request ids are this process's random tag (21 bits) times 2^32 plus a counter: a
@@ -131,7 +132,16 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     this.appliedIndex = entry.index;
     this.cursor = { nextIndex: entry.index + 1, position: entry.nextPosition };
     for (const command of entry.commands) {
-      const logCommand = decodeLogCommand(command.data);
+      const decoded = decodeLogCommand(command.data);
+      let logCommand: LogCommand;
+      if (decoded.kind === LogCommandKind.chunk) {
+        const whole = this.chunks.push(decoded);
+        if (whole === undefined) continue;
+        logCommand = whole;
+      } else {
+        this.chunks.interrupt();
+        logCommand = decoded;
+      }
       const own = logCommand.origin === this.replica.nodeId && Math.floor(logCommand.requestId / 2 ** 32) === this.tag;
       // A barrier only proves leadership; the reads waiting for it go to the backend now,
       // between what comes before it in the log and what comes after.

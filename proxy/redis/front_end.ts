@@ -11,7 +11,7 @@ import type { CommandTable } from './command_table.js';
 import type { KeyWatchRegistry } from './key_watch.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
-import { encodeLogCommand, LogCommandKind } from './log_command.js';
+import { encodeLogCommand, LogCommandKind, splitLogCommand } from './log_command.js';
 import * as reply from './replies.js';
 import { RedisSession } from './session.js';
 
@@ -57,6 +57,7 @@ export interface FrontEndCounters {
   subscriptionFailures: number;
   forwardedClients: number;
   snapshotsServed: number;
+  chunkedCommands: number;
 }
 
 export interface PeerAddressBook {
@@ -80,6 +81,7 @@ export class FrontEnd {
     subscriptionFailures: 0,
     forwardedClients: 0,
     snapshotsServed: 0,
+    chunkedCommands: 0,
   };
   // Set by the replica: this replica's state transfer, for MU STATUS; and its log.
   resyncReport: (() => Record<string, unknown>) | undefined;
@@ -202,14 +204,24 @@ export class FrontEnd {
   submit(requestId: number, command: Buffer): Promise<number> {
     if (this.gateQueue === undefined) {
       this.lastProposedRequestId = requestId;
-      return this.replica.propose(command);
+      return this.propose(requestId, command);
     }
     return new Promise((resolve, reject) => {
       this.gateQueue?.push(() => {
         this.lastProposedRequestId = requestId;
-        this.replica.propose(command).then(resolve, reject);
+        this.propose(requestId, command).then(resolve, reject);
       });
     });
+  }
+
+  // One log command, split over several entries when it is larger than one
+  // (log_command.ts: chunks); resolves with the index of its last piece, or rejects when
+  // any piece was not committed (then the command never takes effect anywhere).
+  private propose(requestId: number, command: Buffer): Promise<number> {
+    const limit = this.replica.maxCommandBytes;
+    if (command.length <= limit) return this.replica.propose(command);
+    this.counters.chunkedCommands++;
+    return this.replica.propose(splitLogCommand(command, this.replica.nodeId, requestId, limit)).then((indices) => indices[indices.length - 1] as number);
   }
 
   // Runs a nondeterministic write on this replica's backend and replicates its effect
@@ -226,7 +238,7 @@ export class FrontEnd {
       const requestId = this.pipeline.newRequestId();
       const command = encodeLogCommand({ kind: LogCommandKind.commands, origin: this.replica.nodeId, requestId, db, parts: [encodeCommand(effect)] });
       this.lastProposedRequestId = requestId;
-      const committed = this.replica.propose(command);
+      const committed = this.propose(requestId, command);
       this.openGate(); // what waited is proposed after the effect
       try {
         await committed;
@@ -253,7 +265,7 @@ export class FrontEnd {
       this.lastProposedRequestId = barrierId;
       this.counters.barriers++;
       try {
-        await this.replica.propose(encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId: barrierId, db: 0, parts: [] }));
+        await this.propose(barrierId, encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId: barrierId, db: 0, parts: [] }));
       } catch (error) {
         this.pipeline.forget(barrierId);
         return this.proposalErrorReply(error);
@@ -263,7 +275,7 @@ export class FrontEnd {
       const requestId = this.pipeline.newRequestId();
       const answered = this.pipeline.expect(requestId);
       this.lastProposedRequestId = requestId;
-      const committed = this.replica.propose(encodeLogCommand({ kind: LogCommandKind.transaction, origin: this.replica.nodeId, requestId, db, parts }));
+      const committed = this.propose(requestId, encodeLogCommand({ kind: LogCommandKind.transaction, origin: this.replica.nodeId, requestId, db, parts }));
       this.openGate();
       try {
         await committed;

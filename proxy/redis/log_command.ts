@@ -10,13 +10,15 @@
 // are; 2 = transaction, applied as MULTI, the parts, EXEC; 3 = barrier (no parts): a
 // linearizable read's proof that this replica still leads, applied as nothing; 4 = digest
 // (no parts): every replica records its backend's DEBUG DIGEST at this entry's index, so
-// `mu-proxy check` compares the replicas at one point of the log.
+// `mu-proxy check` compares the replicas at one point of the log; 5 = chunk: one piece of
+// a log command larger than a log entry (below).
 
 export const enum LogCommandKind {
   commands = 1,
   transaction = 2,
   barrier = 3,
   digest = 4,
+  chunk = 5,
 }
 
 export interface LogCommand {
@@ -54,7 +56,7 @@ export function encodeLogCommand(command: LogCommand): Buffer {
 export function decodeLogCommand(bytes: Buffer): LogCommand {
   if (bytes.length < headerBytes) throw new Error('log command: truncated header');
   const kind = bytes.readUInt8(0) as LogCommandKind;
-  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier && kind !== LogCommandKind.digest) {
+  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier && kind !== LogCommandKind.digest && kind !== LogCommandKind.chunk) {
     throw new Error(`log command: unknown kind ${kind}`);
   }
   const origin = bytes.readUInt16LE(1);
@@ -72,4 +74,71 @@ export function decodeLogCommand(bytes: Buffer): LogCommand {
   }
   if (offset !== bytes.length) throw new Error('log command: trailing bytes');
   return { kind, origin, requestId, db, parts };
+}
+
+// --- commands larger than a log entry ------------------------------------------------------
+//
+// A log command too large for one entry (a 5 MB SET; the engine's entries are at most
+// 1 MiB) is proposed as consecutive chunk commands, each one part:
+//   piece index u32 | piece count u32 | bytes
+// with the whole command's origin and request id. One replica proposes them in one call,
+// so they are consecutive in its submission order and in the log. The command takes
+// effect where its last piece lands, once every piece before it was applied in order; a
+// leader deposed part-way leaves pieces that never complete (the proposer saw a piece
+// fail, so its client was told the command did not run), and every replica drops them.
+
+const pieceHeaderBytes = 8;
+// What a chunk command adds around its piece: the log command header, one part length,
+// the piece header.
+export const chunkOverheadBytes = headerBytes + 4 + pieceHeaderBytes;
+
+// Splits an encoded log command into chunk commands of at most `maxBytes` each.
+export function splitLogCommand(command: Buffer, origin: number, requestId: number, maxBytes: number): Buffer[] {
+  const pieceBytes = maxBytes - chunkOverheadBytes;
+  if (pieceBytes <= 0) throw new RangeError(`a log entry of ${maxBytes} bytes cannot carry a chunk`);
+  const count = Math.ceil(command.length / pieceBytes);
+  const chunks: Buffer[] = [];
+  for (let index = 0; index < count; index++) {
+    const piece = command.subarray(index * pieceBytes, (index + 1) * pieceBytes);
+    const part = Buffer.allocUnsafe(pieceHeaderBytes + piece.length);
+    part.writeUInt32LE(index, 0);
+    part.writeUInt32LE(count, 4);
+    piece.copy(part, pieceHeaderBytes);
+    chunks.push(encodeLogCommand({ kind: LogCommandKind.chunk, origin, requestId, db: 0, parts: [part] }));
+  }
+  return chunks;
+}
+
+// Puts chunked commands back together on the apply side, in log order.
+export class ChunkAssembler {
+  private partial: { origin: number; requestId: number; next: number; pieces: Buffer[] } | undefined;
+
+  // A chunk command: the whole log command once its last piece arrives, else undefined. A
+  // piece that does not continue the command being assembled drops that command (it can
+  // never complete) and starts over if it is a first piece.
+  push(chunk: LogCommand): LogCommand | undefined {
+    const part = chunk.parts[0];
+    if (chunk.parts.length !== 1 || part === undefined || part.length < pieceHeaderBytes) throw new Error('log command: a malformed chunk');
+    const index = part.readUInt32LE(0);
+    const count = part.readUInt32LE(4);
+    const partial = this.partial;
+    const continues = partial !== undefined && partial.origin === chunk.origin && partial.requestId === chunk.requestId && partial.next === index;
+    if (!continues) {
+      this.partial = undefined;
+      if (index !== 0) return undefined;
+      this.partial = { origin: chunk.origin, requestId: chunk.requestId, next: 0, pieces: [] };
+    }
+    const assembling = this.partial as { next: number; pieces: Buffer[] };
+    // A copy: the applied entry's buffer is not kept past its event.
+    assembling.pieces.push(Buffer.from(part.subarray(pieceHeaderBytes)));
+    assembling.next = index + 1;
+    if (assembling.next < count) return undefined;
+    this.partial = undefined;
+    return decodeLogCommand(Buffer.concat(assembling.pieces));
+  }
+
+  // Any other command: a command being assembled can no longer complete.
+  interrupt(): void {
+    this.partial = undefined;
+  }
 }
