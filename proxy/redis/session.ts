@@ -192,6 +192,7 @@ export class RedisSession {
       case 'blocking':
         if (name === 'wait') this.waitForReplicas(argv);
         else if (blockingPops.has(name)) this.blockingPop(argv);
+        else if (name === 'xread') this.blockingStreamRead(argv);
         else this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
         return;
       case 'pubsub':
@@ -648,40 +649,141 @@ export class RedisSession {
   // replica: errors for unknown commands, COMMAND). Whatever the mode, a read is sent to
   // the backend right after this connection's previous write is applied there, before
   // anything later in the log: it sees that write and none of the connection's later ones.
-  private read(argv: Buffer[], mode: 'linearizable' | 'leader' | 'any' | 'local', transform?: (raw: Buffer) => Buffer): void {
+  private read(argv: Buffer[], mode: ReadPlace, transform?: (raw: Buffer) => Buffer): void {
     const slot = this.reserve();
-    if ((mode === 'linearizable' || mode === 'leader') && !this.front.replica.isLeader) {
-      this.fill(slot, this.front.readRefusal());
-      return;
-    }
+    void this.readForReply([encodeCommand(argv)], mode).then((replies) => {
+      if (!Array.isArray(replies)) this.fill(slot, replies);
+      else this.fill(slot, transform === undefined ? (replies[0] as Buffer) : transform(replies[0] as Buffer));
+    });
+  }
+
+  // The backend's replies to `commands` (sent as one group) at the place `mode` says (see
+  // read), or the error reply that says why they were not sent.
+  private readForReply(commands: Buffer[], mode: ReadPlace): Promise<Buffer[] | Buffer> {
+    if ((mode === 'linearizable' || mode === 'leader') && !this.front.replica.isLeader) return Promise.resolve(this.front.readRefusal());
     const lost = mode === 'local' ? undefined : this.front.writeRefusal();
-    if (lost !== undefined && this.front.pipeline.backendFailed !== undefined) {
-      this.fill(slot, lost);
-      return;
-    }
+    if (lost !== undefined && this.front.pipeline.backendFailed !== undefined) return Promise.resolve(lost);
     this.front.counters.reads++;
     const db = this.db;
-    const encoded = encodeCommand(argv);
-    const send = (applied: boolean, refusal?: unknown) => {
-      if (!applied && refusal !== undefined) {
-        this.fill(slot, this.front.proposalErrorReply(refusal));
-        return;
+    return new Promise((resolve) => {
+      // Called synchronously right after the entry the read must follow is handed to the
+      // backend: the channel is FIFO, so the read lands exactly there.
+      const send = (applied: boolean, refusal?: unknown) => {
+        if (!applied && refusal !== undefined) {
+          resolve(this.front.proposalErrorReply(refusal));
+          return;
+        }
+        this.front.channel.send(db, commands).then(resolve, (error: Error) =>
+          resolve(reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
+        );
+      };
+      if (mode === 'linearizable') {
+        const barrier = this.front.barrier();
+        this.front.pipeline.afterApplied(barrier.requestId, (applied) => send(applied, applied ? undefined : barrier.refusal()));
+      } else if (this.lastWriteRequestId !== undefined) {
+        this.front.pipeline.afterApplied(this.lastWriteRequestId, () => send(true));
+      } else {
+        send(true);
       }
-      this.front.channel.send(db, [encoded]).then(
-        (replies) => this.fill(slot, transform === undefined ? (replies[0] as Buffer) : transform(replies[0] as Buffer)),
-        (error: Error) => this.fill(slot, reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
-      );
+    });
+  }
+
+  // XREAD ... BLOCK ms ... STREAMS: read like any read; while nothing is new, wait at this
+  // replica until one of the streams is written (the apply stream), the timeout passes
+  // (Redis' timeout reply, a null array) or the leadership changes, and read again. `$`
+  // stands for each stream's last entry when the request arrived.
+  private blockingStreamRead(argv: Buffer[]): void {
+    const slot = this.reserve();
+    // Options as Redis reads them: in order, up to STREAMS (a key may be named "block").
+    let blockAt = -1;
+    for (let i = 1; i < argv.length; i++) {
+      const word = (argv[i] as Buffer).toString('latin1').toLowerCase();
+      if (word === 'streams') break;
+      if (word === 'block') blockAt = i;
+      if (word === 'block' || word === 'count') i++;
+    }
+    const timeoutText = (argv[blockAt + 1] as Buffer | undefined)?.toString('latin1') ?? '';
+    if (!isRedisInteger(timeoutText)) {
+      this.fill(slot, reply.errorReply('ERR timeout is not an integer or out of range'));
+      return;
+    }
+    if (BigInt(timeoutText) < 0n) {
+      this.fill(slot, reply.errorReply('ERR timeout is negative'));
+      return;
+    }
+    const timeoutMs = Number(timeoutText);
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    // The same read without BLOCK: Redis checks the rest (its errors come from the backend).
+    const attempt = argv.filter((_, i) => i !== blockAt && i !== blockAt + 1);
+    let streamsAt = -1;
+    for (let i = 1; i < attempt.length; i++) {
+      const word = (attempt[i] as Buffer).toString('latin1').toLowerCase();
+      if (word === 'streams') {
+        streamsAt = i;
+        break;
+      }
+      if (word === 'count') i++;
+    }
+    const half = streamsAt < 0 ? 0 : Math.floor((attempt.length - streamsAt - 1) / 2);
+    const keys = attempt.slice(streamsAt + 1, streamsAt + 1 + half);
+    const mode = this.front.options.readMode;
+    let touched = false;
+    let wake: (() => void) | undefined;
+    const watcher: KeyWatcher = {
+      touched: () => {
+        touched = true;
+        wake?.();
+      },
     };
-    if (mode === 'linearizable') {
-      const barrier = this.front.barrier();
-      this.front.pipeline.afterApplied(barrier.requestId, (applied) => send(applied, applied ? undefined : barrier.refusal()));
-      return;
-    }
-    if (this.lastWriteRequestId !== undefined) {
-      this.front.pipeline.afterApplied(this.lastWriteRequestId, () => send(true));
-      return;
-    }
-    send(true);
+    const onRoleChange = () => wake?.();
+    this.front.keyWatches.watch(watcher, this.db, keys);
+    this.front.roleListeners.add(onRoleChange);
+    this.wakeBlocked = onRoleChange;
+    const serve = async (): Promise<Buffer> => {
+      // `$`: the id of each stream's last entry now (0-0 for a stream with none: anything
+      // added is new).
+      const dollars: number[] = [];
+      for (let n = 0; streamsAt >= 0 && n < half; n++) {
+        const id = attempt[streamsAt + 1 + half + n] as Buffer;
+        if (id.length === 1 && id[0] === 0x24 /* $ */) dollars.push(streamsAt + 1 + half + n);
+      }
+      if (dollars.length > 0) {
+        const keyOf = (i: number) => attempt[i - half] as Buffer;
+        const found = await this.readForReply(dollars.map((i) => encodeCommand([Buffer.from('XREVRANGE'), keyOf(i), Buffer.from('+'), Buffer.from('-'), Buffer.from('COUNT'), Buffer.from('1')])), mode);
+        if (!Array.isArray(found)) return found;
+        dollars.forEach((i, n) => {
+          attempt[i] = lastStreamId(found[n] as Buffer) ?? Buffer.from('0-0');
+        });
+      }
+      for (;;) {
+        if (this.closed) return reply.nilArray;
+        touched = false;
+        const replies = await this.readForReply([encodeCommand(attempt)], mode);
+        if (!Array.isArray(replies)) return replies;
+        const answer = replies[0] as Buffer;
+        if (!answer.equals(reply.nilArray)) return answer;
+        while (!touched) {
+          const remainingMs = deadline - performance.now();
+          if (remainingMs <= 0 || this.closed) return reply.nilArray;
+          await new Promise<void>((resolve) => {
+            const timer = Number.isFinite(remainingMs) ? setTimeout(resolve, remainingMs) : undefined;
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+        }
+      }
+    };
+    const done = serve().then((data) => {
+      this.wakeBlocked = undefined;
+      this.front.keyWatches.unwatch(watcher);
+      this.front.roleListeners.delete(onRoleChange);
+      this.fill(slot, data);
+    });
+    this.deferred = [];
+    void done.then(() => this.releaseDeferred());
   }
 
   // --- state transfer: this replica as the donor -----------------------------------------
@@ -978,6 +1080,17 @@ export class RedisSession {
     this.socket.destroy();
     this.front.sessionClosed(this);
   }
+}
+
+type ReadPlace = 'linearizable' | 'leader' | 'any' | 'local';
+
+// The id of the entry in XREVRANGE ... COUNT 1's reply (`*1 *2 $id ...`); undefined when
+// the stream has none.
+function lastStreamId(raw: Buffer): Buffer | undefined {
+  if (!raw.subarray(0, 8).equals(Buffer.from('*1\r\n*2\r\n'))) return undefined;
+  const lengthEnd = raw.indexOf('\r\n', 8);
+  const length = Number(raw.toString('latin1', 9, lengthEnd));
+  return raw.subarray(lengthEnd + 2, lengthEnd + 2 + length);
 }
 
 // Redis' string2ll: no sign but '-', no leading zeros, no "-0", within 64 bits.
