@@ -47,6 +47,8 @@ export interface CommandInfo {
   readonly lastKey: number;
   readonly step: number;
   readonly tips: readonly string[];
+  /** ACL categories, as COMMAND gives them ('@read', '@string'); empty before Redis 6. */
+  readonly categories: ReadonlySet<string>;
   /** The class without looking at the arguments; `CommandTable.lookup` gives the authoritative one. */
   readonly class: CommandClass;
 }
@@ -481,7 +483,7 @@ function parseEntry(item: unknown, where: string, parent: string | undefined): E
   const firstKey = asInteger(fields[3], `${here} first key`);
   const lastKey = asInteger(fields[4], `${here} last key`);
   const step = asInteger(fields[5], `${here} step`);
-  if (fields.length > 6) asTextList(fields[6], `${here} ACL categories`);
+  const categories = new Set(fields.length > 6 ? asTextList(fields[6], `${here} ACL categories`).map((category) => category.toLowerCase()) : []);
   const tips = fields.length > 7 ? asTextList(fields[7], `${here} tips`) : [];
   const specs = fields.length > 8 ? asArray(fields[8], `${here} key specs`).map((s, i) => parseKeySpec(s, `${here} key spec #${i}`)) : [];
   let subcommands: Map<string, Entry> | undefined;
@@ -505,6 +507,7 @@ function parseEntry(item: unknown, where: string, parent: string | undefined): E
     lastKey,
     step,
     tips: Object.freeze(tips),
+    categories,
     class: classify(name, flags, tips, subcommands !== undefined),
   });
   return { info, specs, subcommands };

@@ -57,7 +57,7 @@ describe('Redis proxy configuration', () => {
 
   it('names every bad field', () => {
     expect(problems(minimal({ followerRequests: 'proxy', readMode: 'fast', maxClients: 0, typo: 1 }))).to.have.members([
-      'redis.typo: unknown field (known: readMode, followerRequests, requirepass, maxClients, maxRequestBytes, maxPipeline, maxOutputBytes, idleTimeoutMs, flushBackendOnStart)',
+      'redis.typo: unknown field (known: readMode, followerRequests, requirepass, users, maxClients, maxRequestBytes, maxPipeline, maxOutputBytes, idleTimeoutMs, flushBackendOnStart)',
       'redis.readMode: must be "linearizable", "leader" or "any"',
       'redis.followerRequests: must be "forward" or "redirect"',
       'redis.maxClients: must be between 1 and 1000000, got 0',

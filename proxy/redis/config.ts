@@ -7,6 +7,7 @@
 //                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379",
 //                   "metrics": "0.0.0.0:9121" }, ... ]     (metrics: optional)
 import { Checker, ConfigError, parseAddress, readConfigDocument, validateClusterConfig, type ClusterConfig, type Json } from '../../mu/config.js';
+import { AccessControl } from './acl.js';
 import { frontEndDefaults, type FrontEndOptions, type ReadMode } from './front_end.js';
 
 export interface RedisReplicaAddresses {
@@ -18,11 +19,12 @@ export interface RedisReplicaAddresses {
 export interface RedisProxyConfig {
   cluster: ClusterConfig;
   front: Omit<FrontEndOptions, 'host' | 'port'>;
+  users: Array<{ name: string; rules: string }>; // ACL-style users (acl.ts)
   flushBackendOnStart: boolean;
   replicas: RedisReplicaAddresses[]; // by id
 }
 
-const redisFields = ['readMode', 'followerRequests', 'requirepass', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
+const redisFields = ['readMode', 'followerRequests', 'requirepass', 'users', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
 
 export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
   const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend', 'metrics'] });
@@ -32,7 +34,21 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
   const front = { ...frontEndDefaults } as Omit<FrontEndOptions, 'host' | 'port'> & { host?: string };
   delete front.host;
   let flushBackendOnStart = false;
+  const users: Array<{ name: string; rules: string }> = [];
   if (section !== undefined) {
+    if (section['users'] !== undefined) {
+      const list = section['users'];
+      if (!Array.isArray(list)) check.fail('redis.users', 'must be an array of { "name": ..., "rules": ... }');
+      else {
+        list.forEach((entry, i) => {
+          const user = check.object(entry, `redis.users[${i}]`, ['name', 'rules']);
+          if (user === undefined) return;
+          const name = check.string(user['name'], `redis.users[${i}].name`, /^\S+$/, 'one word');
+          const rules = check.string(user['rules'], `redis.users[${i}].rules`);
+          if (name !== undefined && rules !== undefined) users.push({ name, rules });
+        });
+      }
+    }
     const mode = section['readMode'];
     if (mode !== undefined) {
       if (mode === 'linearizable' || mode === 'leader' || mode === 'any') front.readMode = mode as ReadMode;
@@ -79,8 +95,13 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
     const metrics = replica['metrics'] === undefined ? undefined : address('metrics');
     if (listen !== undefined && backend !== undefined) replicas[id] = metrics === undefined ? { listen, backend } : { listen, backend, metrics };
   });
+  try {
+    AccessControl.fromConfig(front.requirepass, users);
+  } catch (error) {
+    check.fail('redis.users', (error as Error).message);
+  }
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { cluster, front, flushBackendOnStart, replicas };
+  return { cluster, front, users, flushBackendOnStart, replicas };
 }
 
 export function loadRedisProxyConfig(path: string, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {

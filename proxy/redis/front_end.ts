@@ -8,7 +8,9 @@ import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from './apply_pipeline.js';
 import type { BackendChannel } from './backend_channel.js';
 import type { CommandTable } from './command_table.js';
+import type { AccessControl } from './acl.js';
 import type { KeyWatchRegistry } from './key_watch.js';
+import type { PeerAuthenticator } from './peer_auth.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
 import { encodeLogCommand, LogCommandKind, splitLogCommand } from './log_command.js';
@@ -112,6 +114,8 @@ export class FrontEnd {
     readonly backendVersion: string,
     readonly backendAddress: { host: string; port: number },
     private readonly peers: PeerAddressBook,
+    readonly access: AccessControl,
+    readonly peerAuth: PeerAuthenticator,
   ) {
     replica.on('role', () => {
       for (const listener of [...this.roleListeners]) listener();

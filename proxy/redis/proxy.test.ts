@@ -310,3 +310,93 @@ describe('Redis front end with followerRequests "redirect"', function () {
     await follower.close();
   });
 });
+
+describe('Redis front end with ACL users', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+
+  before(async () => {
+    cluster = await RedisCluster.start({
+      redis: {
+        requirepass: 'admin-pw',
+        users: [
+          { name: 'app', rules: 'on >app-pw ~app:* +@all -@dangerous' },
+          { name: 'reader', rules: 'on >reader-pw allkeys +@read' },
+          { name: 'gone', rules: 'off >gone-pw allkeys +@all' },
+        ],
+      },
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('authenticates users and checks their commands and keys, at the leader and through a follower', async () => {
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    for (const id of [leader, follower]) {
+      const connection = await cluster.connect(id);
+      const replies = (
+        await connection.sendMany([
+          command('GET', 'app:1'),
+          command('AUTH', 'gone', 'gone-pw'),
+          command('AUTH', 'app', 'wrong'),
+          command('AUTH', 'app', 'app-pw'),
+          command('ACL', 'WHOAMI'),
+          command('SET', `app:${id}`, 'v'),
+          command('GET', `app:${id}`),
+          command('SET', 'other', 'v'),
+          command('FLUSHALL'),
+          command('MULTI'),
+          command('SET', 'app:tx', '1'),
+          command('DEL', 'elsewhere'),
+          command('EXEC'),
+          command('MU', 'SNAPSHOT'),
+        ])
+      ).map(text);
+      expect(replies, `replica ${id}`).to.deep.equal([
+        '-NOAUTH Authentication required.\r\n',
+        '-WRONGPASS invalid username-password pair or user is disabled.\r\n',
+        '-WRONGPASS invalid username-password pair or user is disabled.\r\n',
+        '+OK\r\n',
+        '$3\r\napp\r\n',
+        '+OK\r\n',
+        '$1\r\nv\r\n',
+        '-NOPERM this user has no permissions to access one of the keys used as arguments\r\n',
+        "-NOPERM this user has no permissions to run the 'flushall' command\r\n",
+        '+OK\r\n',
+        '+QUEUED\r\n',
+        '-NOPERM this user has no permissions to access one of the keys used as arguments\r\n',
+        '-EXECABORT Transaction discarded because of previous errors.\r\n',
+        "-NOPERM this user has no permissions to run the 'mu' command\r\n",
+      ]);
+      await connection.close();
+    }
+    const reader = await cluster.connect(leader);
+    const replies = (await reader.sendMany([command('AUTH', 'reader', 'reader-pw'), command('GET', 'app:1'), command('SET', 'app:1', 'x'), command('ACL', 'USERS')])).map(text);
+    expect(replies).to.deep.equal([
+      '+OK\r\n',
+      '$1\r\nv\r\n',
+      "-NOPERM this user has no permissions to run the 'set' command\r\n",
+      "-NOPERM this user has no permissions to run the 'acl|users' command\r\n",
+    ]);
+    const admin = (await reader.sendMany([command('AUTH', 'admin-pw'), command('ACL', 'WHOAMI'), command('ACL', 'USERS')])).map(text);
+    expect(admin).to.deep.equal(['+OK\r\n', '$7\r\ndefault\r\n', '*4\r\n$3\r\napp\r\n$7\r\ndefault\r\n$4\r\ngone\r\n$6\r\nreader\r\n']);
+    await reader.close();
+  });
+
+  it('refuses a replica greeting without a token of the cluster secret', async () => {
+    const connection = await cluster.connect(await cluster.leader());
+    const replies = (
+      await connection.sendMany([
+        command('MU', 'FORWARDED', '1', 'default', String(Date.now()), 'f'.repeat(64)),
+        command('MU', 'PEER', '1', 'default', '0', 'f'.repeat(64)),
+        command('GET', 'app:1'),
+      ])
+    ).map(text);
+    expect(replies[0]).to.equal('-NOAUTH mu-proxy: refused MU FORWARDED (a token not made with the cluster secret)\r\n');
+    expect(replies[1]).to.equal('-NOAUTH mu-proxy: refused MU PEER (a stale or malformed token)\r\n');
+    expect(replies[2]).to.equal('-NOAUTH Authentication required.\r\n');
+    await connection.close();
+  });
+});

@@ -11,7 +11,9 @@ import { BackendChannel } from './backend_channel.js';
 import { CommandTable } from './command_table.js';
 import type { RedisProxyConfig } from './config.js';
 import { FrontEnd } from './front_end.js';
+import { AccessControl } from './acl.js';
 import { KeyWatchRegistry } from './key_watch.js';
+import { PeerAuthenticator } from './peer_auth.js';
 import { Resynchroniser } from './resync.js';
 import { serveMetrics } from './metrics.js';
 import type http from 'node:http';
@@ -88,6 +90,13 @@ export class RedisReplica {
         await query(backend, 'FLUSHALL');
         log('flushed the backend (redis.flushBackendOnStart)');
       }
+      const access = AccessControl.fromConfig(config.front.requirepass, config.users);
+      const unknown = access.unknownInRules({
+        categories: new Set(table.list().flatMap((info) => [...info.categories])),
+        commands: new Set(table.list().map((info) => info.name)),
+      });
+      if (unknown.length > 0) throw new Error(`redis.users names what this redis-server does not have: ${unknown.join('; ')}`);
+      const peerAuth = new PeerAuthenticator(config.cluster.secret, nodeId);
       const member = await ClusterMember.start(config.cluster, nodeId, { log });
       // One channel for the apply stream and the reads: one FIFO order, one selected db.
       const channel = new BackendChannel(backend);
@@ -100,7 +109,7 @@ export class RedisReplica {
         backendAddress: addresses.backend,
         clientAddress: (id) => clientAddress(config, id),
         log,
-        ...(config.front.requirepass === undefined ? {} : { requirepass: config.front.requirepass }),
+        greeting: () => encodeCommand(['MU', 'PEER', ...peerAuth.arguments('peer', 'default')]),
       });
       pipeline.on('backend-failed', (error) => resync.start(error.message));
       member.replica.on('needs-state-transfer', () => resync.start('this replica fell behind the recycled log'));
@@ -115,6 +124,8 @@ export class RedisReplica {
         version,
         addresses.backend,
         { redisAddress: (id) => clientAddress(config, id) },
+        access,
+        peerAuth,
       );
       front.resyncReport = () => resync.report();
       front.log = log;

@@ -18,7 +18,8 @@ export interface ResyncOptions {
   backendAddress: { host: string; port: number };
   // The other replicas' client addresses, by id.
   clientAddress: (id: number) => { host: string; port: number } | undefined;
-  requirepass?: string;
+  // The command that proves to a donor this replica is a member (MU PEER, peer_auth.ts).
+  greeting: () => Buffer;
   log: (line: string) => void;
   retryMs?: number; // between attempts (default 500)
   snapshotTimeoutMs?: number; // silence that fails a transfer (default 10 s)
@@ -134,7 +135,7 @@ export class Resynchroniser {
           port: address.port,
           backend,
           timeoutMs: this.options.snapshotTimeoutMs ?? 10000,
-          ...(this.options.requirepass === undefined ? {} : { requirepass: this.options.requirepass }),
+          greeting: this.options.greeting(),
         });
       } catch (error) {
         failures.push(`replica ${id}: ${(error as Error).message}`);

@@ -11,7 +11,6 @@
 // Nothing a client sends can make the proxy drop another client: bad input gets an error
 // reply (a protocol error closes only this connection, as Redis does), and the limits on
 // request size, pipeline depth, output buffer and idle time bound what one client costs.
-import crypto from 'node:crypto';
 import type net from 'node:net';
 
 import { encodeCommand } from '../../adapters/redis/resp.js';
@@ -22,6 +21,7 @@ import { RequestParser } from './request_parser.js';
 import { encodeLogCommand, LogCommandKind } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
+import type { AclUser } from './acl.js';
 import type { KeyWatcher } from './key_watch.js';
 import { LeaderLink } from './leader_link.js';
 import { streamSnapshot } from './state_transfer.js';
@@ -61,7 +61,10 @@ export class RedisSession {
   private readonly parser: RequestParser;
   private readonly slots: Slot[] = [];
   private db = 0;
-  private authenticated: boolean;
+  // The user this connection acts as (acl.ts); undefined until it authenticates.
+  private user: AclUser | undefined;
+  // A connection from another replica's proxy (MU PEER): may fetch a snapshot.
+  private peer = false;
   private transaction: { parts: Buffer[]; failed: boolean } | undefined;
   // WATCH: the keys are registered with the front end's KeyWatchRegistry (once this
   // connection's earlier writes are applied: its own writes before WATCH do not count);
@@ -91,7 +94,7 @@ export class RedisSession {
     private readonly front: FrontEnd,
   ) {
     this.id = front.nextClientId();
-    this.authenticated = front.options.requirepass === undefined;
+    this.user = front.access.initialUser;
     this.parser = new RequestParser(front.options.maxRequestBytes);
     socket.setNoDelay(true);
     if (front.options.idleTimeoutMs > 0) {
@@ -130,7 +133,7 @@ export class RedisSession {
 
   private dispatch(argv: Buffer[]): void {
     const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
-    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit') {
+    if (this.user === undefined && name !== 'auth' && name !== 'hello' && name !== 'quit' && !isPeerGreeting(name, argv)) {
       this.answer(reply.errorReply('NOAUTH Authentication required.'));
       return;
     }
@@ -144,6 +147,11 @@ export class RedisSession {
     }
     if (this.transaction !== undefined && !['exec', 'discard', 'multi', 'watch', 'quit', 'reset'].includes(name)) {
       this.queueInTransaction(argv);
+      return;
+    }
+    const denial = this.permissionDenial(name, argv);
+    if (denial !== undefined) {
+      this.answer(denial);
       return;
     }
     if (this.handleConnectionCommand(name, argv)) return;
@@ -235,11 +243,13 @@ export class RedisSession {
         this.transaction = undefined;
         this.unwatch();
         this.name = undefined;
-        this.authenticated = this.front.options.requirepass === undefined;
+        this.user = this.front.access.initialUser;
         this.answer(reply.simpleString('RESET'));
         return true;
       case 'client':
         return this.client(argv);
+      case 'acl':
+        return this.acl(argv);
       case 'mu': {
         const answer = this.mu(argv);
         if (answer !== undefined) this.answer(answer);
@@ -263,25 +273,37 @@ export class RedisSession {
 
   private auth(argv: Buffer[]): Buffer {
     if (argv.length < 2 || argv.length > 3) return wrongArity('auth');
-    const expected = this.front.options.requirepass;
-    if (expected === undefined && argv.length === 3) {
-      return reply.errorReply('WRONGPASS invalid username-password pair or user is disabled.');
-    }
-    if (expected === undefined) {
+    const access = this.front.access;
+    if (argv.length === 2 && !access.defaultNeedsPassword) {
       return reply.errorReply(
         'ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
       );
     }
-    const user = argv.length === 3 ? (argv[1] as Buffer).toString() : 'default';
-    const password = argv[argv.length - 1] as Buffer;
-    const want = Buffer.from(expected);
-    const matches = user === 'default' && password.length === want.length && crypto.timingSafeEqual(password, want);
-    if (!matches) {
+    const name = argv.length === 3 ? (argv[1] as Buffer).toString() : 'default';
+    const user = access.authenticate(name, argv[argv.length - 1] as Buffer);
+    if (user === undefined) {
       this.front.counters.authFailures++;
       return reply.errorReply('WRONGPASS invalid username-password pair or user is disabled.');
     }
-    this.authenticated = true;
+    this.user = user;
     return reply.ok;
+  }
+
+  // Why this connection's user may not run `argv` (Redis' NOPERM errors), or undefined.
+  // Checked after the arity, as Redis does: the command, then its keys.
+  private permissionDenial(name: string, argv: Buffer[]): Buffer | undefined {
+    const user = this.user;
+    if (user === undefined || user.unrestricted || this.peer) return undefined;
+    if (name === 'auth' || name === 'hello' || name === 'quit' || name === 'reset') return undefined;
+    if (name === 'mu') {
+      const sub = (argv[1] as Buffer | undefined)?.toString('latin1').toLowerCase();
+      return sub === 'status' || sub === 'forwarded' || sub === 'peer' ? undefined : reply.errorReply("NOPERM this user has no permissions to run the 'mu' command");
+    }
+    const found = this.front.table.lookup(argv);
+    if (found === undefined || !arityOk(found.info, argv.length)) return undefined; // the usual error follows
+    if (!user.canRun(found.info)) return reply.errorReply(`NOPERM this user has no permissions to run the '${found.info.name}' command`);
+    if (!user.canAccessKeys(this.front.table.keys(argv))) return reply.errorReply('NOPERM this user has no permissions to access one of the keys used as arguments');
+    return undefined;
   }
 
   // RESP3 is not spoken: HELLO 3 gets NOPROTO, which makes clients fall back to RESP2.
@@ -304,7 +326,7 @@ export class RedisSession {
         return reply.errorReply(`ERR Syntax error in HELLO option '${given}'`);
       }
     }
-    if (!this.authenticated) return reply.errorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time');
+    if (this.user === undefined) return reply.errorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time');
     return reply.array([
       reply.bulk('server'), reply.bulk('redis'),
       reply.bulk('version'), reply.bulk(this.front.backendVersion),
@@ -321,9 +343,18 @@ export class RedisSession {
   // here. MU DIGEST <index>: this replica's digest at that entry, nil when not applied yet.
   private mu(argv: Buffer[]): Buffer | undefined {
     const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
-    if (sub === 'forwarded' && argv.length === 3) {
-      // Sent by another replica's proxy that hands a client over (leader_link.ts).
-      this.forwarded = true;
+    if (sub === 'forwarded' || sub === 'peer') {
+      // Another replica's proxy: handing a client over (leader_link.ts), acting as that
+      // client's user; or fetching a snapshot (resync.ts). Proven with the cluster secret.
+      const verified = this.front.peerAuth.verify(sub, argv.slice(2));
+      const user = typeof verified === 'string' ? undefined : this.front.access.user(verified.user);
+      if (typeof verified === 'string' || user === undefined) {
+        this.front.counters.authFailures++;
+        return reply.errorReply(`NOAUTH mu-proxy: refused MU ${sub.toUpperCase()} (${typeof verified === 'string' ? verified : `no user '${verified.user}'`})`);
+      }
+      this.user = user;
+      if (sub === 'forwarded') this.forwarded = true;
+      else this.peer = true;
       return reply.ok;
     }
     if (sub === 'check' && argv.length === 2) {
@@ -332,6 +363,7 @@ export class RedisSession {
       return undefined;
     }
     if (sub === 'snapshot' && argv.length === 2) {
+      if (!this.peer && this.user?.unrestricted !== true) return reply.errorReply("NOPERM this user has no permissions to run the 'mu' command");
       this.serveSnapshot();
       return undefined;
     }
@@ -344,6 +376,25 @@ export class RedisSession {
     }
     if (sub !== 'status' || argv.length !== 2) return reply.errorReply("ERR unknown MU subcommand (try 'MU STATUS', 'MU CHECK' or 'MU DIGEST <index>')");
     return reply.bulk(JSON.stringify(this.front.statusReport()));
+  }
+
+  // ACL WHOAMI and ACL USERS are about the proxy's users (acl.ts); ACL CAT and GENPASS
+  // are the backend's own answers; the rest would describe the backend's users, not these.
+  private acl(argv: Buffer[]): boolean {
+    const sub = argv.length >= 2 ? (argv[1] as Buffer).toString('latin1').toLowerCase() : '';
+    if (sub === 'whoami' && argv.length === 2) {
+      this.answer(reply.bulk((this.user as AclUser).name));
+      return true;
+    }
+    if (sub === 'users' && argv.length === 2) {
+      this.answer(reply.array(this.front.access.names.map((name) => reply.bulk(name))));
+      return true;
+    }
+    if (['list', 'getuser', 'log', 'dryrun'].includes(sub)) {
+      this.answer(reply.errorReply(`ERR 'acl ${sub}' is not supported by mu-proxy: its users are in the cluster configuration (redis.users)`));
+      return true;
+    }
+    return false;
   }
 
   private client(argv: Buffer[]): boolean {
@@ -478,6 +529,12 @@ export class RedisSession {
     if (!arityOk(found.info, argv.length)) {
       transaction.failed = true;
       this.answer(wrongArity(found.info.name));
+      return;
+    }
+    const denial = this.permissionDenial(name, argv);
+    if (denial !== undefined) {
+      transaction.failed = true;
+      this.answer(denial);
       return;
     }
     // UNWATCH is queued, as Redis queues it (EXEC has unwatched already; it answers OK).
@@ -865,9 +922,7 @@ export class RedisSession {
     if (leaderId === null || leaderId === front.replica.nodeId) return false;
     const address = front.clientAddressOf(leaderId);
     if (address === undefined) return false;
-    const setup: Buffer[] = [];
-    if (front.options.requirepass !== undefined) setup.push(encodeCommand(['AUTH', front.options.requirepass]));
-    setup.push(encodeCommand(['MU', 'FORWARDED', String(front.replica.nodeId)]));
+    const setup: Buffer[] = [encodeCommand(['MU', 'FORWARDED', ...front.peerAuth.arguments('forwarded', (this.user as AclUser).name)])];
     if (this.db !== 0) setup.push(encodeCommand(['SELECT', String(this.db)]));
     if (this.name !== undefined) setup.push(encodeCommand([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.name]));
     const slot = this.reserve();
@@ -1091,6 +1146,13 @@ function lastStreamId(raw: Buffer): Buffer | undefined {
   const lengthEnd = raw.indexOf('\r\n', 8);
   const length = Number(raw.toString('latin1', 9, lengthEnd));
   return raw.subarray(lengthEnd + 2, lengthEnd + 2 + length);
+}
+
+// MU FORWARDED / MU PEER: how another replica's proxy authenticates (peer_auth.ts).
+function isPeerGreeting(name: string, argv: Buffer[]): boolean {
+  if (name !== 'mu' || argv.length < 2) return false;
+  const sub = (argv[1] as Buffer).toString('latin1').toLowerCase();
+  return sub === 'forwarded' || sub === 'peer';
 }
 
 // Redis' string2ll: no sign but '-', no leading zeros, no "-0", within 64 bits.

@@ -10,7 +10,8 @@
 // applies the log from the entry after the snapshot, like everyone else.
 //
 // The snapshot travels over the donor's client port, as `MU SNAPSHOT` on a connection of
-// its own (AUTH with the cluster's requirepass first), as RESP frames:
+// its own (after `MU PEER`, which proves with the cluster secret that the recipient is a
+// member), as RESP frames:
 //   *3 $8 snapshot :<next index> :<position>
 //   *4 :<db> $<key> $<DUMP payload> :<expire at, unix ms, or -1>     (one per key)
 //   *2 $3 end :<keys>
@@ -68,7 +69,7 @@ export async function streamSnapshot(channel: BackendChannel, cursor: SnapshotCu
 export interface FetchSnapshotOptions {
   host: string;
   port: number;
-  requirepass?: string;
+  greeting: Buffer; // sent first; its reply must be +OK
   // Where the keys go: an emptied backend.
   backend: RedisBackend;
   timeoutMs: number; // without a frame for this long, the transfer fails
@@ -80,7 +81,7 @@ export interface FetchSnapshotOptions {
 export function fetchSnapshot(options: FetchSnapshotOptions): Promise<SnapshotCursor & { keys: number }> {
   const socket = net.connect(options.port, options.host);
   const framer = new ReplyFramer();
-  let authPending = options.requirepass !== undefined;
+  let greetingPending = true;
   let cursor: SnapshotCursor | undefined;
   let restored = 0;
   let batch: Buffer[] = [];
@@ -112,8 +113,8 @@ export function fetchSnapshot(options: FetchSnapshotOptions): Promise<SnapshotCu
       try {
         for (const frame of framer.push(chunk)) {
           if (frame[0] === 0x2d /* - */) throw new Error(`the donor refused: ${frame.toString('latin1', 1).trim()}`);
-          if (authPending) {
-            authPending = false;
+          if (greetingPending) {
+            greetingPending = false;
             continue;
           }
           const fields = parseFrame(frame);
@@ -151,7 +152,7 @@ export function fetchSnapshot(options: FetchSnapshotOptions): Promise<SnapshotCu
     socket.on('data', (chunk: Buffer) => void onChunk(chunk));
     socket.on('error', (error: Error) => finish(new Error(`the connection to the donor failed: ${error.message}`)));
     socket.once('close', () => finish(new Error('the donor closed the connection before the end of the snapshot')));
-    if (options.requirepass !== undefined) socket.write(encodeCommand(['AUTH', options.requirepass]));
+    socket.write(options.greeting);
     socket.write(encodeCommand(['MU', 'SNAPSHOT']));
   });
 }

@@ -1,0 +1,215 @@
+// Who may do what through the proxy: users in the style of Redis ACLs, checked by the
+// proxy itself (the backends have no users of their own; the proxy is their only client).
+//
+// A user is written as Redis' ACL SETUSER rules, in the configuration file:
+//   { "name": "app", "rules": "on >s3cret ~app:* +@all -@dangerous" }
+// Supported rules: on, off, >password, #<sha256 hex>, nopass, resetpass, ~pattern,
+// allkeys, resetkeys, +@category, -@category, +command, -command, +command|sub,
+// -command|sub, allcommands, nocommands, allchannels, &*, reset. Rules apply in order,
+// later ones overriding earlier ones, as in Redis. Channels are not restricted (only
+// `allchannels` and `&*` are accepted). Read/write key selectors (%R~, %W~) are not
+// supported; a rule the proxy does not know is a configuration error, never ignored.
+//
+// `requirepass` is the default user's password, as in Redis. Without it, and without a
+// user named "default", the default user needs no password and may do everything.
+import crypto from 'node:crypto';
+
+import type { CommandInfo } from './command_table.js';
+
+interface CommandRule {
+  allow: boolean;
+  category?: string; // '@read'; '@all' for every command
+  command?: string; // 'config', or 'config|get'
+}
+
+export class AclUser {
+  constructor(
+    readonly name: string,
+    readonly enabled: boolean,
+    private readonly passwordHashes: ReadonlySet<string>, // sha256 hex
+    readonly nopass: boolean,
+    private readonly commandRules: readonly CommandRule[],
+    private readonly keyPatterns: readonly RegExp[] | 'all',
+  ) {}
+
+  checkPassword(password: Buffer): boolean {
+    if (!this.enabled) return false;
+    if (this.nopass) return true;
+    const hash = crypto.createHash('sha256').update(password).digest();
+    let found = false;
+    // Compared in constant time against each stored hash.
+    for (const stored of this.passwordHashes) if (crypto.timingSafeEqual(hash, Buffer.from(stored, 'hex'))) found = true;
+    return found;
+  }
+
+  // Whether this user may run the command `info` (a subcommand's own name for a
+  // subcommand: 'config|get'). `categories` are the command's ACL categories ('@read').
+  canRun(info: CommandInfo): boolean {
+    let allowed = false;
+    const container = info.name.includes('|') ? info.name.slice(0, info.name.indexOf('|')) : undefined;
+    for (const rule of this.commandRules) {
+      const matches =
+        rule.category === '@all' ||
+        (rule.category !== undefined && info.categories.has(rule.category)) ||
+        (rule.command !== undefined && (rule.command === info.name || rule.command === container));
+      if (matches) allowed = rule.allow;
+    }
+    return allowed;
+  }
+
+  canAccessKeys(keys: ReadonlyArray<Buffer>): boolean {
+    const patterns = this.keyPatterns;
+    if (patterns === 'all') return true;
+    return keys.every((key) => {
+      const text = key.toString('latin1');
+      return patterns.some((pattern) => pattern.test(text));
+    });
+  }
+
+  // The categories and commands its rules name, to check against the command table.
+  get namedInRules(): { categories: string[]; commands: string[] } {
+    return {
+      categories: this.commandRules.flatMap((rule) => (rule.category === undefined || rule.category === '@all' ? [] : [rule.category])),
+      commands: this.commandRules.flatMap((rule) => (rule.command === undefined ? [] : [rule.command])),
+    };
+  }
+
+  // May run anything on any key (the proxy's own administrative commands ask this).
+  get unrestricted(): boolean {
+    return this.keyPatterns === 'all' && this.commandRules.length > 0 && this.commandRules.every((rule) => rule.allow && rule.category === '@all');
+  }
+}
+
+export class AccessControl {
+  private constructor(private readonly users: ReadonlyMap<string, AclUser>) {}
+
+  // `users`: name and rules, as in the configuration. Throws an Error naming the user and
+  // the rule it cannot take.
+  static fromConfig(requirepass: string | undefined, users: ReadonlyArray<{ name: string; rules: string }>): AccessControl {
+    const byName = new Map<string, AclUser>();
+    for (const { name, rules } of users) {
+      if (byName.has(name)) throw new Error(`user '${name}' is defined twice`);
+      byName.set(name, parseUser(name, rules));
+    }
+    if (byName.has('default') && requirepass !== undefined) {
+      throw new Error("give requirepass or a user named 'default', not both");
+    }
+    if (!byName.has('default')) {
+      byName.set('default', parseUser('default', requirepass === undefined ? 'on nopass ~* +@all' : `on >${requirepass} ~* +@all`));
+    }
+    return new AccessControl(byName);
+  }
+
+  // The user a connection starts as: the default user, when it needs no password.
+  get initialUser(): AclUser | undefined {
+    const user = this.users.get('default') as AclUser;
+    return user.enabled && user.nopass ? user : undefined;
+  }
+
+  authenticate(name: string, password: Buffer): AclUser | undefined {
+    const user = this.users.get(name);
+    return user !== undefined && user.checkPassword(password) ? user : undefined;
+  }
+
+  get names(): string[] {
+    return [...this.users.keys()].sort();
+  }
+
+  user(name: string): AclUser | undefined {
+    return this.users.get(name);
+  }
+
+  // Every rule that names a category or a command this server does not have (Redis
+  // refuses them too); empty when all are known.
+  unknownInRules(known: { categories: ReadonlySet<string>; commands: ReadonlySet<string> }): string[] {
+    const problems: string[] = [];
+    for (const user of this.users.values()) {
+      const named = user.namedInRules;
+      for (const category of named.categories) if (!known.categories.has(category)) problems.push(`user '${user.name}': unknown category '${category}'`);
+      for (const command of named.commands) if (!known.commands.has(command)) problems.push(`user '${user.name}': unknown command '${command}'`);
+    }
+    return problems;
+  }
+
+  get defaultNeedsPassword(): boolean {
+    return !(this.users.get('default') as AclUser).nopass;
+  }
+}
+
+// Glob as Redis' stringmatchlen: * ? [abc] [^a] [a-z] and \ escapes.
+export function globToRegExp(pattern: string): RegExp {
+  let out = '^';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    if (c === '*') out += '[\\s\\S]*';
+    else if (c === '?') out += '[\\s\\S]';
+    else if (c === '\\' && i + 1 < pattern.length) out += escape(pattern[++i] as string);
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 1);
+      if (end < 0) out += '\\[';
+      else {
+        let body = pattern.slice(i + 1, end);
+        const negate = body.startsWith('^');
+        if (negate) body = body.slice(1);
+        out += `[${negate ? '^' : ''}${body.replace(/[\]\\]/g, (m) => `\\${m}`)}]`;
+        i = end;
+      }
+    } else out += escape(c);
+  }
+  return new RegExp(`${out}$`);
+}
+
+function escape(c: string): string {
+  return c.replace(/[.*+?^${}()|[\]\\/]/g, (m) => `\\${m}`);
+}
+
+function parseUser(name: string, rules: string): AclUser {
+  if (!/^[^\s]+$/.test(name)) throw new Error(`user name '${name}' must be one word`);
+  let enabled = false;
+  let nopass = false;
+  const hashes = new Set<string>();
+  let commands: CommandRule[] = [];
+  let keys: RegExp[] | 'all' = [];
+  for (const token of rules.split(/\s+/).filter((word) => word.length > 0)) {
+    const lower = token.toLowerCase();
+    if (lower === 'on') enabled = true;
+    else if (lower === 'off') enabled = false;
+    else if (lower === 'nopass') {
+      nopass = true;
+      hashes.clear();
+    } else if (lower === 'resetpass') {
+      nopass = false;
+      hashes.clear();
+    } else if (token.startsWith('>')) {
+      hashes.add(crypto.createHash('sha256').update(token.slice(1)).digest('hex'));
+      nopass = false;
+    } else if (token.startsWith('#')) {
+      if (!/^#[0-9a-fA-F]{64}$/.test(token)) throw new Error(`user '${name}': '${token}' is not a SHA-256 hex digest`);
+      hashes.add(token.slice(1).toLowerCase());
+      nopass = false;
+    } else if (lower === 'allkeys' || token === '~*') keys = 'all';
+    else if (lower === 'resetkeys') keys = [];
+    else if (token.startsWith('~')) {
+      if (keys !== 'all') keys.push(globToRegExp(token.slice(1)));
+    } else if (token.startsWith('%')) throw new Error(`user '${name}': read/write key selectors ('${token}') are not supported by mu-proxy`);
+    else if (lower === 'allchannels' || token === '&*' || lower === 'resetchannels') continue;
+    else if (token.startsWith('&')) throw new Error(`user '${name}': channel patterns ('${token}') are not supported by mu-proxy (channels are not restricted)`);
+    else if (lower === 'allcommands') commands.push({ allow: true, category: '@all' });
+    else if (lower === 'nocommands') commands.push({ allow: false, category: '@all' });
+    else if (lower === 'reset') {
+      enabled = false;
+      nopass = false;
+      hashes.clear();
+      commands = [];
+      keys = [];
+    } else if (token.startsWith('+@') || token.startsWith('-@')) {
+      commands.push({ allow: token[0] === '+', category: lower.slice(1) });
+    } else if (token.startsWith('+') || token.startsWith('-')) {
+      if (token.length === 1) throw new Error(`user '${name}': '${token}' names no command`);
+      commands.push({ allow: token[0] === '+', command: lower.slice(1) });
+    } else {
+      throw new Error(`user '${name}': unknown rule '${token}'`);
+    }
+  }
+  return new AclUser(name, enabled, hashes, nopass, commands, keys);
+}
