@@ -30,7 +30,9 @@ export class AclUser {
     readonly nopass: boolean,
     private readonly commandRules: readonly CommandRule[],
     private readonly keyPatterns: readonly RegExp[] | 'all',
-  ) {}
+  ) {
+    this.unrestricted = keyPatterns === 'all' && commandRules.length > 0 && commandRules.every((rule) => rule.allow && rule.category === '@all');
+  }
 
   checkPassword(password: Buffer): boolean {
     if (!this.enabled) return false;
@@ -74,10 +76,9 @@ export class AclUser {
     };
   }
 
-  // May run anything on any key (the proxy's own administrative commands ask this).
-  get unrestricted(): boolean {
-    return this.keyPatterns === 'all' && this.commandRules.length > 0 && this.commandRules.every((rule) => rule.allow && rule.category === '@all');
-  }
+  // May run anything on any key: nothing to check per request (the common case, asked on
+  // the hot path), and the proxy's own administrative commands ask for it.
+  readonly unrestricted: boolean;
 }
 
 export class AccessControl {
