@@ -240,8 +240,15 @@ void EngineHost::notify_if_needed() {
   if (!pushed_since_notify_) return;
   if (!replica_->leader().leading() && config_.follower_notify_interval_ns != 0) {
     const std::uint64_t now = clock_.now_ns();
-    if (now - last_notify_ns_ < config_.follower_notify_interval_ns) return;  // later, with more
-    last_notify_ns_ = now;
+    // A follower's entries wait a little, so its event loop (and then its redis-server)
+    // wakes after the leader's request is answered rather than competing with it for the
+    // cores, and takes several entries per wake-up.
+    if (!notify_pending_) {
+      notify_pending_ = true;
+      first_unnotified_ns_ = now;
+    }
+    if (now - first_unnotified_ns_ < config_.follower_notify_interval_ns) return;  // later, with more
+    notify_pending_ = false;
   }
   pushed_since_notify_ = false;
   if (notify_armed_.exchange(false, std::memory_order_seq_cst) && notify_) notify_();

@@ -38,10 +38,12 @@ struct EngineHostConfig {
   std::size_t submission_ring_bytes = std::size_t{4} << 20;
   std::size_t event_ring_bytes = std::size_t{16} << 20;  // at least twice the largest entry
   std::uint64_t status_interval_ns = 1'000'000;
-  // A replica that does not lead tells its owner about new entries at most this often:
-  // nobody waits on a follower's applied entries within microseconds, and on a machine
-  // with few cores every wake-up of a follower's event loop delays the leader's.
-  std::uint64_t follower_notify_interval_ns = 100'000;
+  // A replica that does not lead tells its owner about a new entry this long after it
+  // applied it (with whatever followed meanwhile): nobody waits on a follower's applied
+  // entries within microseconds, and on a machine with few cores a follower's event loop
+  // woken at once competes with the leader's for the request in flight. Measured with
+  // bench:redis (docs/PERFORMANCE.md). 0: at once.
+  std::uint64_t follower_notify_interval_ns = 200'000;
 };
 
 // Every event record starts with this header (little-endian, 24 bytes); an `applied`
@@ -177,7 +179,8 @@ class EngineHost {
   };
   std::deque<Horizon> horizons_;  // reigns whose commands' fate is not known yet
   bool pushed_since_notify_ = false;
-  std::uint64_t last_notify_ns_ = 0;
+  bool notify_pending_ = false;
+  std::uint64_t first_unnotified_ns_ = 0;
   std::uint64_t next_status_ns_ = 0;
   std::uint64_t entries_applied_ = 0;
   std::uint64_t commands_dropped_ = 0;

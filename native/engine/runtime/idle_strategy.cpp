@@ -26,9 +26,21 @@ BackoffIdle::BackoffIdle(BackoffLimits limits) : limits_(limits), park_ns_(limit
   }
 }
 
+namespace {
+std::uint64_t monotonic_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
+}  // namespace
+
 int BackoffIdle::phase() const {
   if (idle_rounds_ < limits_.spins) return 0;
   if (idle_rounds_ < limits_.spins + limits_.yields) return 1;
+  if (limits_.yield_after_wake_ns > 0 &&
+      monotonic_ns() - last_wake_ns_.load(std::memory_order_relaxed) < limits_.yield_after_wake_ns) {
+    return 1;
+  }
   return 2;
 }
 
@@ -62,6 +74,7 @@ void BackoffIdle::park() {
 }
 
 void BackoffIdle::wake() {
+  if (limits_.yield_after_wake_ns > 0) last_wake_ns_.store(monotonic_ns(), std::memory_order_relaxed);
   wake_sequence_.fetch_add(1, std::memory_order_seq_cst);
   if (parked_.load(std::memory_order_seq_cst)) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wake_sequence_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);

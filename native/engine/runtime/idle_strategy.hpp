@@ -34,6 +34,11 @@ struct BackoffLimits {
   std::uint32_t yields = 50;
   std::uint64_t min_park_ns = 1'000;
   std::uint64_t max_park_ns = 5'000;  // sleeps ~40 us in practice (timer granularity)
+  // After a wake() (a submission), yield instead of parking for this long: a client that
+  // just sent a request usually sends the next one soon, and waking a parked thread costs
+  // tens of microseconds on a virtual machine (an idle vCPU halts). Heartbeats and other
+  // background work do not extend it, so an idle cluster still parks. 0: off.
+  std::uint64_t yield_after_wake_ns = 300'000;
 };
 
 class SpinIdle final : public IdleStrategy {
@@ -69,6 +74,7 @@ class BackoffIdle final : public IdleStrategy {
   std::uint64_t park_ns_;
   alignas(64) std::atomic<std::uint32_t> wake_sequence_{0};  // the futex word
   std::atomic<bool> parked_{false};
+  std::atomic<std::uint64_t> last_wake_ns_{0};
 };
 
 // "spin", "yield" or "backoff"; throws std::invalid_argument for anything else.

@@ -43,6 +43,18 @@ TEST(BackoffIdle, WorkResetsItToSpinning) {
   EXPECT_EQ(idle.next_park_ns(), 1'000u);
 }
 
+TEST(BackoffIdle, YieldsInsteadOfParkingForAWhileAfterAWake) {
+  BackoffIdle idle(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 1'000, .max_park_ns = 8'000, .yield_after_wake_ns = 60'000'000'000});
+  for (int i = 0; i < 4; ++i) idle.idle(0);
+  EXPECT_EQ(idle.phase(), 2) << "no submission yet: an idle runner parks";
+  idle.wake();
+  EXPECT_EQ(idle.phase(), 1) << "a submission came: the next one is likely soon";
+  BackoffIdle off(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 1'000, .max_park_ns = 8'000, .yield_after_wake_ns = 0});
+  for (int i = 0; i < 4; ++i) off.idle(0);
+  off.wake();
+  EXPECT_EQ(off.phase(), 2);
+}
+
 TEST(IdleStrategy, UnknownNamesAndBadLimitsAreRefused) {
   EXPECT_THROW(make_idle_strategy("sleep"), std::invalid_argument);
   EXPECT_THROW(BackoffIdle(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 0, .max_park_ns = 1}),
