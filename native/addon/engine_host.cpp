@@ -35,9 +35,12 @@ class EngineHost::Bridge final : public engine::Agent {
     }
     // A clock read every 64 rounds is enough for a snapshot refreshed every millisecond.
     if (role_changed || ++rounds_ % 64 == 0) host_.refresh_status(role_changed);
-    const bool pushed = host_.pushed_since_notify_;
+    // Work is what was pushed this round: a follower holding its notification back for a
+    // while is idle meanwhile (counting the held records as work kept its thread spinning).
+    const std::uint64_t pushed = host_.pushes_ - pushes_seen_;
+    pushes_seen_ = host_.pushes_;
     host_.notify_if_needed();
-    return pushed ? 1 : 0;
+    return pushed > 0 ? 1 : 0;
   }
 
   static std::uint32_t role_detail_of(engine::Replica& replica) {
@@ -50,6 +53,7 @@ class EngineHost::Bridge final : public engine::Agent {
  private:
   EngineHost& host_;
   std::uint64_t rounds_ = 0;
+  std::uint64_t pushes_seen_ = 0;
 };
 
 EngineHost::EngineHost(const EngineHostConfig& config, std::function<void()> notify)
@@ -99,7 +103,9 @@ void EngineHost::start() {
   if (runner_) return;
   std::vector<engine::Agent*> agents = replica_->agents();
   agents.push_back(bridge_.get());
-  runner_ = std::make_unique<engine::AgentRunner>(agents, engine::make_idle_strategy(config_.idle_strategy));
+  runner_ = std::make_unique<engine::AgentRunner>(
+      agents, engine::make_idle_strategy(config_.idle_strategy,
+                                         engine::backoff_limits_for(config_.replica.background.detector.heartbeat_interval_ns)));
   runner_->start();
 }
 
@@ -215,6 +221,7 @@ void EngineHost::on_applied(std::uint64_t log_index, std::span<const std::byte> 
   const bool pushed = events_.try_push(std::as_bytes(std::span(&header, 1)), payload);
   if (!pushed) throw std::logic_error("engine host: the event ring refused an entry it had room for");
   ++entries_applied_;
+  ++pushes_;
   pushed_since_notify_ = true;
 }
 
@@ -223,6 +230,7 @@ void EngineHost::emit(EventKind kind, std::uint32_t detail, std::uint64_t value,
   // Order matters (a dropped command before the reign end that follows it): once one
   // event waits in the overflow list, every later one queues behind it.
   if (overflow_.empty() && events_.try_push(std::as_bytes(std::span(&header, 1)))) {
+    ++pushes_;
     pushed_since_notify_ = true;
     return;
   }
@@ -232,6 +240,7 @@ void EngineHost::emit(EventKind kind, std::uint32_t detail, std::uint64_t value,
 void EngineHost::flush_overflow() {
   while (!overflow_.empty() && events_.try_push(std::as_bytes(std::span(&overflow_.front(), 1)))) {
     overflow_.pop_front();
+    ++pushes_;
     pushed_since_notify_ = true;
   }
 }

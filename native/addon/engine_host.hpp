@@ -179,6 +179,7 @@ class EngineHost {
   };
   std::deque<Horizon> horizons_;  // reigns whose commands' fate is not known yet
   bool pushed_since_notify_ = false;
+  std::uint64_t pushes_ = 0;  // event records pushed, ever (the bridge counts a round's)
   bool notify_pending_ = false;
   std::uint64_t first_unnotified_ns_ = 0;
   std::uint64_t next_status_ns_ = 0;

@@ -86,6 +86,12 @@ void BackoffIdle::reset() {
   park_ns_ = limits_.min_park_ns;
 }
 
+BackoffLimits backoff_limits_for(std::uint64_t heartbeat_interval_ns) {
+  BackoffLimits limits;
+  limits.max_park_ns = std::clamp<std::uint64_t>(heartbeat_interval_ns / 2, 5'000, 1'000'000);
+  return limits;
+}
+
 std::unique_ptr<IdleStrategy> make_idle_strategy(std::string_view name, BackoffLimits limits) {
   if (name == "spin") return std::make_unique<SpinIdle>();
   if (name == "yield") return std::make_unique<YieldIdle>();

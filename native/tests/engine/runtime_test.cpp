@@ -55,6 +55,13 @@ TEST(BackoffIdle, YieldsInsteadOfParkingForAWhileAfterAWake) {
   EXPECT_EQ(off.phase(), 2);
 }
 
+TEST(BackoffIdle, ParksUpToHalfAHeartbeatWithinBounds) {
+  EXPECT_EQ(backoff_limits_for(20'000).max_park_ns, 10'000u);
+  EXPECT_EQ(backoff_limits_for(400'000).max_park_ns, 200'000u);
+  EXPECT_EQ(backoff_limits_for(2'000).max_park_ns, 5'000u) << "at least 5 us";
+  EXPECT_EQ(backoff_limits_for(60'000'000).max_park_ns, 1'000'000u) << "at most 1 ms";
+}
+
 TEST(IdleStrategy, UnknownNamesAndBadLimitsAreRefused) {
   EXPECT_THROW(make_idle_strategy("sleep"), std::invalid_argument);
   EXPECT_THROW(BackoffIdle(BackoffLimits{.spins = 1, .yields = 1, .min_park_ns = 0, .max_park_ns = 1}),
