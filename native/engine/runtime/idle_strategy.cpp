@@ -88,7 +88,7 @@ void BackoffIdle::reset() {
 
 BackoffLimits backoff_limits_for(std::uint64_t heartbeat_interval_ns) {
   BackoffLimits limits;
-  limits.max_park_ns = std::clamp<std::uint64_t>(heartbeat_interval_ns / 2, 5'000, 1'000'000);
+  limits.max_park_ns = std::clamp<std::uint64_t>(heartbeat_interval_ns / 4, 5'000, 1'000'000);
   return limits;
 }
 

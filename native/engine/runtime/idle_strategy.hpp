@@ -78,10 +78,13 @@ class BackoffIdle final : public IdleStrategy {
 };
 
 // Backoff limits for a replica whose heartbeat counter moves every `heartbeat_interval_ns`:
-// it may park up to half of that (at least 5 us, at most 1 ms). A park is not free: on a
-// virtual machine each sleep and wake-up costs tens of microseconds of CPU whatever its
-// length (measured: 5 us sleeps took 43% of a core, 200 us ones 15%), so an idle engine
-// with short parks burns most of a core; the heartbeat bounds how long it may sleep.
+// it may park up to a quarter of that (at least 5 us, at most 1 ms). A park is not free:
+// on a virtual machine each sleep and wake-up costs tens of microseconds of CPU whatever
+// its length (measured: 5 us sleeps took 43% of a core, 200 us ones 15%), so an idle
+// engine with short parks burns most of a core; the heartbeat bounds how long it may
+// sleep. Longer parks also delay a follower's reaction (measured with bench:redis on the
+// 2-core VM: 50-client throughput up by about a quarter, single-client p50 no better);
+// see docs/PERFORMANCE.md.
 BackoffLimits backoff_limits_for(std::uint64_t heartbeat_interval_ns);
 
 // "spin", "yield" or "backoff"; throws std::invalid_argument for anything else.

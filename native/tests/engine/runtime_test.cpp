@@ -55,9 +55,9 @@ TEST(BackoffIdle, YieldsInsteadOfParkingForAWhileAfterAWake) {
   EXPECT_EQ(off.phase(), 2);
 }
 
-TEST(BackoffIdle, ParksUpToHalfAHeartbeatWithinBounds) {
-  EXPECT_EQ(backoff_limits_for(20'000).max_park_ns, 10'000u);
-  EXPECT_EQ(backoff_limits_for(400'000).max_park_ns, 200'000u);
+TEST(BackoffIdle, ParksUpToAQuarterOfAHeartbeatWithinBounds) {
+  EXPECT_EQ(backoff_limits_for(40'000).max_park_ns, 10'000u);
+  EXPECT_EQ(backoff_limits_for(400'000).max_park_ns, 100'000u);
   EXPECT_EQ(backoff_limits_for(2'000).max_park_ns, 5'000u) << "at least 5 us";
   EXPECT_EQ(backoff_limits_for(60'000'000).max_park_ns, 1'000'000u) << "at most 1 ms";
 }
