@@ -1,0 +1,62 @@
+// memcached's text protocol framed as memcached frames it: lines, data blocks, the lines
+// it refuses without reading data, oversize blocks read away, binary requests recognised.
+import { expect } from 'chai';
+
+import { RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
+
+const b = (text: string) => Buffer.from(text, 'latin1');
+
+function parseAll(text: string, split = text.length, maxBlockBytes = 1024): MemcachedRequest[] {
+  const parser = new RequestParser(maxBlockBytes);
+  const out: MemcachedRequest[] = [];
+  for (let at = 0; at < text.length; at += split) out.push(...parser.push(b(text.slice(at, at + split))));
+  return out;
+}
+
+describe('memcached request parser', () => {
+  it('frames lines and storage data blocks, however the bytes are split', () => {
+    const text = 'set k 5 0 3 noreply\r\nab\n\r\nget a b\nincr  n  1\r\ncas k 0 0 1 42\r\nx\r\n\r\n';
+    for (let split = 1; split <= text.length; split++) {
+      const requests = parseAll(text, split);
+      expect(requests.map((request) => request.kind), `split ${split}`).to.deep.equal(['storage', 'line', 'line', 'storage', 'refused']);
+      const set = requests[0] as Extract<MemcachedRequest, { kind: 'storage' }>;
+      expect([set.name, set.key.toString(), set.flags, set.exptime, set.bytes, set.noreply, set.block.toString('latin1')]).to.deep.equal(['set', 'k', '5', '0', 3, true, 'ab\n\r\n']);
+      const get = requests[1] as Extract<MemcachedRequest, { kind: 'line' }>;
+      expect(get.tokens.map((token) => token.toString())).to.deep.equal(['get', 'a', 'b']);
+      const incr = requests[2] as Extract<MemcachedRequest, { kind: 'line' }>;
+      expect(incr.tokens.map((token) => token.toString())).to.deep.equal(['incr', 'n', '1']);
+      expect((requests[3] as Extract<MemcachedRequest, { kind: 'storage' }>).cas).to.equal('42');
+      expect(requests[4]).to.deep.equal({ kind: 'refused', reply: 'ERROR' }); // the empty line
+    }
+  });
+
+  it('refuses storage lines without reading data, as memcached does', () => {
+    const refused = (line: string) => parseAll(`${line}\r\n`)[0];
+    expect(refused('set k 0 0')).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
+    expect(refused('cas k 0 0 1')).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
+    for (const line of ['set k x 0 1', 'set k 0 0 -1', 'set k 0 0 abc', 'set k -1 0 1', 'cas k 0 0 1 abc', `set ${'a'.repeat(251)} 0 0 1`]) {
+      expect(refused(line), line).to.deep.equal({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
+    }
+    // What memcached accepts, so does the parser: signs, leading zeros, extra tokens.
+    for (const line of ['set k +5 0 1', 'set k 0 -1 1', 'set k 0 0 01', 'set k 0 0 1 junk']) expect(parseAll(`${line}\r\nx\r\n`)[0]?.kind, line).to.equal('storage');
+  });
+
+  it('reads an oversize block away without keeping it', () => {
+    const requests = parseAll(`set big 0 0 5000\r\n${'x'.repeat(5000)}\r\nget big\r\n`, 100, 1024);
+    expect(requests[0]).to.deep.include({ kind: 'oversize', name: 'set', noreply: false });
+    expect(requests[1]?.kind).to.equal('line');
+    expect(requests).to.have.length(2);
+  });
+
+  it('recognises a binary request, and ends the connection on a line that never ends', () => {
+    const parser = new RequestParser(1024);
+    const header = Buffer.alloc(24);
+    header[0] = 0x80;
+    header[1] = 0x00; // get
+    header.writeUInt32BE(0xdeadbeef, 12);
+    expect(parser.push(header)).to.deep.equal([{ kind: 'binary', opcode: 0, opaque: Buffer.from([0xde, 0xad, 0xbe, 0xef]) }]);
+    expect(() => parser.push(b('get k\r\n'))).to.throw(RequestParserError);
+    const long = new RequestParser(1024);
+    expect(long.push(Buffer.alloc(70 * 1024, 0x61))).to.deep.equal([{ kind: 'refused', reply: 'CLIENT_ERROR line too long' }]);
+  });
+});
