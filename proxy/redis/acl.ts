@@ -59,6 +59,11 @@ export class AclUser {
     return allowed;
   }
 
+  // Whether every key is allowed (Redis' "full key access", which SORT's BY and GET need).
+  get allKeys(): boolean {
+    return this.keyPatterns === 'all';
+  }
+
   canAccessKeys(keys: ReadonlyArray<Buffer>): boolean {
     const patterns = this.keyPatterns;
     if (patterns === 'all') return true;

@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import type { AppliedEntry, Replica } from '../../mu/replica.js';
 import type { BackendChannel } from './backend_channel.js';
 import type { KeyWatchRegistry } from './key_watch.js';
-import { ChunkAssembler, decodeLogCommand, LogCommandKind, type LogCommand } from './log_command.js';
+import { ChunkAssembler, decodeLogCommand, LogCommandKind, type LogCommand, type PartialChunk } from './log_command.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 
 const multi = encodeCommand(['MULTI']);
@@ -38,6 +38,8 @@ export interface ApplyPipelineEvents {
 export interface ApplyCursor {
   nextIndex: number; // the entry after the last one handed to the backend
   position: number; // where it starts in the log
+  // A command larger than an entry whose first pieces came before this point (a snapshot's).
+  chunk?: PartialChunk;
 }
 
 export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
@@ -222,6 +224,9 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     const followers = [...this.followers.keys()];
     for (const requestId of followers) this.runFollowers(requestId, false);
     this.held = undefined;
+    // The writes applied while this replica is out come in with a snapshot, never through
+    // the apply stream: a watched key may change unseen.
+    this.keyWatches.touchAll(undefined);
     this.emit('backend-failed', error);
   }
 
@@ -240,7 +245,8 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   async holdForSnapshot(): Promise<ApplyCursor | undefined> {
     if (this.held !== undefined || this.cursor === undefined || this.failed !== undefined) return undefined;
     this.held = [];
-    const cursor = this.cursor;
+    const partial = this.chunks.assembling;
+    const cursor: ApplyCursor = partial === undefined ? this.cursor : { ...this.cursor, chunk: partial };
     await this.channel.send(0, [ping]);
     return cursor;
   }
@@ -255,8 +261,11 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   // (a snapshot) and the engine resumes there.
   restored(cursor: ApplyCursor): void {
     this.failed = undefined;
-    this.cursor = cursor;
+    this.cursor = { nextIndex: cursor.nextIndex, position: cursor.position };
     this.appliedIndex = cursor.nextIndex - 1;
+    this.chunks.resume(cursor.chunk);
+    // Watches registered while the replica was out missed the writes the snapshot brought.
+    this.keyWatches.touchAll(undefined);
   }
 
   get backendFailed(): Error | undefined {

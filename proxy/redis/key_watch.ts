@@ -97,7 +97,9 @@ export class KeyWatchRegistry {
     for (const watcher of touched) watcher.touched(ownRequestId);
   }
 
-  private touchAll(ownRequestId: number | undefined): void {
+  // Every watcher: a write whose keys are not known, or a backend whose state was replaced
+  // outside the apply stream (state transfer).
+  touchAll(ownRequestId: number | undefined): void {
     for (const watcher of [...this.keysOf.keys()]) watcher.touched(ownRequestId);
   }
 }

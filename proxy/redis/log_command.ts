@@ -109,9 +109,30 @@ export function splitLogCommand(command: Buffer, origin: number, requestId: numb
   return chunks;
 }
 
+// A command part-way through assembly: its pieces so far, joined, and the next one due.
+export interface PartialChunk {
+  origin: number;
+  requestId: number;
+  next: number;
+  bytes: Buffer;
+}
+
 // Puts chunked commands back together on the apply side, in log order.
 export class ChunkAssembler {
   private partial: { origin: number; requestId: number; next: number; pieces: Buffer[] } | undefined;
+
+  // The command being assembled now, if any: a snapshot taken between its pieces must carry
+  // them, or the replica that resumes from it would drop the command the others apply.
+  get assembling(): PartialChunk | undefined {
+    const partial = this.partial;
+    if (partial === undefined) return undefined;
+    return { origin: partial.origin, requestId: partial.requestId, next: partial.next, bytes: Buffer.concat(partial.pieces) };
+  }
+
+  // Resumes from a snapshot's state: the command it was assembling, or none.
+  resume(partial: PartialChunk | undefined): void {
+    this.partial = partial === undefined ? undefined : { origin: partial.origin, requestId: partial.requestId, next: partial.next, pieces: [partial.bytes] };
+  }
 
   // A chunk command: the whole log command once its last piece arrives, else undefined. A
   // piece that does not continue the command being assembled drops that command (it can

@@ -280,10 +280,205 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     expect(answers.slice(2)).to.deep.equal(['$5\r\nseven\r\n', '+OK\r\n', '$2\r\n21\r\n']);
   });
 
+  it('answers a command refused in the subscribed context after the replies before it', async () => {
+    const replica = cluster.replicas[leader] as RedisReplica;
+    const net = await import('node:net');
+    const socket = net.connect(cluster.proxyPorts[leader] as number, '127.0.0.1');
+    let heard = '';
+    socket.on('data', (chunk: Buffer) => (heard += chunk.toString()));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    expect(text(await client.send(command('SET', 'ordered:key', 'hello')))).to.equal('+OK\r\n');
+    // The read waits for its barrier to be applied, which the held apply stream delays.
+    expect(await replica.pipeline.holdForSnapshot()).to.not.equal(undefined);
+    socket.write(Buffer.concat([command('GET', 'ordered:key'), command('SUBSCRIBE', 'ordered'), command('SET', 'x', '1')]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    replica.pipeline.release();
+    for (let i = 0; i < 400 && !heard.includes("'set'"); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    socket.destroy();
+    expect(heard).to.equal(
+      "$5\r\nhello\r\n*3\r\n$9\r\nsubscribe\r\n$7\r\nordered\r\n:1\r\n-ERR Can't execute 'set': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    );
+  });
+
+  it('WATCH: an EXEC without MULTI leaves the keys watched, as in Redis', async () => {
+    const other = await cluster.connect(leader);
+    expect((await client.sendMany([command('WATCH', 'kept-watch'), command('EXEC')])).map(text)).to.deep.equal(['+OK\r\n', '-ERR EXEC without MULTI\r\n']);
+    expect(text(await other.send(command('SET', 'kept-watch', 'other')))).to.equal('+OK\r\n');
+    const replies = (await client.sendMany([command('MULTI'), command('SET', 'kept-watch', 'mine'), command('EXEC')])).map(text);
+    await other.close();
+    expect(replies).to.deep.equal(['+OK\r\n', '+QUEUED\r\n', '*-1\r\n']);
+  });
+
+  it('EVAL_RO loads its script on every replica, so a later EVALSHA runs the same everywhere', async () => {
+    const { createHash } = await import('node:crypto');
+    const body = "return redis.call('SET', KEYS[1], 'from-evalsha')";
+    const sha = createHash('sha1').update(body).digest('hex');
+    // A read-only script may not write: refused, but its script is cached all the same.
+    expect(text(await client.send(command('EVAL_RO', body, '1', 'ro:key')))).to.match(/^-ERR Write commands are not allowed from read-only scripts/);
+    expect(text(await client.send(command('EVALSHA', sha, '1', 'ro:key')))).to.equal('+OK\r\n');
+    const digests = await cluster.digests();
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+  });
+
+  it('a transaction of more commands than a log command holds is refused, and the proxy lives on', async () => {
+    const own = await cluster.connect(leader);
+    const commands = [command('MULTI')];
+    for (let i = 0; i < 65536; i++) commands.push(command('GET', 'tx:many'));
+    commands.push(command('EXEC'));
+    const replies = (await own.sendMany(commands)).map(text);
+    await own.close();
+    expect(replies[65535]).to.equal('+QUEUED\r\n');
+    expect(replies[65536]).to.match(/^-ERR mu-proxy: a transaction holds at most 65535 commands/);
+    expect(replies[65537]).to.equal('-EXECABORT Transaction discarded because of previous errors.\r\n');
+    expect(text(await client.send(command('PING')))).to.equal('+PONG\r\n');
+  });
+
+  it('stops reading a client whose requests wait behind a blocking pop (bounded memory)', async () => {
+    const blocked = await cluster.connect(leader);
+    const requests = [command('BLPOP', 'deferred:l', '0')];
+    for (let i = 0; i < 100_000; i++) requests.push(command('PING'));
+    const all = blocked.sendMany(requests);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sessions = (cluster.replicas[leader] as RedisReplica).front as unknown as { sessions: Set<{ deferred?: unknown[] }> };
+    const waiting = Math.max(...[...sessions.sessions].map((session) => session.deferred?.length ?? 0));
+    // At most the pipeline limit (10000 by default) and what one read brought in.
+    expect(waiting).to.be.below(20_000);
+    expect(text(await client.send(command('RPUSH', 'deferred:l', 'v')))).to.equal(':1\r\n');
+    const replies = (await all).map(text);
+    await blocked.close();
+    expect(replies[0]).to.equal('*2\r\n$10\r\ndeferred:l\r\n$1\r\nv\r\n');
+    expect(replies.slice(1).every((reply) => reply === '+PONG\r\n')).to.equal(true);
+  });
+
+  it('a follower that gets back in step has the function library too', async () => {
+    const library = "#!lua name=stlib\nredis.register_function('stset', function(keys, args) return redis.call('SET', keys[1], args[1]) end)";
+    expect(text(await client.send(command('FUNCTION', 'LOAD', 'REPLACE', library)))).to.equal('$5\r\nstlib\r\n');
+    const follower = (leader + 2) % 3;
+    const replica = cluster.replicas[follower] as RedisReplica;
+    const completed = replica.resync.completed;
+    const server = cluster.servers[follower] as RedisServerProcess;
+    const port = server.port;
+    await server.stop();
+    cluster.servers[follower] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    const deadline = Date.now() + 20000;
+    while (replica.pipeline.backendFailed !== undefined || replica.resync.completed === completed) {
+      if (Date.now() > deadline) throw new Error(`not back in step: ${JSON.stringify(replica.resync.report())}`);
+      expect(text(await client.send(command('INCR', 'fn:during')))).to.match(/^:\d+\r\n$/);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(text(await client.send(command('FCALL', 'stset', '1', 'fn:key', 'v')))).to.equal('+OK\r\n');
+    const digests = await cluster.digests();
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+  });
+
+  it('a snapshot recipient that stops reading does not hold the donor back for ever', async function () {
+    this.timeout(60000);
+    // 20 MB that DUMP cannot compress: more than the socket buffers take from a reader that stopped.
+    const { randomBytes } = await import('node:crypto');
+    const keys = Array.from({ length: 40 }, (_, i) => `stall:${i}`);
+    const writes = keys.map((key) => encodeCommand(['SET', key, randomBytes(500_000)]));
+    for (const reply of await client.sendMany(writes)) expect(text(reply)).to.equal('+OK\r\n');
+    const net = await import('node:net');
+    const stalled = net.connect(cluster.proxyPorts[leader] as number, '127.0.0.1');
+    stalled.on('error', () => {});
+    await new Promise((resolve) => stalled.once('connect', resolve));
+    stalled.write(command('MU', 'SNAPSHOT'));
+    stalled.pause(); // reads nothing: the donor's socket fills up
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = Date.now();
+    const answered = await Promise.race([
+      client.send(command('SET', 'stall:after', '1')).then(text),
+      new Promise<string>((resolve) => setTimeout(() => resolve('no answer'), 30000)),
+    ]);
+    stalled.destroy();
+    expect(answered).to.equal('+OK\r\n');
+    expect(Date.now() - started).to.be.below(30000);
+    expect(text(await client.send(command('DEL', ...keys)))).to.equal(':40\r\n');
+  });
+
   it('leaves every backend with the same digest', async () => {
     const digests = await cluster.digests();
     expect(digests[0]).to.match(/^\+[0-9a-f]{40}$/);
     expect(new Set(digests).size, digests.join(' ')).to.equal(1);
+  });
+});
+
+describe('Redis front end: a watching client whose replica stops leading', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+
+  before(async () => {
+    cluster = await RedisCluster.start();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('a WATCH made at the old leader still aborts the transaction once the client is handed to the new one', async () => {
+    const first = await cluster.leader();
+    const watcher = await cluster.connect(first);
+    expect((await watcher.sendMany([command('SET', 'wk', '1'), command('WATCH', 'wk'), command('GET', 'wk')])).map(text)).to.deep.equal(['+OK\r\n', '+OK\r\n', '$1\r\n1\r\n']);
+    // The leader's redis-server restarts: the leader steps down while it gets back in step,
+    // another replica takes over, and the old leader comes back as a follower.
+    const old = cluster.replicas[first] as RedisReplica;
+    const server = cluster.servers[first] as RedisServerProcess;
+    const port = server.port;
+    await server.stop();
+    // A write makes the old leader find its backend gone.
+    const poke = await cluster.connect(first);
+    await poke.send(command('SET', 'poke', '1'));
+    await poke.close();
+    const deadline = Date.now() + 30000;
+    let second = -1;
+    while (second < 0) {
+      if (Date.now() > deadline) throw new Error(`no new leader: ${JSON.stringify(old.resync.report())}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      second = cluster.replicas.findIndex((replica, id) => id !== first && replica?.member.replica.isLeader === true);
+    }
+    cluster.servers[first] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    while (old.pipeline.backendFailed !== undefined || old.resync.completed === 0) {
+      if (Date.now() > deadline) throw new Error(`not back in step: ${JSON.stringify(old.resync.report())}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await cluster.leader()).to.equal(second);
+    const writer = await cluster.connect(second);
+    expect(text(await writer.send(command('SET', 'wk', '2')))).to.equal('+OK\r\n');
+    await cluster.digests();
+    // Another client wrote the watched key: EXEC must not run the transaction.
+    const replies = (await watcher.sendMany([command('MULTI'), command('SET', 'wk', '3'), command('EXEC')])).map(text);
+    expect(replies).to.deep.equal(['+OK\r\n', '+QUEUED\r\n', '*-1\r\n']);
+    expect(text(await writer.send(command('GET', 'wk')))).to.equal('$1\r\n2\r\n');
+    await watcher.close();
+    await writer.close();
+  });
+});
+
+describe('Redis front end: a leader whose backend stops following the log', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+
+  before(async () => {
+    cluster = await RedisCluster.start();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('does not serve a read waiting for its place in the log from a backend that diverged', async () => {
+    const leader = await cluster.leader();
+    const replica = cluster.replicas[leader] as RedisReplica;
+    const client = await cluster.connect(leader);
+    expect(text(await client.send(command('SET', 'dk', 'old')))).to.equal('+OK\r\n');
+    // Entries commit but wait to be applied here, as while this replica serves a snapshot.
+    expect(await replica.pipeline.holdForSnapshot()).to.not.equal(undefined);
+    const pending = client.sendMany([command('SET', 'dk', 'new'), command('GET', 'dk')]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // As when a nondeterministic write ran here and its effect was not replicated.
+    replica.pipeline.diverged('test: a write the log does not hold');
+    const replies = (await pending).map(text);
+    await client.close();
+    expect(replies[0]).to.match(/^-ERR mu-proxy: the local backend failed/);
+    expect(replies[1]).to.match(/^-MASTERDOWN /);
   });
 });
 
@@ -323,6 +518,8 @@ describe('Redis front end with ACL users', function () {
           { name: 'app', rules: 'on >app-pw ~app:* +@all -@dangerous' },
           { name: 'reader', rules: 'on >reader-pw allkeys +@read' },
           { name: 'gone', rules: 'off >gone-pw allkeys +@all' },
+          { name: 'listener', rules: 'on >listener-pw allkeys +subscribe +ping' },
+          { name: 'keyed', rules: 'on >keyed-pw ~app:* +@all' },
         ],
       },
     });
@@ -381,8 +578,53 @@ describe('Redis front end with ACL users', function () {
       "-NOPERM this user has no permissions to run the 'acl|users' command\r\n",
     ]);
     const admin = (await reader.sendMany([command('AUTH', 'admin-pw'), command('ACL', 'WHOAMI'), command('ACL', 'USERS')])).map(text);
-    expect(admin).to.deep.equal(['+OK\r\n', '$7\r\ndefault\r\n', '*4\r\n$3\r\napp\r\n$7\r\ndefault\r\n$4\r\ngone\r\n$6\r\nreader\r\n']);
+    expect(admin).to.deep.equal(['+OK\r\n', '$7\r\ndefault\r\n', '*6\r\n$3\r\napp\r\n$7\r\ndefault\r\n$4\r\ngone\r\n$5\r\nkeyed\r\n$8\r\nlistener\r\n$6\r\nreader\r\n']);
     await reader.close();
+  });
+
+  it('checks the commands a subscribed connection sends', async () => {
+    const leader = await cluster.leader();
+    const net = await import('node:net');
+    const socket = net.connect(cluster.proxyPorts[leader] as number, '127.0.0.1');
+    let heard = '';
+    socket.on('data', (chunk: Buffer) => (heard += chunk.toString()));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(Buffer.concat([command('AUTH', 'listener', 'listener-pw'), command('SUBSCRIBE', 'news'), command('PSUBSCRIBE', 'n*'), command('PING')]));
+    for (let i = 0; i < 400 && !heard.includes('pong'); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    socket.destroy();
+    expect(heard).to.equal(
+      "+OK\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n-NOPERM this user has no permissions to run the 'psubscribe' command\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+    );
+  });
+
+  it('a user limited to some keys cannot reach others through a script or SORT', async () => {
+    const leader = await cluster.leader();
+    const connection = await cluster.connect(leader);
+    const replies = (
+      await connection.sendMany([
+        command('AUTH', 'keyed', 'keyed-pw'),
+        command('RPUSH', 'app:sorted', '1'),
+        command('EVAL', "return redis.call('SET', 'outside', 'x')", '0'),
+        command('FCALL', 'nosuch', '0'),
+        command('SORT', 'app:sorted', 'GET', 'outside*'),
+        command('SORT', 'app:sorted', 'BY', 'outside*'),
+        command('SORT_RO', 'app:sorted', 'BY', 'nosort'),
+        command('AUTH', 'admin-pw'),
+        command('EXISTS', 'outside'),
+      ])
+    ).map(text);
+    await connection.close();
+    expect(replies).to.deep.equal([
+      '+OK\r\n',
+      ':1\r\n',
+      "-NOPERM mu-proxy: scripts and functions run their commands unchecked; only a user with every permission on every key may run them\r\n",
+      "-NOPERM mu-proxy: scripts and functions run their commands unchecked; only a user with every permission on every key may run them\r\n",
+      '-ERR GET option of SORT denied due to insufficient ACL permissions.\r\n',
+      '-ERR BY option of SORT denied due to insufficient ACL permissions.\r\n',
+      '*1\r\n$1\r\n1\r\n',
+      '+OK\r\n',
+      ':0\r\n',
+    ]);
   });
 
   it('refuses a replica greeting without a token of the cluster secret', async () => {

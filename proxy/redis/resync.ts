@@ -9,7 +9,7 @@ import { encodeCommand } from '../../adapters/redis/resp.js';
 import type { Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from './apply_pipeline.js';
 import type { BackendChannel } from './backend_channel.js';
-import { fetchSnapshot } from './state_transfer.js';
+import { fetchSnapshot, type SnapshotCursor } from './state_transfer.js';
 
 export interface ResyncOptions {
   replica: Replica;
@@ -115,7 +115,7 @@ export class Resynchroniser {
 
   // Tries the live replicas, followers first (a snapshot holds the donor's apply stream,
   // which delays its clients' replies only if it leads).
-  private async copyFromADonor(backend: RedisBackend): Promise<{ nextIndex: number; position: number; keys: number }> {
+  private async copyFromADonor(backend: RedisBackend): Promise<SnapshotCursor & { keys: number }> {
     const { replica } = this.options;
     const status = replica.status();
     const leader = replica.role.leaderId;

@@ -18,7 +18,7 @@ import { arityOk } from './command_table.js';
 import { rewriteRelativeExpiry } from './determinism.js';
 import { handlesEffects } from './effects.js';
 import { RequestParser } from './request_parser.js';
-import { encodeLogCommand, LogCommandKind } from './log_command.js';
+import { encodeLogCommand, LogCommandKind, maxParts } from './log_command.js';
 import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
 import type { AclUser } from './acl.js';
@@ -45,8 +45,10 @@ interface Slot {
 }
 
 // Script and function commands that change data: replicated (scripts must be
-// deterministic: the documented rule). The rest of the class are reads.
-const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
+// deterministic: the documented rule). EVAL_RO too: it loads its script into the
+// backend's script cache, and a later EVALSHA of it runs on every replica. The rest of
+// the class are reads.
+const scriptWrites = new Set(['eval', 'evalsha', 'fcall', 'eval_ro', 'script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
 // What a subscribed connection may send (Redis 7.0), the rest is refused there; all but
 // QUIT and RESET go to the subscription's own backend connection.
@@ -56,6 +58,15 @@ const subscribedCommands = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'un
 // MULTI Redis runs them without blocking: the same pop on every replica, with Redis' own
 // replies and errors), and tried again when one of their keys is written.
 const blockingPops = new Set(['blpop', 'brpop', 'brpoplpush', 'blmove', 'blmpop', 'bzpopmin', 'bzpopmax', 'bzmpop']);
+
+// Script and function calls: what they run is not checked against the user (see
+// permissionDenial).
+const scriptRuns = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+const scriptDenial = reply.errorReply('NOPERM mu-proxy: scripts and functions run their commands unchecked; only a user with every permission on every key may run them');
+
+// How long a snapshot's recipient may leave the donor's socket full (state_transfer.ts:
+// as long as the recipient waits for a silent donor).
+const snapshotStallMs = 10_000;
 
 export class RedisSession {
   private readonly parser: RequestParser;
@@ -124,11 +135,17 @@ export class RedisSession {
       this.protocolError(`request larger than ${this.front.options.maxRequestBytes} bytes`);
       return;
     }
-    if (this.slots.length >= this.front.options.maxPipeline && !this.paused) {
+    if (this.waitingRequests >= this.front.options.maxPipeline && !this.paused) {
       // Backpressure: read no more until the replies drain.
       this.paused = true;
       this.socket.pause();
     }
+  }
+
+  // Requests read but not answered: those with a reply slot, and those held back behind a
+  // blocking pop, a nondeterministic write or a snapshot (which may wait for ever).
+  private get waitingRequests(): number {
+    return this.slots.length + (this.deferred?.length ?? 0);
   }
 
   private dispatch(argv: Buffer[]): void {
@@ -297,12 +314,18 @@ export class RedisSession {
     if (name === 'auth' || name === 'hello' || name === 'quit' || name === 'reset') return undefined;
     if (name === 'mu') {
       const sub = (argv[1] as Buffer | undefined)?.toString('latin1').toLowerCase();
-      return sub === 'status' || sub === 'forwarded' || sub === 'peer' ? undefined : reply.errorReply("NOPERM this user has no permissions to run the 'mu' command");
+      return sub === 'status' || sub === 'forwarded' || sub === 'peer' || sub === 'watchlost' ? undefined : reply.errorReply("NOPERM this user has no permissions to run the 'mu' command");
     }
     const found = this.front.table.lookup(argv);
     if (found === undefined || !arityOk(found.info, argv.length)) return undefined; // the usual error follows
     if (!user.canRun(found.info)) return reply.errorReply(`NOPERM this user has no permissions to run the '${found.info.name}' command`);
     if (!user.canAccessKeys(this.front.table.keys(argv))) return reply.errorReply('NOPERM this user has no permissions to access one of the keys used as arguments');
+    // Redis checks each command a script calls against the caller's user; the backends run
+    // them with no user at all, so a script could reach any key and any command.
+    if (scriptRuns.has(found.info.name)) return scriptDenial;
+    // SORT's BY and GET patterns name keys that are not arguments: Redis refuses them to a
+    // user without access to every key, at run time (the backends would not).
+    if ((found.info.name === 'sort' || found.info.name === 'sort_ro') && !user.allKeys) return sortPatternDenial(argv, found.info.name === 'sort_ro');
     return undefined;
   }
 
@@ -355,6 +378,13 @@ export class RedisSession {
       this.user = user;
       if (sub === 'forwarded') this.forwarded = true;
       else this.peer = true;
+      return reply.ok;
+    }
+    if (sub === 'watchlost' && argv.length === 2 && this.forwarded) {
+      // Set up by a follower handing over a client that WATCHed keys there while that
+      // replica led: the writes since are not known here, so the client's next EXEC aborts,
+      // as if a watched key had been written (an abort Redis might not make, never a missed one).
+      this.watching = { written: true, watcher: { touched: () => {} } };
       return reply.ok;
     }
     if (sub === 'check' && argv.length === 2) {
@@ -442,12 +472,16 @@ export class RedisSession {
         return;
       case 'exec': {
         const transaction = this.transaction;
+        if (transaction === undefined) {
+          // As in Redis, the WATCH stays: only an EXEC of a transaction ends it.
+          this.answer(reply.errorReply('ERR EXEC without MULTI'));
+          return;
+        }
         this.transaction = undefined;
         const watching = this.watching;
         this.watching = undefined;
-        if (watching !== undefined && (transaction === undefined || transaction.failed)) this.front.keyWatches.unwatch(watching.watcher);
-        if (transaction === undefined) this.answer(reply.errorReply('ERR EXEC without MULTI'));
-        else if (transaction.failed) this.answer(reply.errorReply('EXECABORT Transaction discarded because of previous errors.'));
+        if (watching !== undefined && transaction.failed) this.front.keyWatches.unwatch(watching.watcher);
+        if (transaction.failed) this.answer(reply.errorReply('EXECABORT Transaction discarded because of previous errors.'));
         else if (watching !== undefined) this.execWatched(transaction.parts, watching);
         else if (transaction.parts.length === 0) this.answer(reply.array([]));
         else this.propose(LogCommandKind.transaction, transaction.parts, this.reserve());
@@ -541,6 +575,13 @@ export class RedisSession {
     if (!['read', 'write', 'write-rewrite', 'admin-local'].includes(found.class) && !scriptWrites.has(found.info.name) && name !== 'unwatch') {
       transaction.failed = true;
       this.answer(reply.errorReply(`ERR '${name}' inside MULTI is not supported by mu-proxy`));
+      return;
+    }
+    // The whole transaction is one log command, whose part count is a u16: encoding more
+    // would throw out of the socket handler and take the process down.
+    if (transaction.parts.length >= maxParts) {
+      transaction.failed = true;
+      this.answer(reply.errorReply(`ERR mu-proxy: a transaction holds at most ${maxParts} commands`));
       return;
     }
     const command = found.class === 'write-rewrite' ? rewriteRelativeExpiry(argv, Date.now()) : argv;
@@ -696,6 +737,8 @@ export class RedisSession {
         return;
       }
     }
+    // Reading may have paused for the requests held back; not all of them fill a reply.
+    this.resumeIfRoom();
   }
 
   // mode 'linearizable': at the leader, right after a barrier entry proposed now is
@@ -730,6 +773,13 @@ export class RedisSession {
           resolve(this.front.proposalErrorReply(refusal));
           return;
         }
+        // The backend stopped following the log before the entry was applied (it failed,
+        // or ran a write the log does not hold): it may not be read.
+        const lostBackend = applied ? undefined : this.front.writeRefusal();
+        if (lostBackend !== undefined && this.front.pipeline.backendFailed !== undefined) {
+          resolve(lostBackend);
+          return;
+        }
         this.front.channel.send(db, commands).then(resolve, (error: Error) =>
           resolve(reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
         );
@@ -738,7 +788,7 @@ export class RedisSession {
         const barrier = this.front.barrier();
         this.front.pipeline.afterApplied(barrier.requestId, (applied) => send(applied, applied ? undefined : barrier.refusal()));
       } else if (this.lastWriteRequestId !== undefined) {
-        this.front.pipeline.afterApplied(this.lastWriteRequestId, () => send(true));
+        this.front.pipeline.afterApplied(this.lastWriteRequestId, (applied) => send(applied || mode === 'local'));
       } else {
         send(true);
       }
@@ -858,7 +908,11 @@ export class RedisSession {
         if (this.closed) reject(new Error('the recipient went away'));
         else if (this.socket.write(frame)) resolve();
         else {
+          // This replica's apply stream is held until the snapshot ends: a recipient that
+          // stops reading is let go, as the recipient gives up on a silent donor.
+          const stalled = setTimeout(() => this.close(), snapshotStallMs);
           const settle = () => {
+            clearTimeout(stalled);
             this.socket.off('drain', settle);
             this.socket.off('close', settle);
             if (this.closed) reject(new Error('the recipient went away'));
@@ -918,6 +972,9 @@ export class RedisSession {
   private forwardToLeader(argv: Buffer[]): boolean {
     const front = this.front;
     if (front.replica.isLeader || this.forwarded || front.options.followerRequests !== 'forward') return false;
+    // A transaction queued here while this replica led: its EXEC is refused here (the
+    // leader has not seen its MULTI), rather than sent up on its own.
+    if (this.transaction !== undefined) return false;
     const leaderId = front.replica.role.leaderId;
     if (leaderId === null || leaderId === front.replica.nodeId) return false;
     const address = front.clientAddressOf(leaderId);
@@ -925,6 +982,12 @@ export class RedisSession {
     const setup: Buffer[] = [encodeCommand(['MU', 'FORWARDED', ...front.peerAuth.arguments('forwarded', (this.user as AclUser).name)])];
     if (this.db !== 0) setup.push(encodeCommand(['SELECT', String(this.db)]));
     if (this.name !== undefined) setup.push(encodeCommand([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.name]));
+    // Keys WATCHed here (while this replica led) are watched no more here; the leader cannot
+    // know what was written since, so the next EXEC there must abort.
+    if (this.watching !== undefined) {
+      setup.push(encodeCommand(['MU', 'WATCHLOST']));
+      this.unwatch();
+    }
     const slot = this.reserve();
     const link = new LeaderLink({
       host: address.host,
@@ -1014,7 +1077,9 @@ export class RedisSession {
     const { relay } = subscription;
     const found = this.front.table.lookup(argv);
     const valid = found !== undefined && arityOk(found.info, argv.length);
-    if (valid && subscribedCommands.has(name) && (!relay.quiet || relay.subscribed)) {
+    // Redis checks the user's permissions before the subscribed context.
+    const denial = valid ? this.permissionDenial(name, argv) : undefined;
+    if (valid && denial === undefined && subscribedCommands.has(name) && (!relay.quiet || relay.subscribed)) {
       relay.forward(argv);
       return;
     }
@@ -1025,10 +1090,12 @@ export class RedisSession {
     }
     if (relay.subscribed && name !== 'quit' && name !== 'reset') {
       // Checked in Redis' order: unknown command, arity, then the subscribed context.
-      if (found === undefined) this.deliverFrame(unknownCommand(argv));
-      else if (!valid) this.deliverFrame(wrongArity(found.info.name));
+      // Through the relay: after its frames, which wait while earlier replies are owed.
+      if (found === undefined) relay.inject(unknownCommand(argv));
+      else if (!valid) relay.inject(wrongArity(found.info.name));
+      else if (denial !== undefined) relay.inject(denial);
       else {
-        this.deliverFrame(
+        relay.inject(
           reply.errorReply(`ERR Can't execute '${found.info.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`),
         );
       }
@@ -1105,7 +1172,7 @@ export class RedisSession {
 
   private resumeIfRoom(): void {
     if (this.ending) return;
-    if (this.paused && this.slots.length < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
+    if (this.paused && this.waitingRequests < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
       this.paused = false;
       this.socket.resume();
     }
@@ -1146,6 +1213,32 @@ function lastStreamId(raw: Buffer): Buffer | undefined {
   const lengthEnd = raw.indexOf('\r\n', 8);
   const length = Number(raw.toString('latin1', 9, lengthEnd));
   return raw.subarray(lengthEnd + 2, lengthEnd + 2 + length);
+}
+
+// SORT's options read as sort.c reads them, in order (strcasecmp: up to the first NUL):
+// Redis' error for the first BY with a pattern or GET, for a user without full key access;
+// undefined when there is none, or an error of another kind comes first (the backend's).
+function sortPatternDenial(argv: Buffer[], readonly: boolean): Buffer | undefined {
+  const word = (i: number): string => {
+    const arg = argv[i] as Buffer;
+    const nul = arg.indexOf(0);
+    return (nul < 0 ? arg : arg.subarray(0, nul)).toString('latin1').toLowerCase();
+  };
+  for (let j = 2; j < argv.length; j++) {
+    const left = argv.length - j - 1;
+    const option = word(j);
+    if (option === 'asc' || option === 'desc' || option === 'alpha') continue;
+    if (option === 'limit' && left >= 2) {
+      if (!isRedisInteger(word(j + 1)) || !isRedisInteger(word(j + 2))) return undefined;
+      j += 2;
+    } else if (!readonly && option === 'store' && left >= 1) j++;
+    else if (option === 'by' && left >= 1) {
+      if (word(j + 1).includes('*')) return reply.errorReply('ERR BY option of SORT denied due to insufficient ACL permissions.');
+      j++;
+    } else if (option === 'get' && left >= 1) return reply.errorReply('ERR GET option of SORT denied due to insufficient ACL permissions.');
+    else return undefined;
+  }
+  return undefined;
 }
 
 // MU FORWARDED / MU PEER: how another replica's proxy authenticates (peer_auth.ts).

@@ -13,6 +13,9 @@
 // its own (after `MU PEER`, which proves with the cluster secret that the recipient is a
 // member), as RESP frames:
 //   *3 $8 snapshot :<next index> :<position>
+//   *5 $5 chunk :<origin> :<request id> :<next piece> $<pieces so far>   (only when a command
+//      larger than an entry is part-way through assembly there)
+//   *2 $9 functions $<FUNCTION DUMP payload>
 //   *4 :<db> $<key> $<DUMP payload> :<expire at, unix ms, or -1>     (one per key)
 //   *2 $3 end :<keys>
 // Expiry is absolute (PEXPIRETIME), so a key expires at the same moment on both servers.
@@ -21,10 +24,12 @@ import net from 'node:net';
 import { encodeCommand, ReplyFramer } from '../../adapters/redis/resp.js';
 import type { RedisBackend } from '../../adapters/redis/redis_backend.js';
 import type { BackendChannel } from './backend_channel.js';
+import type { PartialChunk } from './log_command.js';
 
 export interface SnapshotCursor {
   nextIndex: number;
   position: number;
+  chunk?: PartialChunk; // a command part-way through assembly at that point (log_command.ts)
 }
 
 const scanBatch = 256;
@@ -36,6 +41,14 @@ const scanBatch = 256;
 // followed by more (socket backpressure). Returns how many keys were sent.
 export async function streamSnapshot(channel: BackendChannel, cursor: SnapshotCursor, write: (frame: Buffer) => Promise<void>): Promise<number> {
   await write(encodeFrame([bulk('snapshot'), integer(cursor.nextIndex), integer(cursor.position)]));
+  const chunk = cursor.chunk;
+  if (chunk !== undefined) await write(encodeFrame([bulk('chunk'), integer(chunk.origin), integer(chunk.requestId), integer(chunk.next), bulk(chunk.bytes)]));
+  // The function library is replicated state too (FUNCTION LOAD goes through the log), which
+  // no key holds: without it, an FCALL would fail on the recipient alone.
+  const [functions] = await channel.send(0, [encodeCommand(['FUNCTION', 'DUMP'])]);
+  const library = bulkBytes(functions as Buffer);
+  if (library === undefined) throw new Error(`FUNCTION DUMP answered ${(functions as Buffer).toString('latin1', 0, 60).trim()}`);
+  await write(encodeFrame([bulk('functions'), bulk(library)]));
   const [info] = await channel.send(0, [encodeCommand(['INFO', 'keyspace'])]);
   const databases = [...bulkText(info as Buffer).matchAll(/^db(\d+):keys=/gm)].map((match) => Number(match[1]));
   let sent = 0;
@@ -83,6 +96,7 @@ export function fetchSnapshot(options: FetchSnapshotOptions): Promise<SnapshotCu
   const framer = new ReplyFramer();
   let greetingPending = true;
   let cursor: SnapshotCursor | undefined;
+  let partial: PartialChunk | undefined;
   let restored = 0;
   let batch: Buffer[] = [];
   let database = 0;
@@ -128,8 +142,18 @@ export function fetchSnapshot(options: FetchSnapshotOptions): Promise<SnapshotCu
             batch.push(encodeCommand(['SELECT', '0']));
             await flush();
             if (Number(fields[1]) !== restored) throw new Error(`the donor sent ${restored} keys but counted ${String(fields[1])}`);
-            finish(undefined, { ...cursor, keys: restored });
+            finish(undefined, partial === undefined ? { ...cursor, keys: restored } : { ...cursor, chunk: partial, keys: restored });
             return;
+          }
+          if (fields[0] === 'functions' && fields.length === 2) {
+            // FLUSH: libraries this backend kept (FLUSHALL leaves them) go first.
+            batch.push(encodeCommand([Buffer.from('FUNCTION'), Buffer.from('RESTORE'), fields[1] as Buffer, Buffer.from('FLUSH')]));
+            continue;
+          }
+          if (fields[0] === 'chunk' && fields.length === 5) {
+            const [, origin, requestId, next, bytes] = fields as [string, string, string, string, Buffer];
+            partial = { origin: Number(origin), requestId: Number(requestId), next: Number(next), bytes: Buffer.from(bytes) };
+            continue;
           }
           if (fields.length !== 4) throw new Error('a malformed key frame');
           const [db, key, dump, expireAt] = fields as [string, Buffer, Buffer, string];

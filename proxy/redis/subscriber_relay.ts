@@ -112,12 +112,22 @@ export class SubscriberRelay {
         continue;
       }
       this.noteCount(frame);
-      if (this.held === undefined) this.options.deliver(frame);
-      else {
-        this.held.push(frame);
-        this.heldBytes += frame.length;
-        if (this.heldBytes > this.options.maxHeldBytes) this.fail('too many messages held for a client that has not read its earlier replies');
-      }
+      this.pass(frame);
+    }
+  }
+
+  // A reply of the session's own (a command refused in the subscribed context): in order
+  // with the server's frames, so held as they are while earlier replies are owed.
+  inject(frame: Buffer): void {
+    if (!this.closed) this.pass(frame);
+  }
+
+  private pass(frame: Buffer): void {
+    if (this.held === undefined) this.options.deliver(frame);
+    else {
+      this.held.push(frame);
+      this.heldBytes += frame.length;
+      if (this.heldBytes > this.options.maxHeldBytes) this.fail('too many messages held for a client that has not read its earlier replies');
     }
   }
 
