@@ -10,6 +10,7 @@ import { encodeCommand } from '../adapters/redis/resp.js';
 import { ConfigError } from '../mu/config.js';
 import { loadRedisProxyConfig } from './redis/config.js';
 import { RedisReplica } from './redis/redis_replica.js';
+import { MemcachedReplica } from './memcached/memcached_replica.js';
 
 function usage(problem?: string): never {
   if (problem !== undefined) console.error(`mu-proxy: ${problem}`);
@@ -34,7 +35,10 @@ async function start(args: string[]): Promise<void> {
   const idText = option(args, '--id') ?? usage('start needs --id');
   if (!/^\d+$/.test(idText)) usage(`--id must be a replica id, got ${idText}`);
   const config = loadRedisProxyConfig(configPath);
-  const replica = await RedisReplica.start(config, Number(idText));
+  const id = Number(idText);
+  // A replica with a Redis front end (and a memcached one too, if configured), or a
+  // memcached front end alone.
+  const replica = config.replicas[id] === undefined && config.memcachedReplicas[id] !== undefined ? await MemcachedReplica.start(config, id) : await RedisReplica.start(config, id);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -8,7 +8,18 @@ export type ReplyShape =
   | 'line' // one line: STORED, NOT_FOUND, a number, VERSION ..., OK, an error
   | 'values' // VALUE <key> <flags> <bytes> [<cas>] blocks up to END (get, gets, gat, gats)
   | 'stats' // STAT lines up to END
-  | 'meta'; // one line, followed by a data block when it starts with VA <size> (mg, ms, md, ma, mn, me)
+  | 'meta' // one line, followed by a data block when it starts with VA <size> (mg, ms, md, ma, mn, me)
+  | 'listing'; // LF-separated lines up to END (lru_crawler metadump)
+
+// A shape as a small number, to travel with a request (the log command's db field) so the
+// side that applies it frames the reply without parsing the request.
+const shapeCodes: readonly ReplyShape[] = ['line', 'values', 'stats', 'meta', 'listing'];
+export function shapeCode(shape: ReplyShape): number {
+  return shapeCodes.indexOf(shape);
+}
+export function shapeOf(code: number): ReplyShape {
+  return shapeCodes[code] ?? 'line';
+}
 
 // Lines memcached ends any request with when it refuses it.
 export function isErrorLine(line: string): boolean {
@@ -70,6 +81,7 @@ export class MemcachedReplyFramer {
 
   // Where the reply starting at `start` ends, or undefined when it is not complete yet.
   private replyEnd(shape: ReplyShape, start: number): number | undefined {
+    if (shape === 'listing') return this.listingEnd(start);
     let at = start;
     for (;;) {
       const lineEnd = this.pending.indexOf('\r\n', at);
@@ -96,6 +108,18 @@ export class MemcachedReplyFramer {
         continue;
       }
       throw new MemcachedProtocolError(`an unexpected reply line for a ${shape} reply: ${JSON.stringify(line.slice(0, 60))}`);
+    }
+  }
+
+  // A listing ends with END on a line of its own (or an error line, instead of it).
+  private listingEnd(start: number): number | undefined {
+    let at = start;
+    for (;;) {
+      const lineEnd = this.pending.indexOf('\n', at);
+      if (lineEnd < 0) return undefined;
+      const line = this.pending.toString('latin1', at, lineEnd).replace(/\r$/, '');
+      if (line === 'END' || isErrorLine(line)) return lineEnd + 1;
+      at = lineEnd + 1;
     }
   }
 

@@ -11,6 +11,8 @@ import { EventEmitter } from 'node:events';
 
 import type { AppliedEntry, Replica } from '../../mu/replica.js';
 import type { BackendChannel } from './backend_channel.js';
+import type { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
+import { shapeOf } from '../../adapters/memcached/memcached_protocol.js';
 import type { KeyWatchRegistry } from './key_watch.js';
 import { ChunkAssembler, decodeLogCommand, LogCommandKind, type LogCommand, type PartialChunk } from './log_command.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
@@ -66,13 +68,21 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   appliedIndex = 0;
   commandsApplied = 0;
 
+  // Where memcached commands (log kind memcached) go, on a replica that fronts memcached.
+  private memcached: MemcachedBackend | undefined;
+
   constructor(
     private readonly replica: Replica,
-    private readonly channel: BackendChannel,
+    // Undefined on a replica that fronts memcached only.
+    private readonly channel: BackendChannel | undefined,
     private readonly keyWatches: KeyWatchRegistry,
   ) {
     super();
     replica.on('applied', (entry) => this.apply(entry));
+  }
+
+  attachMemcached(backend: MemcachedBackend): void {
+    this.memcached = backend;
   }
 
   // A fresh id for a request this replica proposes; `expect` it before proposing.
@@ -155,15 +165,26 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
         this.applyDigest(entry.index, own ? logCommand.requestId : undefined);
         continue;
       }
+      const waiter = own ? this.waiters.get(logCommand.requestId) : undefined;
+      if (waiter !== undefined) this.waiters.delete(logCommand.requestId);
+      if (logCommand.kind === LogCommandKind.memcached) {
+        this.applyMemcached(logCommand, waiter);
+        if (own) this.ownApplied(logCommand.requestId);
+        continue;
+      }
+      const channel = this.channel;
+      if (channel === undefined) {
+        waiter?.reject(new Error('no redis-server on this replica'));
+        this.fail(new Error('a Redis command reached a replica without a redis-server (the replicas are configured differently)'));
+        return;
+      }
       const group =
         logCommand.kind === LogCommandKind.transaction ? [multi, ...logCommand.parts, exec] : logCommand.parts;
       this.commandsApplied += logCommand.parts.length;
       if (this.keyWatches.active) {
         for (const part of logCommand.parts) this.keyWatches.applied(logCommand.db, part, own ? logCommand.requestId : undefined);
       }
-      const sent = this.channel.send(logCommand.db, group);
-      const waiter = own ? this.waiters.get(logCommand.requestId) : undefined;
-      if (waiter !== undefined) this.waiters.delete(logCommand.requestId);
+      const sent = channel.send(logCommand.db, group);
       sent.then(
         (replies) => waiter?.resolve(replies[replies.length - 1] as Buffer),
         (error: Error) => {
@@ -175,11 +196,34 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     }
   }
 
+  private applyMemcached(logCommand: LogCommand, waiter: Waiter | undefined): void {
+    const backend = this.memcached;
+    const request = logCommand.parts[0];
+    if (backend === undefined || request === undefined) {
+      waiter?.reject(new Error('no memcached on this replica'));
+      this.fail(new Error('a memcached command reached a replica without a memcached (the replicas are configured differently)'));
+      return;
+    }
+    this.commandsApplied++;
+    backend.send(request, shapeOf(logCommand.db)).then(
+      (reply) => waiter?.resolve(reply),
+      (error: Error) => {
+        waiter?.reject(error);
+        this.fail(error);
+      },
+    );
+  }
+
   // Records the backend's digest at `index`; this replica's own request gets
   // `*2 :index <digest reply>`.
   private applyDigest(index: number, ownRequestId: number | undefined): void {
     const waiter = ownRequestId === undefined ? undefined : this.waiters.get(ownRequestId);
     if (ownRequestId !== undefined) this.waiters.delete(ownRequestId);
+    if (this.channel === undefined) {
+      waiter?.reject(new Error('mu-proxy check compares redis-servers; this replica has none'));
+      if (ownRequestId !== undefined) this.ownApplied(ownRequestId);
+      return;
+    }
     this.digestsPending.add(index);
     this.channel.send(0, [debugDigest]).then(
       (replies) => {
@@ -243,7 +287,7 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   // cursor a snapshot taken now resumes from. Undefined when nothing was applied yet or a
   // snapshot is already being taken. `release` lets the held entries go.
   async holdForSnapshot(): Promise<ApplyCursor | undefined> {
-    if (this.held !== undefined || this.cursor === undefined || this.failed !== undefined) return undefined;
+    if (this.held !== undefined || this.cursor === undefined || this.failed !== undefined || this.channel === undefined) return undefined;
     this.held = [];
     const partial = this.chunks.assembling;
     const cursor: ApplyCursor = partial === undefined ? this.cursor : { ...this.cursor, chunk: partial };

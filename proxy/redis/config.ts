@@ -1,10 +1,13 @@
-// The Redis front end's part of the cluster configuration file: a "redis" section for
-// options every replica shares, and per replica the address its clients connect to and
-// the address of its own redis-server.
+// The front ends' part of the cluster configuration file: a "redis" section and a
+// "memcached" section for options every replica shares, and per replica the address its
+// clients connect to and the address of its own backend, for each front end the cluster
+// has (Redis, memcached; every replica fronts the same ones).
 //
 //   "redis": { "readMode": "linearizable", "requirepass": "...", "maxClients": 10000, ... },
+//   "memcached": { "readMode": "linearizable", "maxClients": 10000, ... },
 //   "replicas": [ { "id": 0, "control": "10.0.0.1:7400",
 //                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379",
+//                   "memcached": "0.0.0.0:11212", "memcachedBackend": "127.0.0.1:11211",
 //                   "metrics": "0.0.0.0:9121" }, ... ]     (metrics: optional)
 import { Checker, ConfigError, parseAddress, readConfigDocument, validateClusterConfig, type ClusterConfig, type Json } from '../../mu/config.js';
 import { AccessControl } from './acl.js';
@@ -16,18 +19,34 @@ export interface RedisReplicaAddresses {
   metrics?: { host: string; port: number }; // Prometheus /metrics, when configured
 }
 
+export interface MemcachedOptions {
+  readMode: ReadMode;
+  maxClients: number;
+  maxPipeline: number;
+  maxOutputBytes: number;
+  idleTimeoutMs: number;
+}
+
 export interface RedisProxyConfig {
   cluster: ClusterConfig;
   front: Omit<FrontEndOptions, 'host' | 'port'>;
+  memcached: MemcachedOptions;
+  // Per replica id, its memcached front end's addresses; empty when the cluster fronts no
+  // memcached.
+  memcachedReplicas: Array<{ listen: { host: string; port: number }; backend: { host: string; port: number } }>;
   users: Array<{ name: string; rules: string }>; // ACL-style users (acl.ts)
   flushBackendOnStart: boolean;
-  replicas: RedisReplicaAddresses[]; // by id
+  replicas: RedisReplicaAddresses[]; // by id; empty when the cluster fronts no Redis
 }
 
+const memcachedFields = ['readMode', 'maxClients', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs'];
 const redisFields = ['readMode', 'followerRequests', 'requirepass', 'users', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
 
 export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
-  const cluster = validateClusterConfig(document, env, undefined, { rootFields: ['redis'], replicaFields: ['redis', 'redisBackend', 'metrics'] });
+  const cluster = validateClusterConfig(document, env, undefined, {
+    rootFields: ['redis', 'memcached'],
+    replicaFields: ['redis', 'redisBackend', 'memcached', 'memcachedBackend', 'metrics'],
+  });
   const check = new Checker();
   const root = document as Record<string, Json>;
   const section = root['redis'] === undefined ? {} : check.object(root['redis'], 'redis', redisFields);
@@ -78,7 +97,35 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
       else check.fail('redis.flushBackendOnStart', 'must be true or false');
     }
   }
+  const memcached: MemcachedOptions = {
+    readMode: front.readMode,
+    maxClients: front.maxClients,
+    maxPipeline: front.maxPipeline,
+    maxOutputBytes: front.maxOutputBytes,
+    idleTimeoutMs: front.idleTimeoutMs,
+  };
+  if (root['memcached'] !== undefined) {
+    const options = check.object(root['memcached'], 'memcached', memcachedFields);
+    if (options !== undefined) {
+      const mode = options['readMode'];
+      if (mode !== undefined) {
+        if (mode === 'linearizable' || mode === 'leader' || mode === 'any') memcached.readMode = mode;
+        else check.fail('memcached.readMode', 'must be "linearizable", "leader" or "any"');
+      }
+      const integer = (key: 'maxClients' | 'maxPipeline' | 'maxOutputBytes' | 'idleTimeoutMs', low: number, high: number) => {
+        if (options[key] === undefined) return;
+        const value = check.integer(options[key], `memcached.${key}`, low, high);
+        if (value !== undefined) memcached[key] = value;
+      };
+      integer('maxClients', 1, 1_000_000);
+      integer('maxPipeline', 1, 1_000_000);
+      integer('maxOutputBytes', 1024 * 1024, 2 ** 40);
+      integer('idleTimeoutMs', 0, 2 ** 31 - 1);
+    }
+  }
   const replicas: RedisReplicaAddresses[] = [];
+  const memcachedReplicas: RedisProxyConfig['memcachedReplicas'] = [];
+  const fronted = new Set<string>();
   const entries = root['replicas'] as Json[];
   entries.forEach((entry, position) => {
     const replica = entry as Record<string, Json>;
@@ -90,18 +137,32 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
       if (typeof parsed === 'string') return check.fail(`replicas[${position}].${key}`, parsed);
       return parsed;
     };
-    const listen = address('redis');
-    const backend = address('redisBackend');
+    // Each front end needs both of its addresses, or neither.
+    const pair = (front: string, backendKey: string) => {
+      if (replica[front] === undefined && replica[backendKey] === undefined) return undefined;
+      if (replica[front] === undefined || replica[backendKey] === undefined) {
+        return check.fail(`replicas[${position}]`, `give both ${front} and ${backendKey}, or neither`);
+      }
+      const listen = address(front);
+      const backend = address(backendKey);
+      return listen === undefined || backend === undefined ? undefined : { listen, backend };
+    };
+    const redis = pair('redis', 'redisBackend');
+    const cache = pair('memcached', 'memcachedBackend');
     const metrics = replica['metrics'] === undefined ? undefined : address('metrics');
-    if (listen !== undefined && backend !== undefined) replicas[id] = metrics === undefined ? { listen, backend } : { listen, backend, metrics };
+    if (redis !== undefined) replicas[id] = metrics === undefined ? redis : { ...redis, metrics };
+    if (cache !== undefined) memcachedReplicas[id] = cache;
+    fronted.add(`${redis !== undefined ? 'redis' : ''}+${cache !== undefined ? 'memcached' : ''}`);
+    if (redis === undefined && cache === undefined) check.fail(`replicas[${position}]`, 'fronts nothing: give redis and redisBackend, or memcached and memcachedBackend, or both');
   });
+  if (fronted.size > 1) check.fail('replicas', 'every replica must front the same backends (redis, memcached, or both)');
   try {
     AccessControl.fromConfig(front.requirepass, users);
   } catch (error) {
     check.fail('redis.users', (error as Error).message);
   }
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { cluster, front, users, flushBackendOnStart, replicas };
+  return { cluster, front, memcached, memcachedReplicas, users, flushBackendOnStart, replicas };
 }
 
 export function loadRedisProxyConfig(path: string, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {

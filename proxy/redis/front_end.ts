@@ -11,6 +11,7 @@ import type { CommandTable } from './command_table.js';
 import type { AccessControl } from './acl.js';
 import type { KeyWatchRegistry } from './key_watch.js';
 import type { PeerAuthenticator } from './peer_auth.js';
+import type { Proposer } from './proposer.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
 import { encodeLogCommand, LogCommandKind, splitLogCommand } from './log_command.js';
@@ -51,7 +52,6 @@ export interface FrontEndCounters {
   requests: number;
   writes: number;
   reads: number;
-  barriers: number;
   replyBytes: number;
   protocolErrors: number;
   authFailures: number;
@@ -59,7 +59,6 @@ export interface FrontEndCounters {
   subscriptionFailures: number;
   forwardedClients: number;
   snapshotsServed: number;
-  chunkedCommands: number;
 }
 
 export interface PeerAddressBook {
@@ -75,7 +74,6 @@ export class FrontEnd {
     requests: 0,
     writes: 0,
     reads: 0,
-    barriers: 0,
     replyBytes: 0,
     protocolErrors: 0,
     authFailures: 0,
@@ -83,7 +81,6 @@ export class FrontEnd {
     subscriptionFailures: 0,
     forwardedClients: 0,
     snapshotsServed: 0,
-    chunkedCommands: 0,
   };
   // Set by the replica: this replica's state transfer, for MU STATUS; and its log.
   resyncReport: (() => Record<string, unknown>) | undefined;
@@ -95,18 +92,12 @@ export class FrontEnd {
   readonly roleListeners = new Set<() => void>();
   private server: net.Server | undefined;
   private clientIds = 0;
-  // The write barrier of nondeterministic writes (effects.ts): proposals wait here while
-  // one runs. Undefined when open.
-  private gateQueue: Array<() => void> | undefined;
-  private effectsChain: Promise<unknown> = Promise.resolve();
-  private lastProposedRequestId: number | undefined;
-  private currentBarrier: { requestId: number; failure: unknown; refusal: () => unknown } | undefined;
-  private writesSinceBarrier = false;
 
   constructor(
     readonly options: FrontEndOptions,
-    readonly replica: Replica,
-    readonly pipeline: ApplyPipeline,
+    // The replica's log, shared with its other front ends: proposals, the write barrier
+    // (nondeterministic writes, watched transactions), barrier entries.
+    readonly proposer: Proposer,
     readonly channel: BackendChannel,
     readonly keyWatches: KeyWatchRegistry,
     readonly table: CommandTable,
@@ -117,9 +108,17 @@ export class FrontEnd {
     readonly access: AccessControl,
     readonly peerAuth: PeerAuthenticator,
   ) {
-    replica.on('role', () => {
+    proposer.replica.on('role', () => {
       for (const listener of [...this.roleListeners]) listener();
     });
+  }
+
+  get replica(): Replica {
+    return this.proposer.replica;
+  }
+
+  get pipeline(): ApplyPipeline {
+    return this.proposer.pipeline;
   }
 
   listen(): Promise<void> {
@@ -204,36 +203,19 @@ export class FrontEnd {
     }
   }
 
-  // Every proposal of this front end goes through here, so the write barrier can hold it.
+  // Every proposal of this front end goes through the replica's Proposer, so the write
+  // barrier can hold it.
   submit(requestId: number, command: Buffer): Promise<number> {
-    if (this.gateQueue === undefined) {
-      this.lastProposedRequestId = requestId;
-      return this.propose(requestId, command);
-    }
-    return new Promise((resolve, reject) => {
-      this.gateQueue?.push(() => {
-        this.lastProposedRequestId = requestId;
-        this.propose(requestId, command).then(resolve, reject);
-      });
-    });
-  }
-
-  // One log command, split over several entries when it is larger than one
-  // (log_command.ts: chunks); resolves with the index of its last piece, or rejects when
-  // any piece was not committed (then the command never takes effect anywhere).
-  private propose(requestId: number, command: Buffer): Promise<number> {
-    const limit = this.replica.maxCommandBytes;
-    if (command.length <= limit) return this.replica.propose(command);
-    this.counters.chunkedCommands++;
-    return this.replica.propose(splitLogCommand(command, this.replica.nodeId, requestId, limit)).then((indices) => indices[indices.length - 1] as number);
+    return this.proposer.submit(requestId, command);
   }
 
   // Runs a nondeterministic write on this replica's backend and replicates its effect
   // (effects.ts); resolves with the client's reply, once the effect is committed.
   runWithEffects(argv: Buffer[], db: number): Promise<Buffer> {
-    return this.exclusive(async () => {
+    const proposer = this.proposer;
+    return proposer.exclusive(async () => {
       // Everything proposed before must have reached the backend first.
-      const last = this.lastProposedRequestId;
+      const last = proposer.lastProposedRequestId;
       if (last !== undefined) await new Promise<void>((resolve) => this.pipeline.afterApplied(last, () => resolve()));
       if (!this.replica.isLeader) return this.notLeaderReply();
       const [reply] = await this.channel.send(db, [encodeCommand(argv)]);
@@ -241,9 +223,9 @@ export class FrontEnd {
       if (effect === null || effect === undefined) return reply as Buffer;
       const requestId = this.pipeline.newRequestId();
       const command = encodeLogCommand({ kind: LogCommandKind.commands, origin: this.replica.nodeId, requestId, db, parts: [encodeCommand(effect)] });
-      this.lastProposedRequestId = requestId;
-      const committed = this.propose(requestId, command);
-      this.openGate(); // what waited is proposed after the effect
+      proposer.lastProposedRequestId = requestId;
+      const committed = proposer.proposeNow(requestId, command);
+      proposer.openGate(); // what waited is proposed after the effect
       try {
         await committed;
       } catch (error) {
@@ -263,13 +245,14 @@ export class FrontEnd {
   // come between the check and the transaction in the log. Resolves with EXEC's reply, or
   // a null array when a watched key was written.
   execWatched(parts: Buffer[], db: number, written: () => boolean): Promise<Buffer> {
-    return this.exclusive(async () => {
+    const proposer = this.proposer;
+    return proposer.exclusive(async () => {
       const barrierId = this.pipeline.newRequestId();
       const barrierApplied = new Promise<boolean>((resolve) => this.pipeline.afterApplied(barrierId, resolve));
-      this.lastProposedRequestId = barrierId;
-      this.counters.barriers++;
+      proposer.lastProposedRequestId = barrierId;
+      proposer.counters.barriers++;
       try {
-        await this.propose(barrierId, encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId: barrierId, db: 0, parts: [] }));
+        await proposer.proposeNow(barrierId, encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId: barrierId, db: 0, parts: [] }));
       } catch (error) {
         this.pipeline.forget(barrierId);
         return this.proposalErrorReply(error);
@@ -278,9 +261,9 @@ export class FrontEnd {
       if (written()) return reply.nilArray;
       const requestId = this.pipeline.newRequestId();
       const answered = this.pipeline.expect(requestId);
-      this.lastProposedRequestId = requestId;
-      const committed = this.propose(requestId, encodeLogCommand({ kind: LogCommandKind.transaction, origin: this.replica.nodeId, requestId, db, parts }));
-      this.openGate();
+      proposer.lastProposedRequestId = requestId;
+      const committed = proposer.proposeNow(requestId, encodeLogCommand({ kind: LogCommandKind.transaction, origin: this.replica.nodeId, requestId, db, parts }));
+      proposer.openGate();
       try {
         await committed;
       } catch (error) {
@@ -291,53 +274,12 @@ export class FrontEnd {
     });
   }
 
-  // Runs `task` with the write barrier closed (proposals of this front end queue in
-  // `submit` until the task opens it, or ends); one task at a time, in call order.
-  private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.effectsChain.then(async () => {
-      this.gateQueue = [];
-      try {
-        return await task();
-      } finally {
-        this.openGate();
-      }
-    });
-    this.effectsChain = run.catch(() => undefined);
-    return run;
-  }
-
-  private openGate(): void {
-    const queue = this.gateQueue;
-    this.gateQueue = undefined;
-    for (const propose of queue ?? []) propose();
-  }
-
-  // A linearizable read's proof that this replica leads, and its place in the log: a
-  // barrier entry proposed now. Reads share one while this replica proposes no write in
-  // between (a read must come after the writes its connection sent before it, so a
-  // barrier proposed before them will not do); at most one per event-loop turn.
   barrier(): { requestId: number; refusal: () => unknown } {
-    if (this.currentBarrier === undefined || this.writesSinceBarrier) {
-      this.counters.barriers++;
-      const requestId = this.pipeline.newRequestId();
-      const command = encodeLogCommand({ kind: LogCommandKind.barrier, origin: this.replica.nodeId, requestId, db: 0, parts: [] });
-      const barrier = { requestId, failure: undefined as unknown, refusal: () => barrier.failure };
-      this.submit(requestId, command).catch((error: unknown) => {
-        barrier.failure = error;
-        this.pipeline.forget(requestId);
-      });
-      this.currentBarrier = barrier;
-      this.writesSinceBarrier = false;
-      setImmediate(() => {
-        if (this.currentBarrier === barrier) this.currentBarrier = undefined;
-      });
-    }
-    return this.currentBarrier;
+    return this.proposer.barrier();
   }
 
-  // A write was proposed: the next linearizable read needs a barrier of its own.
   noteWrite(): void {
-    this.writesSinceBarrier = true;
+    this.proposer.noteWrite();
   }
 
   // INFO's reply with a "# Mu" section added when the request asks for it (no section
@@ -368,7 +310,7 @@ export class FrontEnd {
       `mu_clients:${this.clients}`,
       `mu_writes:${this.counters.writes}`,
       `mu_reads:${this.counters.reads}`,
-      `mu_barriers:${this.counters.barriers}`,
+      `mu_barriers:${this.proposer.counters.barriers}`,
     ];
     const text = `${body.length > 0 ? `${body}\r\n` : ''}${lines.join('\r\n')}\r\n`;
     return reply.bulk(text);
@@ -393,7 +335,7 @@ export class FrontEnd {
       proposeToCommitUs: status.proposeToCommit,
       clients: this.clients,
       readMode: this.options.readMode,
-      counters: this.counters,
+      counters: { ...this.counters, ...this.proposer.counters },
     };
   }
 

@@ -11,7 +11,9 @@
 // linearizable read's proof that this replica still leads, applied as nothing; 4 = digest
 // (no parts): every replica records its backend's DEBUG DIGEST at this entry's index, so
 // `mu-proxy check` compares the replicas at one point of the log; 5 = chunk: one piece of
-// a log command larger than a log entry (below).
+// a log command larger than a log entry (below); 6 = memcached: one request as memcached
+// reads it (its line, and its data block), the shape of its reply in the db field
+// (proxy/memcached/front_end.ts), applied to the replica's memcached.
 
 export const enum LogCommandKind {
   commands = 1,
@@ -19,6 +21,7 @@ export const enum LogCommandKind {
   barrier = 3,
   digest = 4,
   chunk = 5,
+  memcached = 6,
 }
 
 export interface LogCommand {
@@ -56,7 +59,7 @@ export function encodeLogCommand(command: LogCommand): Buffer {
 export function decodeLogCommand(bytes: Buffer): LogCommand {
   if (bytes.length < headerBytes) throw new Error('log command: truncated header');
   const kind = bytes.readUInt8(0) as LogCommandKind;
-  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier && kind !== LogCommandKind.digest && kind !== LogCommandKind.chunk) {
+  if (kind !== LogCommandKind.commands && kind !== LogCommandKind.transaction && kind !== LogCommandKind.barrier && kind !== LogCommandKind.digest && kind !== LogCommandKind.chunk && kind !== LogCommandKind.memcached) {
     throw new Error(`log command: unknown kind ${kind}`);
   }
   const origin = bytes.readUInt16LE(1);

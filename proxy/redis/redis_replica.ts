@@ -14,6 +14,10 @@ import { FrontEnd } from './front_end.js';
 import { AccessControl } from './acl.js';
 import { KeyWatchRegistry } from './key_watch.js';
 import { PeerAuthenticator } from './peer_auth.js';
+import { Proposer } from './proposer.js';
+import type { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
+import type { MemcachedFrontEnd } from '../memcached/front_end.js';
+import { openMemcachedBackend, startMemcachedFrontEnd, takeOutOnLoss } from '../memcached/memcached_replica.js';
 import { Resynchroniser } from './resync.js';
 import { serveMetrics } from './metrics.js';
 import type http from 'node:http';
@@ -63,6 +67,9 @@ export class RedisReplica {
     readonly front: FrontEnd,
     readonly metrics: http.Server | undefined,
     readonly resync: Resynchroniser,
+    // The memcached front end, when the cluster fronts memcached too (the same log).
+    readonly memcachedFront: MemcachedFrontEnd | undefined,
+    private readonly memcachedBackend: MemcachedBackend | undefined,
   ) {}
 
   static async start(config: RedisProxyConfig, nodeId: number, options: RedisReplicaOptions = {}): Promise<RedisReplica> {
@@ -70,7 +77,9 @@ export class RedisReplica {
     const addresses = config.replicas[nodeId];
     if (addresses === undefined) throw new Error(`replica ${nodeId} has no redis/redisBackend addresses in the configuration`);
     const backend = await RedisBackend.connect({ host: addresses.backend.host, port: addresses.backend.port, name: `replica ${nodeId}` });
+    let cache: { backend: MemcachedBackend; itemSizeMax: number } | undefined;
     try {
+      if (config.memcachedReplicas[nodeId] !== undefined) cache = await openMemcachedBackend(config, nodeId, log);
       const table = CommandTable.fromCommandReply(await query(backend, 'COMMAND'));
       const databases = Number((await query(backend, 'CONFIG', 'GET', 'databases') as string[])[1] ?? 16);
       const policy = (await query(backend, 'CONFIG', 'GET', 'maxmemory-policy') as string[])[1];
@@ -111,12 +120,17 @@ export class RedisReplica {
         log,
         greeting: () => encodeCommand(['MU', 'PEER', ...peerAuth.arguments('peer', 'default')]),
       });
-      pipeline.on('backend-failed', (error) => resync.start(error.message));
-      member.replica.on('needs-state-transfer', () => resync.start('this replica fell behind the recycled log'));
+      if (cache === undefined) {
+        pipeline.on('backend-failed', (error) => resync.start(error.message));
+        member.replica.on('needs-state-transfer', () => resync.start('this replica fell behind the recycled log'));
+      } else {
+        // The snapshot would bring the redis-server back, not the memcached.
+        takeOutOnLoss(member.replica, pipeline, log);
+      }
+      const proposer = new Proposer(member.replica, pipeline);
       const front = new FrontEnd(
         { ...config.front, host: addresses.listen.host, port: addresses.listen.port },
-        member.replica,
-        pipeline,
+        proposer,
         channel,
         keyWatches,
         table,
@@ -136,9 +150,11 @@ export class RedisReplica {
         metrics = await serveMetrics(front, addresses.metrics.host, addresses.metrics.port);
         log(`Prometheus metrics on http://${addresses.metrics.host}:${addresses.metrics.port}/metrics`);
       }
-      return new RedisReplica(member, channel, pipeline, front, metrics, resync);
+      const memcachedFront = cache === undefined ? undefined : await startMemcachedFrontEnd(config, nodeId, proposer, cache.backend, cache.itemSizeMax, log);
+      return new RedisReplica(member, channel, pipeline, front, metrics, resync, memcachedFront, cache?.backend);
     } catch (error) {
       await backend.close();
+      await cache?.backend.close();
       throw error;
     }
   }
@@ -148,7 +164,9 @@ export class RedisReplica {
     if (metrics !== undefined) await new Promise<void>((resolve) => metrics.close(() => resolve()));
     this.resync.stop();
     await this.front.close();
+    await this.memcachedFront?.close();
     await this.member.stop();
     await this.channel.backend.close();
+    await this.memcachedBackend?.close();
   }
 }

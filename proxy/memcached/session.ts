@@ -1,0 +1,294 @@
+// One client connection of the memcached front end. Requests are framed as memcached
+// frames them (request_parser.ts) and answered in request order:
+//   writes (set, add, replace, append, prepend, cas, incr, decr, delete, touch, flush_all,
+//           gat, gats)  -> the log, expirations made absolute; the reply is this replica's
+//                          memcached's answer to the applied command
+//   reads (get, gets)   -> this replica's memcached, after a barrier entry in the
+//                          linearizable read mode, after the connection's last write always
+//   version, verbosity, stats -> this replica's own memcached (stats gains the proxy's lines)
+// `noreply` is honoured as memcached honours it: nothing is sent back, but the command is
+// replicated and applied in order like any other, and the connection's later requests
+// come after it. Commands that would act on one server only (shutdown, slabs, lru_crawler,
+// watch, ...) are refused.
+import type net from 'node:net';
+
+import type { ReplyShape } from '../../adapters/memcached/memcached_protocol.js';
+import { absoluteExptime, exptimeIndex } from './determinism.js';
+import type { MemcachedFrontEnd } from './front_end.js';
+import { line } from './replies.js';
+import { RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
+
+interface Slot {
+  data: Buffer | undefined;
+}
+
+const writeLines = new Set(['incr', 'decr', 'delete', 'touch', 'flush_all', 'gat', 'gats']);
+const localLines = new Set(['version', 'verbosity']);
+// memcached commands the proxy does not pass on: each acts on one server only.
+const oneServerOnly = new Set([
+  'shutdown', 'slabs', 'lru_crawler', 'lru', 'watch', 'cache_memlimit', 'extstore', 'debugtime', 'misbehave', 'mcp', 'verbosity_all', 'refresh_certs',
+]);
+const metaCommands = new Set(['mg', 'ms', 'md', 'ma', 'me']);
+
+const crlf = Buffer.from('\r\n');
+
+export class MemcachedSession {
+  private readonly parser: RequestParser;
+  private readonly slots: Slot[] = [];
+  private lastWriteRequestId: number | undefined;
+  private closed = false;
+  private ending = false;
+  private paused = false;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly front: MemcachedFrontEnd,
+  ) {
+    this.parser = new RequestParser(front.maxItemBytes);
+    socket.setNoDelay(true);
+    if (front.options.idleTimeoutMs > 0) socket.setTimeout(front.options.idleTimeoutMs, () => this.close());
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+    socket.on('drain', () => this.resumeIfRoom());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed || this.ending) return;
+    let requests: MemcachedRequest[];
+    let failed = false;
+    try {
+      requests = this.parser.push(chunk);
+    } catch (error) {
+      if (!(error instanceof RequestParserError)) throw error;
+      requests = [];
+      failed = true;
+    }
+    for (const request of requests) {
+      if (this.closed || this.ending) return;
+      this.front.counters.requests++;
+      this.dispatch(request);
+    }
+    if (failed || this.parser.bufferedBytes > this.front.maxItemBytes + 64 * 1024) {
+      // A connection memcached would end too (a line that never ends, binary after text).
+      this.end();
+      return;
+    }
+    if (this.slots.length >= this.front.options.maxPipeline && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private dispatch(request: MemcachedRequest): void {
+    switch (request.kind) {
+      case 'binary':
+        this.answer(binaryRefusal(request.opcode, request.opaque));
+        this.end();
+        return;
+      case 'refused':
+        this.answer(line(request.reply));
+        if (request.reply === 'CLIENT_ERROR line too long') this.end();
+        return;
+      case 'oversize':
+        // memcached answers, reads the data away and, for a set, drops the old value so it
+        // does not outlive the failed set: that delete is replicated.
+        if (request.name === 'set') {
+          this.write(joinLine([Buffer.from('delete'), request.key]), 'line', true);
+        }
+        this.reply(line('SERVER_ERROR object too large for cache'), request.noreply);
+        return;
+      case 'storage': {
+        const head = [request.name, request.key, request.flags, absoluteExptime(request.exptime, nowSeconds()), String(request.bytes)];
+        if (request.cas !== undefined) head.push(request.cas);
+        this.write(Buffer.concat([joinLine(head.map(toBuffer)), request.block]), 'line', request.noreply);
+        return;
+      }
+      case 'line':
+        this.dispatchLine(request.name, request.tokens, request.noreply);
+    }
+  }
+
+  private dispatchLine(name: string, tokens: Buffer[], noreply: boolean): void {
+    const args = noreply ? tokens.slice(0, -1) : tokens;
+    if (name === 'get' || name === 'gets') {
+      this.read(joinLine(args), 'values', this.front.options.readMode);
+      return;
+    }
+    if (writeLines.has(name)) {
+      const at = exptimeIndex(name);
+      const rewritten = args.map((token, i) => (i === at ? Buffer.from(absoluteExptime(token.toString('latin1'), nowSeconds())) : token));
+      this.write(joinLine(rewritten), name === 'gat' || name === 'gats' ? 'values' : 'line', noreply);
+      return;
+    }
+    if (localLines.has(name)) {
+      this.read(joinLine(args), 'line', 'local', noreply);
+      return;
+    }
+    switch (name) {
+      case 'stats':
+        this.read(joinLine(args), 'stats', 'local', false, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
+        return;
+      case 'mn':
+        this.answer(line('MN'));
+        return;
+      case 'quit':
+        this.ending = true;
+        this.flushEnd();
+        return;
+      default:
+        if (metaCommands.has(name)) this.answer(line(`CLIENT_ERROR mu-proxy: the meta command '${name}' is not supported yet`));
+        else if (oneServerOnly.has(name)) this.answer(line(`CLIENT_ERROR mu-proxy: '${name}' is not allowed through the proxy: it would act on one replica's memcached only`));
+        else this.answer(line('ERROR'));
+    }
+  }
+
+  // --- writes and reads ------------------------------------------------------------------
+
+  private write(request: Buffer, shape: ReplyShape, noreply: boolean): void {
+    const slot = this.reserve();
+    const refusal = this.front.writeRefusal();
+    if (refusal !== undefined) {
+      this.fill(slot, noreply ? Buffer.alloc(0) : refusal);
+      return;
+    }
+    this.front.counters.writes++;
+    const requestId = this.front.log.pipeline.newRequestId();
+    this.lastWriteRequestId = requestId;
+    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, noreply ? Buffer.alloc(0) : data));
+  }
+
+  // mode 'linearizable': at the leader, after a barrier entry proposed now is applied;
+  // 'leader' / 'any': at once (the leader only for 'leader'); 'local': this replica's
+  // memcached about itself. Always after the connection's previous write is applied here.
+  private read(
+    request: Buffer,
+    shape: ReplyShape,
+    mode: 'linearizable' | 'leader' | 'any' | 'local',
+    noreply = false,
+    transform?: (raw: Buffer) => Buffer,
+  ): void {
+    const slot = this.reserve();
+    if ((mode === 'linearizable' || mode === 'leader') && !this.front.log.replica.isLeader) {
+      this.fill(slot, this.front.notLeaderReply());
+      return;
+    }
+    this.front.counters.reads++;
+    const send = (applied: boolean, refusal?: unknown) => {
+      if (!applied && refusal !== undefined) {
+        this.fill(slot, this.front.proposalErrorReply(refusal));
+        return;
+      }
+      this.front.backend.send(request, shape).then(
+        (raw) => this.fill(slot, noreply ? Buffer.alloc(0) : transform === undefined ? raw : transform(raw)),
+        (error: Error) => this.fill(slot, line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
+      );
+    };
+    if (mode === 'linearizable') {
+      const barrier = this.front.log.barrier();
+      this.front.log.pipeline.afterApplied(barrier.requestId, (applied) => send(applied, applied ? undefined : barrier.refusal()));
+    } else if (this.lastWriteRequestId !== undefined) {
+      this.front.log.pipeline.afterApplied(this.lastWriteRequestId, () => send(true));
+    } else {
+      send(true);
+    }
+  }
+
+  // --- replies, in request order --------------------------------------------------------
+
+  private reserve(): Slot {
+    const slot: Slot = { data: undefined };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private answer(data: Buffer): void {
+    this.fill(this.reserve(), data);
+  }
+
+  private reply(data: Buffer, noreply: boolean): void {
+    this.answer(noreply ? Buffer.alloc(0) : data);
+  }
+
+  private fill(slot: Slot, data: Buffer): void {
+    if (slot.data !== undefined || this.closed) return;
+    slot.data = data;
+    if (this.slots[0] !== slot) return;
+    let ready = 0;
+    while (ready < this.slots.length && this.slots[ready]?.data !== undefined) ready++;
+    const out = this.slots.splice(0, ready);
+    this.socket.cork();
+    for (const done of out) if ((done.data as Buffer).length > 0) this.socket.write(done.data as Buffer);
+    process.nextTick(() => this.socket.uncork());
+    this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
+    if (this.ending) {
+      this.flushEnd();
+      return;
+    }
+    if (this.socket.writableLength > this.front.options.maxOutputBytes) {
+      this.front.counters.outputLimitCloses++;
+      this.close();
+      return;
+    }
+    this.resumeIfRoom();
+  }
+
+  private resumeIfRoom(): void {
+    if (this.ending || !this.paused) return;
+    if (this.slots.length < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  // The connection ends once every earlier reply is out.
+  private end(): void {
+    this.ending = true;
+    this.socket.pause();
+    this.flushEnd();
+  }
+
+  private flushEnd(): void {
+    if (this.slots.length === 0 && !this.closed) this.socket.end();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.front.sessionClosed(this);
+  }
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function toBuffer(value: Buffer | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
+}
+
+// A request line: the tokens with single spaces, CRLF-ended (what memcached reads the same
+// whatever spacing the client used).
+function joinLine(tokens: Buffer[]): Buffer {
+  const parts: Buffer[] = [];
+  tokens.forEach((token, i) => {
+    if (i > 0) parts.push(Buffer.from(' '));
+    parts.push(token);
+  });
+  parts.push(crlf);
+  return Buffer.concat(parts);
+}
+
+// The binary protocol's answer to a request it will not serve: status 0x0081 (unknown
+// command) with a text body saying why, then the connection ends.
+function binaryRefusal(opcode: number, opaque: Buffer): Buffer {
+  const body = Buffer.from('mu-proxy speaks the memcached text protocol (and not yet its meta commands); the binary protocol is not supported');
+  const header = Buffer.alloc(24);
+  header[0] = 0x81;
+  header[1] = opcode;
+  header.writeUInt16BE(0x0081, 6);
+  header.writeUInt32BE(body.length, 8);
+  opaque.copy(header, 12);
+  return Buffer.concat([header, body]);
+}
