@@ -125,7 +125,7 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     await new Promise((resolve) => socket.once('close', resolve));
     const answer = Buffer.concat(chunks);
     expect(answer[0]).to.equal(0x81);
-    expect(answer.readUInt16BE(6)).to.equal(0x0081);
+    expect(answer.readUInt16BE(6)).to.equal(0x0083);
     expect(answer.readUInt32BE(12)).to.equal(0x01020304);
     expect(answer.subarray(24).toString()).to.match(/binary protocol is not supported/);
   });

@@ -280,14 +280,14 @@ function joinLine(tokens: Buffer[]): Buffer {
   return Buffer.concat(parts);
 }
 
-// The binary protocol's answer to a request it will not serve: status 0x0081 (unknown
-// command) with a text body saying why, then the connection ends.
+// The binary protocol's answer to a request it will not serve: status 0x0083 (not
+// supported) with a text body saying why, then the connection ends.
 function binaryRefusal(opcode: number, opaque: Buffer): Buffer {
   const body = Buffer.from('mu-proxy speaks the memcached text protocol (and not yet its meta commands); the binary protocol is not supported');
   const header = Buffer.alloc(24);
   header[0] = 0x81;
   header[1] = opcode;
-  header.writeUInt16BE(0x0081, 6);
+  header.writeUInt16BE(0x0083, 6);
   header.writeUInt32BE(body.length, 8);
   opaque.copy(header, 12);
   return Buffer.concat([header, body]);
