@@ -1,4 +1,5 @@
-// mu-proxy demo: what `npm run demo` shows. On this host: three redis-servers on free
+// mu-proxy demo: what `npm run demo` shows (`-- --backend memcached`: the same with
+// memcached, demo_memcached.ts). On this host: three redis-servers on free
 // ports, three mu-proxy replicas in front of them over the shm fabric (separate
 // processes), a short workload through the leader with latency percentiles, then the
 // leader is stopped (SIGSTOP) and the time until a write succeeds again is measured,
@@ -19,7 +20,7 @@ const cliPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.ts'
 // The replicas run the same TypeScript through tsx, found from this file (not the cwd).
 const tsxLoader = pathToFileURL(path.join(path.dirname(cliPath), '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
-function say(line: string): void {
+export function say(line: string): void {
   console.log(`demo: ${line}`);
 }
 
@@ -47,11 +48,18 @@ async function waitForLeader(ports: number[], among: number[], timeoutMs: number
   throw new Error(`no leader among replicas ${among.join(', ')} after ${timeoutMs} ms`);
 }
 
-function percentile(sorted: number[], fraction: number): number {
+export function percentile(sorted: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? NaN;
 }
 
 export async function runDemo(args: string[]): Promise<number> {
+  const backendAt = args.indexOf('--backend');
+  const backend = backendAt >= 0 ? args[backendAt + 1] : 'redis';
+  if (backend === 'memcached') return (await import('./demo_memcached.js')).runMemcachedDemo(args);
+  if (backend !== 'redis') {
+    say(`--backend must be redis or memcached, not ${backend}`);
+    return 2;
+  }
   const keep = args.includes('--keep');
   const requestsAt = args.indexOf('--requests');
   const requests = requestsAt >= 0 ? Number(args[requestsAt + 1]) : 20000;
