@@ -1,0 +1,116 @@
+// Faults through the memcached proxy, with real processes: clients write while the
+// leader's proxy process is killed or stopped. Every set a client saw STORED must be on
+// every surviving replica's memcached afterwards, and their items must agree.
+import { expect } from 'chai';
+
+import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
+import { MemcachedServerProcess } from '../../adapters/memcached/memcached_server_process.js';
+import { MemcachedProcesses } from '../testing/memcached_processes.js';
+
+interface Workload {
+  acknowledged: Map<string, string>;
+  stop: () => Promise<void>;
+}
+
+// `clients` loops, each setting its own keys one at a time at whichever replica leads; on
+// an error, a timeout or a dropped connection it asks which replica leads and carries on.
+function runWorkload(cluster: MemcachedProcesses, clients: number): Workload {
+  const acknowledged = new Map<string, string>();
+  let running = true;
+  const loops = Array.from({ length: clients }, async (_, client) => {
+    let target = await cluster.leader();
+    let connection: MemcachedBackend | undefined;
+    for (let n = 0; running; n++) {
+      const key = `client:${client}:${n}`;
+      const value = String(n);
+      try {
+        connection ??= await MemcachedBackend.connect({ port: cluster.proxyPorts[target] as number, connectTimeoutMs: 500 });
+        const answer = await Promise.race([
+          connection.send(Buffer.from(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`), 'line'),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out')), 500)),
+        ]);
+        if (answer.toString() === 'STORED\r\n') {
+          acknowledged.set(key, value);
+          continue;
+        }
+      } catch {
+        // refused or cut off: find the leader below
+      }
+      await connection?.close().catch(() => {});
+      connection = undefined;
+      const answering = [];
+      for (let id = 0; id < cluster.proxyPorts.length; id++) if ((await cluster.role(id)) !== undefined) answering.push(id);
+      target = await cluster.leader(answering, 10000).catch(() => target);
+    }
+    await connection?.close();
+  });
+  return {
+    acknowledged,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+async function acknowledgedAtLeast(workload: Workload, count: number, timeoutMs = 30000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (workload.acknowledged.size < count) {
+    if (Date.now() > deadline) throw new Error(`only ${workload.acknowledged.size} sets acknowledged`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function expectAllAcknowledgedOn(cluster: MemcachedProcesses, ids: number[], acknowledged: Map<string, string>): Promise<void> {
+  for (const id of ids) {
+    const backend = await MemcachedBackend.connect({ port: (cluster.servers[id] as MemcachedServerProcess).port });
+    const keys = [...acknowledged.keys()];
+    const replies = await backend.sendMany(keys.map((key) => ({ request: Buffer.from(`get ${key}\r\n`), shape: 'values' as const })));
+    await backend.close();
+    const missing = keys.filter((key, i) => !(replies[i] as Buffer).toString().includes(`\r\n${acknowledged.get(key)}\r\nEND`));
+    expect(missing.slice(0, 5), `replica ${id}: ${missing.length} acknowledged sets missing`).to.deep.equal([]);
+  }
+}
+
+describe('faults through the memcached proxy (processes, shm, real memcached servers)', function () {
+  this.timeout(180000);
+  let cluster: MemcachedProcesses | undefined;
+  let workload: Workload | undefined;
+
+  afterEach(async () => {
+    await workload?.stop();
+    workload = undefined;
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  it('SIGKILL of the leader proxy under 4 writing clients: every acknowledged set survives', async () => {
+    cluster = await MemcachedProcesses.start();
+    const leader = await cluster.leader();
+    workload = runWorkload(cluster, 4);
+    await acknowledgedAtLeast(workload, 300);
+    cluster.proxies[leader]?.kill('SIGKILL');
+    cluster.proxies[leader] = undefined;
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    await workload.stop();
+    const survivors = [0, 1, 2].filter((id) => id !== leader);
+    const contents = await cluster.converged(survivors);
+    expect(new Set(contents).size, 'the survivors hold the same items').to.equal(1);
+    await expectAllAcknowledgedOn(cluster, survivors, workload.acknowledged);
+  });
+
+  it('SIGSTOP of the leader proxy, then SIGCONT: sets continue, and all three memcached servers converge', async () => {
+    cluster = await MemcachedProcesses.start();
+    const leader = await cluster.leader();
+    workload = runWorkload(cluster, 4);
+    await acknowledgedAtLeast(workload, 300);
+    cluster.proxies[leader]?.kill('SIGSTOP');
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    cluster.proxies[leader]?.kill('SIGCONT');
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    await workload.stop();
+    const contents = await cluster.converged([0, 1, 2]);
+    expect(new Set(contents).size, 'all three hold the same items').to.equal(1);
+    await expectAllAcknowledgedOn(cluster, [0, 1, 2], workload.acknowledged);
+  });
+});
