@@ -63,4 +63,28 @@ describe('Redis proxy configuration', () => {
       'redis.maxClients: must be between 1 and 1000000, got 0',
     ]);
   });
+
+  it('takes memcached front ends alone or beside Redis, and refuses replicas that differ or front nothing', () => {
+    const base = minimal();
+    const replicas: Array<Record<string, unknown>> = (base['replicas'] as Array<Record<string, unknown>>).map((replica, id) => ({
+      ...replica,
+      memcached: `127.0.0.1:${11300 + id}`,
+      memcachedBackend: `127.0.0.1:${11400 + id}`,
+    }));
+    const both = validateRedisProxyConfig({ ...base, replicas, memcached: { readMode: 'any' } }, environment);
+    expect(both.memcachedReplicas[1]).to.deep.equal({ listen: { host: '127.0.0.1', port: 11301 }, backend: { host: '127.0.0.1', port: 11401 } });
+    expect(both.replicas[1]?.listen.port).to.equal(6381);
+    expect(both.memcached.readMode).to.equal('any');
+    const only = validateRedisProxyConfig(
+      { ...base, replicas: replicas.map(({ redis: _redis, redisBackend: _backend, ...rest }) => rest) },
+      environment,
+    );
+    expect(only.replicas).to.deep.equal([]);
+    expect(only.memcachedReplicas).to.have.length(3);
+    const mixed = replicas.map((replica, id) => (id === 0 ? { id: 0, control: replica['control'], memcached: replica['memcached'], memcachedBackend: replica['memcachedBackend'] } : replica));
+    expect(problems({ ...base, replicas: mixed })).to.deep.equal(['replicas: every replica must front the same backends (redis, memcached, or both)']);
+    const half = replicas.map((replica, id) => (id === 2 ? { id: 2, control: replica['control'], memcached: replica['memcached'] } : replica));
+    expect(problems({ ...base, replicas: half })).to.include('replicas[2]: give both memcached and memcachedBackend, or neither');
+    expect(problems({ ...base, replicas: [{ id: 0, control: '127.0.0.1:7400' }] })).to.include('replicas[0]: fronts nothing: give redis and redisBackend, or memcached and memcachedBackend, or both');
+  });
 });
