@@ -10,6 +10,7 @@ import { shapeCode, type ReplyShape } from '../../adapters/memcached/memcached_p
 import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { encodeLogCommand, LogCommandKind } from '../redis/log_command.js';
+import { boundPort, listen } from '../redis/listener.js';
 import { line } from './replies.js';
 import { MemcachedSession } from './session.js';
 
@@ -57,20 +58,12 @@ export class MemcachedFrontEnd {
     private readonly leaderAddress: (id: number) => { host: string; port: number } | undefined,
   ) {}
 
-  listen(): Promise<void> {
-    const server = net.createServer((socket) => this.accept(socket));
-    this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}: ${error.code ?? error.message}`)),
-      );
-      server.listen(this.options.port, this.options.host, () => resolve());
-    });
+  async listen(): Promise<void> {
+    this.server = await listen(this.options.host, this.options.port, (socket) => this.accept(socket));
   }
 
   get port(): number {
-    const address = this.server?.address();
-    return address !== null && typeof address === 'object' ? address.port : this.options.port;
+    return boundPort(this.server, this.options.port);
   }
 
   private accept(socket: net.Socket): void {

@@ -11,6 +11,7 @@ import type { CommandTable } from './command_table.js';
 import type { AccessControl } from './acl.js';
 import type { KeyWatchRegistry } from './key_watch.js';
 import type { PeerAuthenticator } from './peer_auth.js';
+import { boundPort, listen } from './listener.js';
 import type { Proposer } from './proposer.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
@@ -121,20 +122,12 @@ export class FrontEnd {
     return this.proposer.pipeline;
   }
 
-  listen(): Promise<void> {
-    const server = net.createServer((socket) => this.accept(socket));
-    this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}: ${error.code ?? error.message}`)),
-      );
-      server.listen(this.options.port, this.options.host, () => resolve());
-    });
+  async listen(): Promise<void> {
+    this.server = await listen(this.options.host, this.options.port, (socket) => this.accept(socket));
   }
 
   get port(): number {
-    const address = this.server?.address();
-    return address !== null && typeof address === 'object' ? address.port : this.options.port;
+    return boundPort(this.server, this.options.port);
   }
 
   private accept(socket: net.Socket): void {

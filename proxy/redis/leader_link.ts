@@ -9,6 +9,7 @@
 import net from 'node:net';
 
 import { encodeCommand, ReplyFramer } from '../../adapters/redis/resp.js';
+import { HeldFrames } from './held_frames.js';
 
 export interface LeaderLinkOptions {
   host: string;
@@ -27,11 +28,11 @@ export class LeaderLink {
   private readonly socket: net.Socket;
   private readonly framer = new ReplyFramer();
   private setupRemaining: number;
-  private held: Buffer[] | undefined = [];
-  private heldBytes = 0;
+  private readonly frames: HeldFrames;
   private closed = false;
 
   constructor(private readonly options: LeaderLinkOptions) {
+    this.frames = new HeldFrames(options.deliver, options.maxHeldBytes);
     this.setupRemaining = options.setup.length;
     this.socket = net.connect(options.port, options.host);
     this.socket.setNoDelay(true);
@@ -54,9 +55,7 @@ export class LeaderLink {
   // The client's replies before the link have all been written: from now on the leader's
   // go straight to the client.
   startWriting(): void {
-    const held = this.held ?? [];
-    this.held = undefined;
-    for (const frame of held) this.options.deliver(frame);
+    this.frames.startWriting();
   }
 
   close(): void {
@@ -83,12 +82,7 @@ export class LeaderLink {
         }
         continue;
       }
-      if (this.held === undefined) this.options.deliver(frame);
-      else {
-        this.held.push(frame);
-        this.heldBytes += frame.length;
-        if (this.heldBytes > this.options.maxHeldBytes) this.end('too many replies held for a client that has not read its earlier ones');
-      }
+      if (!this.frames.push(frame)) this.end('too many replies held for a client that has not read its earlier ones');
     }
   }
 

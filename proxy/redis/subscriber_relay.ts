@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 
 import { encodeCommand, ReplyFramer } from '../../adapters/redis/resp.js';
+import { HeldFrames } from './held_frames.js';
 
 const subscriptionKinds = new Map<string, 'regular' | 'shard'>([
   ['subscribe', 'regular'],
@@ -41,14 +42,14 @@ export class SubscriberRelay {
   private readonly markerPing = encodeCommand(['PING', this.marker]);
   private markersInFlight = 0;
   private quietWaiters: Array<() => void> = [];
-  private held: Buffer[] | undefined = [];
-  private heldBytes = 0;
+  private readonly frames: HeldFrames;
   private closed = false;
   // As the server last reported them: channels plus patterns, and shard channels.
   private regularCount = 0;
   private shardCount = 0;
 
   constructor(private readonly options: SubscriberRelayOptions) {
+    this.frames = new HeldFrames(options.deliver, options.maxHeldBytes);
     this.socket = net.connect(options.port, options.host);
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -81,9 +82,7 @@ export class SubscriberRelay {
   // The client's replies before the first SUBSCRIBE have all been written: from now on the
   // frames go straight to the client.
   startWriting(): void {
-    const held = this.held ?? [];
-    this.held = undefined;
-    for (const frame of held) this.options.deliver(frame);
+    this.frames.startWriting();
   }
 
   close(): void {
@@ -123,12 +122,7 @@ export class SubscriberRelay {
   }
 
   private pass(frame: Buffer): void {
-    if (this.held === undefined) this.options.deliver(frame);
-    else {
-      this.held.push(frame);
-      this.heldBytes += frame.length;
-      if (this.heldBytes > this.options.maxHeldBytes) this.fail('too many messages held for a client that has not read its earlier replies');
-    }
+    if (!this.frames.push(frame)) this.fail('too many messages held for a client that has not read its earlier replies');
   }
 
   // PING <marker> answers `*2 pong <marker>` while subscribed and `$n <marker>` when not.
