@@ -106,6 +106,19 @@ describe('compat: memcached (plain memcached vs the proxy leader, raw bytes; rea
     ]);
   });
 
+  it('the meta protocol: ms, mg, md, ma with their flags, the quiet flag, mn, and their errors', async () => {
+    const replies = await compare([
+      'ms m1 2 T0 F5\r\nhi\r\n', 'mg m1 v f t s k O77\r\n', 'mg missing v\r\n', 'mg missing v q\r\n', 'mg m1 v q\r\n',
+      'ms m1 2 q\r\nyo\r\n', 'ms m1 2 ME\r\nno\r\n', 'ms m1 1 MA\r\n!\r\n', 'ms m1 1 MP\r\n<\r\n', 'mg m1 v\r\n',
+      'ms absent 1 MR\r\nx\r\n', 'md m1 q\r\n', 'md m1 q\r\n', 'md m1\r\n',
+      'ma c1 N0 J5 v\r\n', 'ma c1 v\r\n', 'ma c1 MD D3 v\r\n', 'ma c1 q\r\n', 'ma nocount\r\n', 'mg c1 v\r\n',
+      'mg n1 N30 v t\r\n', 'mg m2 T100 v\r\n', 'ms m2 1 T1000\r\nx\r\n', 'mg m2 t v\r\n', 'mn\r\n',
+      'ms m3 x\r\n', 'ms m3 2 Z\r\nhi\r\n', 'ms m3 2 MZ\r\nhi\r\n', 'ms m3 2 T\r\nhi\r\n', 'mg m3 Z\r\n', 'mg\r\n', 'ms\r\n',
+      `ms ${'k'.repeat(251)} 2\r\nhi\r\n`, 'mg m3 v\r\n',
+    ]);
+    expect(replies).to.include('VA 2 f5 t-1 s2 km1 O77\r\nhi\r\n');
+  });
+
   it('flush_all empties every replica', async () => {
     await compare(['set a 0 0 1\r\n1\r\n', 'set b 0 0 1\r\n2\r\n', 'flush_all\r\n', 'get a b\r\n', 'set c 0 0 1\r\n3\r\n', 'get c\r\n']);
   });

@@ -86,11 +86,11 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
       'get ' + 'a'.repeat(251) + '\r\n',
       'incr k abc\r\n',
       'shutdown\r\n',
-      'mg k v\r\n',
+      'mg never-set v\r\n',
       'version\r\n',
     ]);
     expect(replies, JSON.stringify(replies)).to.match(
-      /^ERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR mu-proxy: 'shutdown' is not allowed.*\r\nCLIENT_ERROR mu-proxy: the meta command 'mg' is not supported yet\r\nVERSION 1\.6\.\d+\r\n$/,
+      /^ERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR mu-proxy: 'shutdown' is not allowed.*\r\nEN\r\nVERSION 1\.6\.\d+\r\n$/,
     );
   });
 

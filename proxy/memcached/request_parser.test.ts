@@ -59,4 +59,14 @@ describe('memcached request parser', () => {
     const long = new RequestParser(1024);
     expect(long.push(Buffer.alloc(70 * 1024, 0x61))).to.deep.equal([{ kind: 'refused', reply: 'CLIENT_ERROR line too long' }]);
   });
+
+  it("frames the meta protocol's ms with its data block, and refuses its malformed lines without reading data", () => {
+    const requests = parseAll('ms k 2 T10 q\r\nhi\r\nms k x\r\nms\r\nmg k v\r\n', 3);
+    expect(requests.map((request) => request.kind)).to.deep.equal(['metaset', 'refused', 'refused', 'line']);
+    const set = requests[0] as Extract<MemcachedRequest, { kind: 'metaset' }>;
+    expect([set.tokens.map((token) => token.toString()), set.bytes, set.block.toString()]).to.deep.equal([['ms', 'k', '2', 'T10', 'q'], 2, 'hi\r\n']);
+    expect(requests[1]).to.deep.equal({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
+    expect(requests[2]).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
+    expect(parseAll('ms big 5000 MS\r\n' + 'x'.repeat(5002), 512, 1024)[0]).to.deep.include({ kind: 'oversize', name: 'set' });
+  });
 });

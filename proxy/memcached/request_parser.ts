@@ -29,6 +29,9 @@ export type MemcachedRequest =
       noreply: boolean;
       block: Buffer; // the <bytes> + 2 bytes after the line, as received
     }
+  // The meta protocol's set: ms <key> <datalen> <flags>*, then the data block. Its flags
+  // are memcached's to check (it reads the data away when it refuses them).
+  | { kind: 'metaset'; tokens: Buffer[]; bytes: number; block: Buffer }
   | { kind: 'line'; name: string; tokens: Buffer[]; noreply: boolean } // every other command
   | { kind: 'refused'; reply: string } // a line the proxy answers itself (memcached's error text)
   // A storage command whose data is larger than the backend takes: memcached answers
@@ -44,7 +47,7 @@ const storageArity = { plain: 5, cas: 6 }; // tokens, the command name included
 export class RequestParser {
   private pending: Buffer = Buffer.alloc(0);
   // A storage line waiting for its data block.
-  private awaiting: Extract<MemcachedRequest, { kind: 'storage' }> | undefined;
+  private awaiting: Extract<MemcachedRequest, { kind: 'storage' | 'metaset' }> | undefined;
   // Bytes of an oversize data block still to read away.
   private skipping = 0;
   private failure: RequestParserError | undefined;
@@ -97,7 +100,7 @@ export class RequestParser {
       const end = lineEnd > at && this.pending[lineEnd - 1] === 0x0d ? lineEnd - 1 : lineEnd;
       const request = this.parseLine(this.pending.subarray(at, end));
       at = lineEnd + 1;
-      if (request.kind === 'storage') this.awaiting = request;
+      if (request.kind === 'storage' || request.kind === 'metaset') this.awaiting = request;
       else requests.push(request);
       if (request.kind === 'oversize') this.skipping = this.oversizeBytes;
     }
@@ -106,6 +109,24 @@ export class RequestParser {
   }
 
   private oversizeBytes = 0;
+
+  // ms <key> <datalen> <flags>*: refused without reading data where memcached 1.6 does so
+  // (too few tokens, a key over 250 bytes, a malformed length); anything else reads the
+  // block, and memcached judges the flags.
+  private parseMetaSet(tokens: Buffer[]): MemcachedRequest {
+    const key = tokens[1];
+    const length = tokens[2]?.toString('latin1');
+    if (key === undefined || length === undefined) return { kind: 'refused', reply: 'ERROR' };
+    const base64 = tokens.slice(3).some((flag) => flag.length === 1 && flag[0] === 0x62 /* b */);
+    if (key.length > (base64 ? 340 : maxKeyBytes) || !/^\d{1,10}$/.test(length)) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format' };
+    const bytes = Number(length);
+    if (bytes > this.maxBlockBytes) {
+      this.oversizeBytes = bytes + 2;
+      const mode = tokens.slice(3).find((flag) => flag[0] === 0x4d /* M */)?.toString('latin1');
+      return { kind: 'oversize', name: mode === undefined || mode === 'MS' || mode === 'Ms' ? 'set' : 'ms', key: Buffer.from(key), noreply: false };
+    }
+    return { kind: 'metaset', tokens: tokens.map((token) => Buffer.from(token)), bytes, block: Buffer.alloc(0) };
+  }
 
   private fail(why: string): void {
     this.failure = new RequestParserError(why);
@@ -118,6 +139,7 @@ export class RequestParser {
     const name = first.toString('latin1');
     const last = tokens[tokens.length - 1]?.toString('latin1');
     const noreply = tokens.length > 1 && last === 'noreply';
+    if (name === 'ms') return this.parseMetaSet(tokens);
     if (!storageCommands.has(name)) return { kind: 'line', name, tokens, noreply };
     const arity = name === 'cas' ? storageArity.cas : storageArity.plain;
     if (tokens.length < arity) return { kind: 'refused', reply: 'ERROR' };

@@ -5,7 +5,9 @@
 //                          memcached's answer to the applied command
 //   reads (get, gets)   -> this replica's memcached, after a barrier entry in the
 //                          linearizable read mode, after the connection's last write always
-//   version, verbosity, stats -> this replica's own memcached (stats gains the proxy's lines)
+//   version, verbosity, stats, me -> this replica's own memcached (stats gains the proxy's lines)
+//   meta commands: ms, md, ma and mg with T or N are writes, mg otherwise a read; their
+//           quiet flag (q) is honoured by the proxy (memcached gets every request without it)
 // `noreply` is honoured as memcached honours it: nothing is sent back, but the command is
 // replicated and applied in order like any other, and the connection's later requests
 // come after it. Commands that would act on one server only (shutdown, slabs, lru_crawler,
@@ -28,7 +30,10 @@ const localLines = new Set(['version', 'verbosity']);
 const oneServerOnly = new Set([
   'shutdown', 'slabs', 'lru_crawler', 'lru', 'watch', 'cache_memlimit', 'extstore', 'debugtime', 'misbehave', 'mcp', 'verbosity_all', 'refresh_certs',
 ]);
-const metaCommands = new Set(['mg', 'ms', 'md', 'ma', 'me']);
+// The meta protocol's quiet flag (q) hides a command's common reply; the proxy sends the
+// command without it (the backend connection needs every reply) and hides the reply
+// itself: mg's miss, and the success of ms, md and ma.
+const quietlyHidden: Record<string, string> = { mg: 'EN', ms: 'HD', md: 'HD', ma: 'HD' };
 
 const crlf = Buffer.from('\r\n');
 
@@ -94,14 +99,19 @@ export class MemcachedSession {
         // memcached answers, reads the data away and, for a set, drops the old value so it
         // does not outlive the failed set: that delete is replicated.
         if (request.name === 'set') {
-          this.write(joinLine([Buffer.from('delete'), request.key]), 'line', true);
+          this.write(joinLine([Buffer.from('delete'), request.key]), 'line', hidesAll);
         }
         this.reply(line('SERVER_ERROR object too large for cache'), request.noreply);
         return;
+      case 'metaset': {
+        const { tokens, quiet } = metaArguments(request.tokens);
+        this.write(Buffer.concat([joinLine(tokens), request.block]), 'meta', quiet ? hides('ms') : undefined);
+        return;
+      }
       case 'storage': {
         const head = [request.name, request.key, request.flags, absoluteExptime(request.exptime, nowSeconds()), String(request.bytes)];
         if (request.cas !== undefined) head.push(request.cas);
-        this.write(Buffer.concat([joinLine(head.map(toBuffer)), request.block]), 'line', request.noreply);
+        this.write(Buffer.concat([joinLine(head.map(toBuffer)), request.block]), 'line', request.noreply ? hidesAll : undefined);
         return;
       }
       case 'line':
@@ -110,6 +120,10 @@ export class MemcachedSession {
   }
 
   private dispatchLine(name: string, tokens: Buffer[], noreply: boolean): void {
+    if (name === 'mg' || name === 'md' || name === 'ma' || name === 'me') {
+      this.dispatchMeta(name, tokens);
+      return;
+    }
     const args = noreply ? tokens.slice(0, -1) : tokens;
     if (name === 'get' || name === 'gets') {
       this.read(joinLine(args), 'values', this.front.options.readMode);
@@ -118,16 +132,16 @@ export class MemcachedSession {
     if (writeLines.has(name)) {
       const at = exptimeIndex(name);
       const rewritten = args.map((token, i) => (i === at ? Buffer.from(absoluteExptime(token.toString('latin1'), nowSeconds())) : token));
-      this.write(joinLine(rewritten), name === 'gat' || name === 'gats' ? 'values' : 'line', noreply);
+      this.write(joinLine(rewritten), name === 'gat' || name === 'gats' ? 'values' : 'line', noreply ? hidesAll : undefined);
       return;
     }
     if (localLines.has(name)) {
-      this.read(joinLine(args), 'line', 'local', noreply);
+      this.read(joinLine(args), 'line', 'local', noreply ? hidesAll : undefined);
       return;
     }
     switch (name) {
       case 'stats':
-        this.read(joinLine(args), 'stats', 'local', false, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
+        this.read(joinLine(args), 'stats', 'local', undefined, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
         return;
       case 'mn':
         this.answer(line('MN'));
@@ -137,25 +151,40 @@ export class MemcachedSession {
         this.flushEnd();
         return;
       default:
-        if (metaCommands.has(name)) this.answer(line(`CLIENT_ERROR mu-proxy: the meta command '${name}' is not supported yet`));
-        else if (oneServerOnly.has(name)) this.answer(line(`CLIENT_ERROR mu-proxy: '${name}' is not allowed through the proxy: it would act on one replica's memcached only`));
+        if (oneServerOnly.has(name)) this.answer(line(`CLIENT_ERROR mu-proxy: '${name}' is not allowed through the proxy: it would act on one replica's memcached only`));
         else this.answer(line('ERROR'));
     }
   }
 
+  // mg (a write when it touches, T, or creates, N), md, ma: through the log, TTLs made
+  // absolute; me (an item's debug line): this replica's own memcached.
+  private dispatchMeta(name: string, tokens: Buffer[]): void {
+    if (tokens.length < 2) {
+      this.answer(line('ERROR'));
+      return;
+    }
+    const { tokens: sent, quiet, writes } = metaArguments(tokens);
+    const request = joinLine(sent);
+    const hide = quiet ? hides(name) : undefined;
+    if (name === 'me') this.read(request, 'meta', 'local');
+    else if (name === 'mg' && !writes) this.read(request, 'meta', this.front.options.readMode, hide);
+    else this.write(request, 'meta', hide);
+  }
+
   // --- writes and reads ------------------------------------------------------------------
 
-  private write(request: Buffer, shape: ReplyShape, noreply: boolean): void {
+  // `hide`: which replies the client does not see (noreply, the quiet flag).
+  private write(request: Buffer, shape: ReplyShape, hide?: (reply: Buffer) => boolean): void {
     const slot = this.reserve();
     const refusal = this.front.writeRefusal();
     if (refusal !== undefined) {
-      this.fill(slot, noreply ? Buffer.alloc(0) : refusal);
+      this.fill(slot, hide === hidesAll ? Buffer.alloc(0) : refusal);
       return;
     }
     this.front.counters.writes++;
     const requestId = this.front.log.pipeline.newRequestId();
     this.lastWriteRequestId = requestId;
-    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, noreply ? Buffer.alloc(0) : data));
+    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, hide?.(data) === true ? Buffer.alloc(0) : data));
   }
 
   // mode 'linearizable': at the leader, after a barrier entry proposed now is applied;
@@ -165,7 +194,7 @@ export class MemcachedSession {
     request: Buffer,
     shape: ReplyShape,
     mode: 'linearizable' | 'leader' | 'any' | 'local',
-    noreply = false,
+    hide?: (reply: Buffer) => boolean,
     transform?: (raw: Buffer) => Buffer,
   ): void {
     const slot = this.reserve();
@@ -180,7 +209,7 @@ export class MemcachedSession {
         return;
       }
       this.front.backend.send(request, shape).then(
-        (raw) => this.fill(slot, noreply ? Buffer.alloc(0) : transform === undefined ? raw : transform(raw)),
+        (raw) => this.fill(slot, hide?.(raw) === true ? Buffer.alloc(0) : transform === undefined ? raw : transform(raw)),
         (error: Error) => this.fill(slot, line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
       );
     };
@@ -260,6 +289,42 @@ export class MemcachedSession {
   }
 }
 
+const hidesAll = (): boolean => true;
+
+// The quiet flag's rule for `name`: its common reply (with or without flags after it).
+function hides(name: string): (reply: Buffer) => boolean {
+  const code = quietlyHidden[name] as string;
+  return (reply) => reply.toString('latin1', 0, code.length + 1) === `${code} ` || reply.toString('latin1', 0, code.length + 2) === `${code}\r\n`;
+}
+
+// A meta command's tokens as sent to memcached: the quiet flag taken out (the proxy hides
+// the reply instead), T (TTL) and N (vivify with a TTL) made absolute. `writes`: a T or
+// N flag was there (mg then changes the item).
+function metaArguments(tokens: Buffer[]): { tokens: Buffer[]; quiet: boolean; writes: boolean } {
+  let quiet = false;
+  let writes = false;
+  const sent: Buffer[] = [];
+  const flagsFrom = tokens[0]?.toString('latin1') === 'ms' ? 3 : 2;
+  tokens.forEach((token, i) => {
+    if (i < flagsFrom) {
+      sent.push(token);
+      return;
+    }
+    if (token.length === 1 && token[0] === 0x71 /* q */) {
+      quiet = true;
+      return;
+    }
+    const flag = token[0];
+    if (flag === 0x54 /* T */ || flag === 0x4e /* N */) {
+      writes = true;
+      sent.push(Buffer.concat([token.subarray(0, 1), Buffer.from(absoluteExptime(token.toString('latin1', 1), nowSeconds()))]));
+      return;
+    }
+    sent.push(token);
+  });
+  return { tokens: sent, quiet, writes };
+}
+
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
@@ -283,7 +348,7 @@ function joinLine(tokens: Buffer[]): Buffer {
 // The binary protocol's answer to a request it will not serve: status 0x0083 (not
 // supported) with a text body saying why, then the connection ends.
 function binaryRefusal(opcode: number, opaque: Buffer): Buffer {
-  const body = Buffer.from('mu-proxy speaks the memcached text protocol (and not yet its meta commands); the binary protocol is not supported');
+  const body = Buffer.from('mu-proxy speaks the memcached text protocol (meta commands included); the binary protocol is not supported');
   const header = Buffer.alloc(24);
   header[0] = 0x81;
   header[1] = opcode;
