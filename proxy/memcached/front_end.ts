@@ -11,6 +11,7 @@ import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { encodeLogCommand, LogCommandKind } from '../redis/log_command.js';
 import { boundPort, listen } from '../redis/listener.js';
+import type { PeerAuthenticator } from '../redis/peer_auth.js';
 import { line } from './replies.js';
 import { MemcachedSession } from './session.js';
 
@@ -28,6 +29,9 @@ export interface MemcachedFrontEndOptions {
   host: string;
   port: number;
   readMode: 'linearizable' | 'leader' | 'any';
+  // What a follower does with what only the leader serves: hand the connection to the
+  // leader's memcached front end ("forward"), or answer SERVER_ERROR naming it ("redirect").
+  followerRequests: 'forward' | 'redirect';
   maxClients: number;
   maxPipeline: number;
   maxOutputBytes: number;
@@ -42,11 +46,14 @@ export interface MemcachedCounters {
   reads: number;
   replyBytes: number;
   outputLimitCloses: number;
+  forwardedClients: number;
 }
 
 export class MemcachedFrontEnd {
-  readonly counters: MemcachedCounters = { connections: 0, rejectedConnections: 0, requests: 0, writes: 0, reads: 0, replyBytes: 0, outputLimitCloses: 0 };
+  readonly counters: MemcachedCounters = { connections: 0, rejectedConnections: 0, requests: 0, writes: 0, reads: 0, replyBytes: 0, outputLimitCloses: 0, forwardedClients: 0 };
   private readonly sessions = new Set<MemcachedSession>();
+  // Called on every change of role: a follower's relayed clients follow one leader.
+  readonly roleListeners = new Set<() => void>();
   private server: net.Server | undefined;
 
   constructor(
@@ -55,8 +62,13 @@ export class MemcachedFrontEnd {
     readonly backend: MemcachedBackend,
     // The backend's item_size_max: larger values are refused as memcached refuses them.
     readonly maxItemBytes: number,
-    private readonly leaderAddress: (id: number) => { host: string; port: number } | undefined,
-  ) {}
+    readonly leaderAddress: (id: number) => { host: string; port: number } | undefined,
+    readonly peerAuth: PeerAuthenticator,
+  ) {
+    log.replica.on('role', () => {
+      for (const listener of [...this.roleListeners]) listener();
+    });
+  }
 
   async listen(): Promise<void> {
     this.server = await listen(this.options.host, this.options.port, (socket) => this.accept(socket));

@@ -103,14 +103,21 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     expect(contents[0]).to.not.include('old exp');
   });
 
-  it('a follower refuses writes and linearizable reads, naming the leader; stats gains the proxy lines', async () => {
+  it("hands a follower's client to the leader (writes, reads, noreply, errors in order); stats gains the proxy lines", async () => {
     const follower = cluster.proxyPorts[(leader + 1) % 3] as number;
-    const replies = await exchange(follower, ['set f 0 0 1\r\nx\r\n', 'get f\r\n', 'version\r\n']);
-    expect(replies).to.match(/^SERVER_ERROR mu-proxy: this replica does not lead; the leader is replica \d at 127\.0\.0\.1:\d+\r\n(SERVER_ERROR [^\r]*\r\n)VERSION /);
+    const replies = await exchange(follower, ['version\r\n', 'set f 0 0 1\r\nx\r\n', 'get f\r\n', 'incr f 1 noreply\r\n', 'bogus\r\n', 'ms fm 2 T0\r\nhi\r\n', 'mg fm v\r\n', 'mn\r\n']);
+    expect(replies).to.match(/^VERSION 1\.6\.\d+\r\nSTORED\r\nVALUE f 0 1\r\nx\r\nEND\r\nERROR\r\nHD\r\nVA 2\r\nhi\r\nMN\r\n$/);
+    const contents = await cluster.contents();
+    expect(new Set(contents).size).to.equal(1);
+    expect(contents[0]).to.include('fm exp=-1');
     const stats = await exchange(port, ['stats\r\n']);
     expect(stats).to.match(/STAT pid \d+\r\n/);
     expect(stats).to.include(`STAT mu_node_id ${leader}\r\nSTAT mu_role leader\r\n`);
     expect(stats.endsWith('END\r\n')).to.equal(true);
+    // A greeting without a token of the cluster secret is refused.
+    expect(await exchange(port, [`mu_forwarded 1 memcached ${Date.now()} ${'f'.repeat(64)}\r\n`])).to.equal(
+      'CLIENT_ERROR mu-proxy: refused mu_forwarded (a token not made with the cluster secret)\r\n',
+    );
   });
 
   it('answers a binary-protocol request with a binary error, then closes', async () => {
@@ -128,5 +135,24 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     expect(answer.readUInt16BE(6)).to.equal(0x0083);
     expect(answer.readUInt32BE(12)).to.equal(0x01020304);
     expect(answer.subarray(24).toString()).to.match(/binary protocol is not supported/);
+  });
+});
+
+describe('memcached front end with followerRequests "redirect"', function () {
+  this.timeout(60000);
+  let cluster: MemcachedCluster;
+
+  before(async () => {
+    cluster = await MemcachedCluster.start({ memcached: { followerRequests: 'redirect' } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('a follower refuses writes and linearizable reads, naming the leader, and serves the rest', async () => {
+    const leader = await cluster.leader();
+    const follower = cluster.proxyPorts[(leader + 1) % 3] as number;
+    const replies = await exchange(follower, ['set f 0 0 1\r\nx\r\n', 'get f\r\n', 'version\r\n']);
+    expect(replies).to.match(/^SERVER_ERROR mu-proxy: this replica does not lead; the leader is replica \d at 127\.0\.0\.1:\d+\r\nSERVER_ERROR [^\r]*\r\nVERSION /);
   });
 });

@@ -9,6 +9,7 @@ import { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { CommandTable } from '../redis/command_table.js';
 import type { RedisProxyConfig } from '../redis/config.js';
 import { KeyWatchRegistry } from '../redis/key_watch.js';
+import { PeerAuthenticator } from '../redis/peer_auth.js';
 import { Proposer } from '../redis/proposer.js';
 import { MemcachedFrontEnd } from './front_end.js';
 
@@ -78,6 +79,7 @@ export async function startMemcachedFrontEnd(
     backend,
     itemSizeMax,
     (id) => memcachedClientAddress(config, id),
+    new PeerAuthenticator(config.cluster.secret, nodeId),
   );
   await front.listen();
   log(`serving memcached clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port})`);

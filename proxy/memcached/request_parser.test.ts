@@ -26,12 +26,19 @@ describe('memcached request parser', () => {
       const incr = requests[2] as Extract<MemcachedRequest, { kind: 'line' }>;
       expect(incr.tokens.map((token) => token.toString())).to.deep.equal(['incr', 'n', '1']);
       expect((requests[3] as Extract<MemcachedRequest, { kind: 'storage' }>).cas).to.equal('42');
-      expect(requests[4]).to.deep.equal({ kind: 'refused', reply: 'ERROR' }); // the empty line
+      expect(requests[4]).to.deep.equal({ kind: 'refused', reply: 'ERROR', line: Buffer.alloc(0) }); // the empty line
     }
   });
 
   it('refuses storage lines without reading data, as memcached does', () => {
-    const refused = (line: string) => parseAll(`${line}\r\n`)[0];
+    const refused = (line: string) => {
+      const request = parseAll(`${line}\r\n`)[0];
+      if (request?.kind === 'refused') {
+        expect(request.line?.toString('latin1')).to.equal(line);
+        return { kind: request.kind, reply: request.reply };
+      }
+      return request;
+    };
     expect(refused('set k 0 0')).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
     expect(refused('cas k 0 0 1')).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
     for (const line of ['set k x 0 1', 'set k 0 0 -1', 'set k 0 0 abc', 'set k -1 0 1', 'cas k 0 0 1 abc', `set ${'a'.repeat(251)} 0 0 1`]) {
@@ -65,8 +72,8 @@ describe('memcached request parser', () => {
     expect(requests.map((request) => request.kind)).to.deep.equal(['metaset', 'refused', 'refused', 'line']);
     const set = requests[0] as Extract<MemcachedRequest, { kind: 'metaset' }>;
     expect([set.tokens.map((token) => token.toString()), set.bytes, set.block.toString()]).to.deep.equal([['ms', 'k', '2', 'T10', 'q'], 2, 'hi\r\n']);
-    expect(requests[1]).to.deep.equal({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
-    expect(requests[2]).to.deep.equal({ kind: 'refused', reply: 'ERROR' });
+    expect(requests[1]).to.deep.include({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
+    expect(requests[2]).to.deep.include({ kind: 'refused', reply: 'ERROR' });
     expect(parseAll('ms big 5000 MS\r\n' + 'x'.repeat(5002), 512, 1024)[0]).to.deep.include({ kind: 'oversize', name: 'set' });
   });
 });

@@ -33,7 +33,9 @@ export type MemcachedRequest =
   // are memcached's to check (it reads the data away when it refuses them).
   | { kind: 'metaset'; tokens: Buffer[]; bytes: number; block: Buffer }
   | { kind: 'line'; name: string; tokens: Buffer[]; noreply: boolean } // every other command
-  | { kind: 'refused'; reply: string } // a line the proxy answers itself (memcached's error text)
+  // A line the proxy answers itself (memcached's error text); `line`, as received, when the
+  // request was a whole line (a follower hands it to the leader as it came).
+  | { kind: 'refused'; reply: string; line?: Buffer }
   // A storage command whose data is larger than the backend takes: memcached answers
   // "SERVER_ERROR object too large for cache", reads the data away, and for a set deletes
   // the key (so no stale value outlives the failed set). The data is not kept.
@@ -99,6 +101,7 @@ export class RequestParser {
       }
       const end = lineEnd > at && this.pending[lineEnd - 1] === 0x0d ? lineEnd - 1 : lineEnd;
       const request = this.parseLine(this.pending.subarray(at, end));
+      if (request.kind === 'refused') request.line = Buffer.from(this.pending.subarray(at, end));
       at = lineEnd + 1;
       if (request.kind === 'storage' || request.kind === 'metaset') this.awaiting = request;
       else requests.push(request);

@@ -17,11 +17,14 @@ import type net from 'node:net';
 import type { ReplyShape } from '../../adapters/memcached/memcached_protocol.js';
 import { absoluteExptime, exptimeIndex } from './determinism.js';
 import type { MemcachedFrontEnd } from './front_end.js';
+import { MemcachedLeaderLink } from './leader_link.js';
 import { line } from './replies.js';
 import { RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
 
 interface Slot {
   data: Buffer | undefined;
+  // The link to the leader: later replies come through it, once the ones before are out.
+  relay?: MemcachedLeaderLink;
 }
 
 const writeLines = new Set(['incr', 'decr', 'delete', 'touch', 'flush_all', 'gat', 'gats']);
@@ -41,6 +44,10 @@ export class MemcachedSession {
   private readonly parser: RequestParser;
   private readonly slots: Slot[] = [];
   private lastWriteRequestId: number | undefined;
+  // Handed over by a follower (mu_forwarded): never handed over again.
+  private forwarded = false;
+  // Set once this connection is relayed to the leader (leader_link.ts).
+  private upstream: { link: MemcachedLeaderLink; onRoleChange: () => void } | undefined;
   private closed = false;
   private ending = false;
   private paused = false;
@@ -72,7 +79,8 @@ export class MemcachedSession {
     for (const request of requests) {
       if (this.closed || this.ending) return;
       this.front.counters.requests++;
-      this.dispatch(request);
+      if (this.upstream !== undefined || (this.needsLeader(request) && this.handOver())) this.forwardUp(request);
+      else this.dispatch(request);
     }
     if (failed || this.parser.bufferedBytes > this.front.maxItemBytes + 64 * 1024) {
       // A connection memcached would end too (a line that never ends, binary after text).
@@ -119,6 +127,123 @@ export class MemcachedSession {
     }
   }
 
+  // --- at a follower: the connection handed to the leader -------------------------------
+
+  private needsLeader(request: MemcachedRequest): boolean {
+    if (this.front.log.replica.isLeader || this.forwarded) return false;
+    switch (request.kind) {
+      case 'storage':
+      case 'metaset':
+      case 'oversize':
+        return true;
+      case 'line': {
+        const name = request.name;
+        if (name === 'get' || name === 'gets') return this.front.options.readMode !== 'any';
+        if (name === 'mg') return metaArguments(request.tokens).writes || this.front.options.readMode !== 'any';
+        return writeLines.has(name) || name === 'md' || name === 'ma';
+      }
+      default:
+        return false;
+    }
+  }
+
+  // Opens the link to the leader (followerRequests "forward"); false when it cannot (no
+  // leader known, forwarding off), and the request is then refused here.
+  private handOver(): boolean {
+    const front = this.front;
+    if (front.options.followerRequests !== 'forward') return false;
+    const leaderId = front.log.replica.role.leaderId;
+    if (leaderId === null || leaderId === front.log.replica.nodeId) return false;
+    const address = front.leaderAddress(leaderId);
+    if (address === undefined) return false;
+    const slot = this.reserve();
+    const link = new MemcachedLeaderLink({
+      host: address.host,
+      port: address.port,
+      greeting: joinLine(['mu_forwarded', ...front.peerAuth.arguments('forwarded', 'memcached')].map((word) => Buffer.from(word))),
+      maxHeldBytes: front.options.maxOutputBytes,
+      deliver: (bytes) => this.deliver(bytes),
+      ended: () => this.close(),
+    });
+    // The link is to one leader: when another takes over, the client is let go and
+    // reconnects.
+    const onRoleChange = () => {
+      if (front.log.replica.role.leaderId !== leaderId) this.close();
+    };
+    slot.relay = link;
+    this.upstream = { link, onRoleChange };
+    front.roleListeners.add(onRoleChange);
+    front.counters.forwardedClients++;
+    if (this.slots[0] === slot) link.startWriting();
+    return true;
+  }
+
+  private forwardUp(request: MemcachedRequest): void {
+    const upstream = this.upstream as { link: MemcachedLeaderLink };
+    const bytes = this.encodeForLeader(request);
+    if (bytes === undefined) {
+      this.end();
+      return;
+    }
+    if (upstream.link.forward(bytes) || this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+    upstream.link.whenDrained(() => {
+      this.paused = false;
+      if (!this.closed) this.socket.resume();
+    });
+  }
+
+  // The request as the leader's front end will read it (the same parser there gives the
+  // same answer). An oversize value's data was not kept: one byte over the limit in zeros
+  // gets the same refusal (and the same dropped value for a set).
+  private encodeForLeader(request: MemcachedRequest): Buffer | undefined {
+    switch (request.kind) {
+      case 'storage': {
+        const head = [request.name, request.key, request.flags, request.exptime, String(request.bytes)];
+        if (request.cas !== undefined) head.push(request.cas);
+        if (request.noreply) head.push('noreply');
+        return Buffer.concat([joinLine(head.map(toBuffer)), request.block]);
+      }
+      case 'metaset':
+        return Buffer.concat([joinLine(request.tokens), request.block]);
+      case 'line':
+        return joinLine(request.tokens);
+      case 'refused':
+        return request.line === undefined ? undefined : Buffer.concat([request.line, crlf]);
+      case 'oversize': {
+        const bytes = this.front.maxItemBytes + 1;
+        const head = request.name === 'set' ? ['set', request.key, '0', '0', String(bytes)] : ['ms', request.key, String(bytes), 'ME'];
+        if (request.noreply) head.push('noreply');
+        return Buffer.concat([joinLine(head.map(toBuffer)), Buffer.alloc(bytes), crlf]);
+      }
+      case 'binary':
+        return undefined;
+    }
+  }
+
+  // Bytes through the link, written as they come (its slot is at the head).
+  private deliver(bytes: Buffer): void {
+    if (this.closed) return;
+    this.socket.write(bytes);
+    this.front.counters.replyBytes += bytes.length;
+    if (this.socket.writableLength > this.front.options.maxOutputBytes) {
+      this.front.counters.outputLimitCloses++;
+      this.close();
+    }
+  }
+
+  // mu_forwarded <origin> <user> <time> <token>: another replica hands a client over.
+  private acceptHandOver(tokens: Buffer[]): void {
+    const verified = this.front.peerAuth.verify('forwarded', tokens.slice(1));
+    if (typeof verified === 'string') {
+      this.answer(line(`CLIENT_ERROR mu-proxy: refused mu_forwarded (${verified})`));
+      return;
+    }
+    this.forwarded = true;
+    this.answer(line('OK'));
+  }
+
   private dispatchLine(name: string, tokens: Buffer[], noreply: boolean): void {
     if (name === 'mg' || name === 'md' || name === 'ma' || name === 'me') {
       this.dispatchMeta(name, tokens);
@@ -145,6 +270,9 @@ export class MemcachedSession {
         return;
       case 'mn':
         this.answer(line('MN'));
+        return;
+      case 'mu_forwarded':
+        this.acceptHandOver(tokens);
         return;
       case 'quit':
         this.ending = true;
@@ -249,6 +377,7 @@ export class MemcachedSession {
     this.socket.cork();
     for (const done of out) if ((done.data as Buffer).length > 0) this.socket.write(done.data as Buffer);
     process.nextTick(() => this.socket.uncork());
+    this.slots[0]?.relay?.startWriting();
     this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
     if (this.ending) {
       this.flushEnd();
@@ -284,6 +413,10 @@ export class MemcachedSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.upstream !== undefined) {
+      this.upstream.link.close();
+      this.front.roleListeners.delete(this.upstream.onRoleChange);
+    }
     this.socket.destroy();
     this.front.sessionClosed(this);
   }

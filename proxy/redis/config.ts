@@ -21,6 +21,7 @@ export interface RedisReplicaAddresses {
 
 export interface MemcachedOptions {
   readMode: ReadMode;
+  followerRequests: 'forward' | 'redirect';
   maxClients: number;
   maxPipeline: number;
   maxOutputBytes: number;
@@ -39,7 +40,7 @@ export interface RedisProxyConfig {
   replicas: RedisReplicaAddresses[]; // by id; empty when the cluster fronts no Redis
 }
 
-const memcachedFields = ['readMode', 'maxClients', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs'];
+const memcachedFields = ['readMode', 'followerRequests', 'maxClients', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs'];
 const redisFields = ['readMode', 'followerRequests', 'requirepass', 'users', 'maxClients', 'maxRequestBytes', 'maxPipeline', 'maxOutputBytes', 'idleTimeoutMs', 'flushBackendOnStart'];
 
 export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
@@ -99,6 +100,7 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
   }
   const memcached: MemcachedOptions = {
     readMode: front.readMode,
+    followerRequests: front.followerRequests,
     maxClients: front.maxClients,
     maxPipeline: front.maxPipeline,
     maxOutputBytes: front.maxOutputBytes,
@@ -111,6 +113,11 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
       if (mode !== undefined) {
         if (mode === 'linearizable' || mode === 'leader' || mode === 'any') memcached.readMode = mode;
         else check.fail('memcached.readMode', 'must be "linearizable", "leader" or "any"');
+      }
+      const followerRequests = options['followerRequests'];
+      if (followerRequests !== undefined) {
+        if (followerRequests === 'forward' || followerRequests === 'redirect') memcached.followerRequests = followerRequests;
+        else check.fail('memcached.followerRequests', 'must be "forward" or "redirect"');
       }
       const integer = (key: 'maxClients' | 'maxPipeline' | 'maxOutputBytes' | 'idleTimeoutMs', low: number, high: number) => {
         if (options[key] === undefined) return;
