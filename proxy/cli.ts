@@ -5,6 +5,7 @@
 //   mu-proxy check --config cluster.json          every replica's DEBUG DIGEST at one log index
 //   mu-proxy demo [--keep] [--requests N]          three replicas on this host, a workload,
 //                                                  a failover and a digest check
+import { MemcachedBackend } from '../adapters/memcached/memcached_backend.js';
 import { RedisBackend } from '../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../adapters/redis/resp.js';
 import { ConfigError } from '../mu/config.js';
@@ -69,14 +70,19 @@ async function status(args: string[]): Promise<void> {
   }
 }
 
-// The replicas' backends compared at one point of the log: the leader proposes a digest
-// entry (MU CHECK), every replica records its backend's DEBUG DIGEST when it applies that
-// entry, and each is asked for it (MU DIGEST <index>). Exit status: 0 all equal, 1 some
-// differ, 3 some replica could not be asked or did not apply the entry in time.
-async function check(args: string[]): Promise<number> {
-  const configPath = option(args, '--config') ?? usage('check needs --config');
-  const timeoutMs = Number(option(args, '--timeout-ms') ?? 10000);
-  const config = loadRedisProxyConfig(configPath);
+// How `check` talks to a replica: over its Redis port (MU STATUS, MU CHECK, MU DIGEST), or
+// over its memcached port for a cluster that fronts memcached only (stats, mu_check,
+// mu_digest).
+interface CheckProtocol {
+  ids: number[];
+  role(id: number): Promise<string | undefined>;
+  // The digest entry's index, or the refusal.
+  propose(id: number): Promise<{ index: string } | { refused: string }>;
+  // The replica's digest at `index`: 'pending' until it applied that entry.
+  digest(id: number, index: string): Promise<string>;
+}
+
+function redisCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): CheckProtocol {
   const auth = config.front.requirepass === undefined ? [] : [encodeCommand(['AUTH', config.front.requirepass])];
   const ask = async (id: number, argv: string[]): Promise<string> => {
     const address = config.replicas[id]?.listen as { host: string; port: number };
@@ -88,37 +94,89 @@ async function check(args: string[]): Promise<number> {
       await client.close();
     }
   };
+  return {
+    ids: [...config.replicas.keys()],
+    async role(id) {
+      const raw = await ask(id, ['MU', 'STATUS']);
+      return raw[0] === '$' ? (JSON.parse(raw.slice(raw.indexOf('\n') + 1)) as { role: string }).role : undefined;
+    },
+    async propose(id) {
+      const proposed = await ask(id, ['MU', 'CHECK']);
+      const index = /^\*2\r\n:(\d+)\r\n/.exec(proposed)?.[1];
+      return index === undefined ? { refused: proposed.trim() } : { index };
+    },
+    async digest(id, index) {
+      const answer = await ask(id, ['MU', 'DIGEST', index]);
+      // DEBUG DIGEST answers a simple string; errors and the rest are shown as they are.
+      return answer === '$-1\r\n' ? 'pending' : (answer.startsWith('+') ? answer.slice(1) : answer).trim();
+    },
+  };
+}
+
+function memcachedCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): CheckProtocol {
+  const ask = async (id: number, request: string, shape: 'line' | 'stats'): Promise<string> => {
+    const address = config.memcachedReplicas[id]?.listen as { host: string; port: number };
+    const client = await MemcachedBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
+    try {
+      return (await client.send(Buffer.from(`${request}\r\n`), shape)).toString('latin1').trim();
+    } finally {
+      await client.close();
+    }
+  };
+  return {
+    ids: [...config.memcachedReplicas.keys()],
+    role: async (id) => /^STAT mu_role (\S+)\r$/m.exec(`${await ask(id, 'stats', 'stats')}\r\n`)?.[1],
+    async propose(id) {
+      const answer = await ask(id, 'mu_check', 'line');
+      const index = /^DIGEST (\d+) /.exec(answer)?.[1];
+      return index === undefined ? { refused: answer } : { index };
+    },
+    async digest(id, index) {
+      const answer = await ask(id, `mu_digest ${index}`, 'line');
+      if (answer === 'PENDING') return 'pending';
+      return answer.startsWith('DIGEST ') ? answer.slice('DIGEST '.length) : answer;
+    },
+  };
+}
+
+// The replicas' backends compared at one point of the log: the leader proposes a digest
+// entry (MU CHECK), every replica records its backends' digests when it applies that
+// entry (DEBUG DIGEST of its redis-server; a hash of its memcached's items, keys, expiry,
+// CAS and size), and each is asked for them (MU DIGEST <index>). Exit status: 0 all
+// equal, 1 some differ, 3 some replica could not be asked or did not apply the entry in
+// time.
+async function check(args: string[]): Promise<number> {
+  const configPath = option(args, '--config') ?? usage('check needs --config');
+  const timeoutMs = Number(option(args, '--timeout-ms') ?? 10000);
+  const config = loadRedisProxyConfig(configPath);
+  const protocol = config.replicas.length > 0 ? redisCheckProtocol(config) : memcachedCheckProtocol(config);
   let leader: number | undefined;
-  for (const id of config.replicas.keys()) {
-    const raw = await ask(id, ['MU', 'STATUS']).catch(() => undefined);
-    if (raw === undefined || raw[0] !== '$') continue;
-    const status = JSON.parse(raw.slice(raw.indexOf('\n') + 1)) as { role: string };
-    if (status.role === 'leader') leader = id;
+  for (const id of protocol.ids) {
+    if ((await protocol.role(id).catch(() => undefined)) === 'leader') leader = id;
   }
   if (leader === undefined) {
     console.log('no replica leads at the moment: nothing to compare');
     return 3;
   }
-  const proposed = await ask(leader, ['MU', 'CHECK']);
-  const index = /^\*2\r\n:(\d+)\r\n/.exec(proposed)?.[1];
-  if (index === undefined) {
-    console.log(`replica ${leader} (leader) refused MU CHECK: ${proposed.trim()}`);
+  const proposed = await protocol.propose(leader);
+  if ('refused' in proposed) {
+    console.log(`replica ${leader} (leader) refused the check: ${proposed.refused}`);
     return 3;
   }
+  const { index } = proposed;
   console.log(`digest entry at log index ${index}, proposed by replica ${leader}`);
   const digests = new Map<number, string>();
   let incomplete = false;
-  for (const id of config.replicas.keys()) {
+  for (const id of protocol.ids) {
     const deadline = Date.now() + timeoutMs;
-    let answer: string | undefined;
+    let answer: string;
     for (;;) {
-      answer = await ask(id, ['MU', 'DIGEST', index]).catch((error: Error) => `unreachable (${error.message})`);
-      if (answer !== '$-1\r\n' || Date.now() > deadline) break;
+      answer = await protocol.digest(id, index).catch((error: Error) => `unreachable (${error.message})`);
+      if (answer !== 'pending' || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    // DEBUG DIGEST answers a simple string; errors and the rest are shown as they are.
-    const text = answer === '$-1\r\n' ? `not applied within ${timeoutMs} ms` : (answer.startsWith('+') ? answer.slice(1) : answer).trim();
-    if (/^[0-9a-f]{40}$/.test(text)) digests.set(id, text);
+    const text = answer === 'pending' ? `not applied within ${timeoutMs} ms` : answer;
+    if (/^([0-9a-f]{40}|(redis:[0-9a-f]{40} )?memcached:[0-9a-f]{40})$/.test(text)) digests.set(id, text);
     else incomplete = true;
     console.log(`replica ${id}: ${text}`);
   }

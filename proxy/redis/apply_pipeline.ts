@@ -21,6 +21,20 @@ const multi = encodeCommand(['MULTI']);
 const exec = encodeCommand(['EXEC']);
 const debugDigest = encodeCommand(['DEBUG', 'DIGEST']);
 const ping = encodeCommand(['PING']);
+const metadump = Buffer.from('lru_crawler metadump all\r\n');
+
+// A memcached's digest: every item's key, expiry, CAS and size from lru_crawler metadump
+// (leaving out last access and fetched, which reads change), sorted, hashed. Equal CAS
+// values mean the same stores were applied; with the sizes, a difference in any item shows.
+function memcachedDigest(listing: Buffer): string {
+  const items = listing
+    .toString('latin1')
+    .split('\n')
+    .filter((line) => line.startsWith('key='))
+    .map((line) => line.replace(/ la=\S+/, '').replace(/ fetch=\S+/, '').trim())
+    .sort();
+  return crypto.createHash('sha1').update(items.join('\n')).digest('hex');
+}
 // Digests kept for `MU DIGEST <index>`: the newest ones.
 const keptDigests = 64;
 
@@ -219,15 +233,19 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   private applyDigest(index: number, ownRequestId: number | undefined): void {
     const waiter = ownRequestId === undefined ? undefined : this.waiters.get(ownRequestId);
     if (ownRequestId !== undefined) this.waiters.delete(ownRequestId);
-    if (this.channel === undefined) {
-      waiter?.reject(new Error('mu-proxy check compares redis-servers; this replica has none'));
-      if (ownRequestId !== undefined) this.ownApplied(ownRequestId);
-      return;
-    }
     this.digestsPending.add(index);
-    this.channel.send(0, [debugDigest]).then(
-      (replies) => {
-        const digest = replies[0] as Buffer;
+    // Both asked now, in this replica's apply order: each backend answers at this entry.
+    const redis = this.channel?.send(0, [debugDigest]).then((replies) => replies[0] as Buffer);
+    const memcached = this.memcached?.send(metadump, 'listing').then(memcachedDigest);
+    void Promise.all([redis, memcached]).then(
+      ([redisReply, memcachedText]) => {
+        // A redis-server alone: its own DEBUG DIGEST reply, as is. With a memcached, one
+        // line naming each backend's digest.
+        let digest = redisReply ?? Buffer.alloc(0);
+        if (memcachedText !== undefined) {
+          if (redisReply !== undefined && redisReply[0] !== 0x2b /* + */) digest = redisReply;
+          else digest = Buffer.from(`+${redisReply === undefined ? '' : `redis:${redisReply.toString('latin1', 1, redisReply.length - 2)} `}memcached:${memcachedText}\r\n`);
+        }
         this.digestsPending.delete(index);
         this.digests.set(index, digest);
         if (this.digests.size > keptDigests) this.digests.delete(this.digests.keys().next().value as number);
