@@ -130,6 +130,52 @@ describe('compat: memcached (plain memcached vs the proxy leader, raw bytes; rea
     expect(replies).to.include('VA 2 f5 t-1 s2 km1 O77\r\nhi\r\n');
   });
 
+  it('storage lines framed as memcached frames them: token counts, numbers as strtol reads them, a NUL, noreply on refusals', async () => {
+    await compare([
+      'set k 0 0 1 a b\r\nx\r\n', 'cas k 0 0 1 1 a b\r\nx\r\n', 'set k 0 0 1 junk\r\nj\r\n', 'get k\r\n',
+      'set k x 0 1 noreply\r\n', `set ${'k'.repeat(251)} 0 0 1 noreply\r\n`, 'set k 0 0 -1 noreply\r\n', 'cas k 0 0 1 x noreply\r\n',
+      'set k 0 0 00000000001\r\ny\r\n', 'get k\r\n', 'set k 0 0 4294967297\r\nz\r\n', 'get k\r\n',
+      'set k 4294967301 0 1\r\nf\r\n', 'get k\r\n', 'set k 0 0 1\0 junk more\r\nw\r\n', 'get k\r\n',
+      'set k 0 0 1 noreply\r\nn\r\n', 'get k\r\n',
+      'set k 0 0 2147483646\r\n', // last: memcached reads the rest of the connection away as its data
+    ]);
+  });
+
+  it('ms framed as memcached frames it: 20 tokens or more, a long base64 key, no length, lengths as strtol reads them', async () => {
+    await compare([
+      'ms k 2 a b c d e f g h i j k l m n o p r\r\nhi\r\n', 'ms k 2 a b c d e f g h i j k l m n o p\r\nhi\r\n',
+      `ms ${'a'.repeat(300)} 2 b\r\nhi\r\n`, 'ms k\r\n', 'ms k +2\r\nhi\r\n', 'mg k v\r\n', 'ms k 4294967298\r\nho\r\n', 'mg k v\r\n',
+      'ms k 2147483647\r\nhi\r\n', 'ms k -1\r\nhi\r\n', 'mn\r\n', 'mg k v\r\n',
+    ]);
+  });
+
+  it('noreply only where memcached honours it: a key named noreply, and token counts that make it an error', async () => {
+    await compare([
+      'set noreply 0 0 1\r\nx\r\n', 'get noreply\r\n', 'gets noreply\r\n', 'gat 0 noreply\r\n', 'gats 0 noreply\r\n', 'stats noreply\r\n',
+      'set n 0 0 1\r\n1\r\n', 'touch n 10 x noreply\r\n', 'incr n 1 x noreply\r\n', 'delete noreply\r\n', 'get noreply n\r\n',
+    ]);
+  });
+
+  it("the quiet flag hides what memcached hides: ma's success but not its creation, a flag that only starts with q", async () => {
+    await compare([
+      'ma c N0 J5 q\r\n', 'ma c q v\r\n', 'ma c q\r\n', 'ma c N0 J9 q v\r\n', 'ma d N0 J7 q v\r\n', 'mg c v\r\n',
+      'mg missing v qx\r\n', 'md missing quiet\r\n', 'ms c 1 qq\r\nx\r\n', 'mn\r\n', 'mg c v\r\n',
+    ]);
+  });
+
+  it("stats' other forms (reset, detail) answer as memcached's, and the leader goes on", async () => {
+    await compare(['stats reset\r\n', 'stats detail on\r\n', 'stats detail\r\n', 'stats detail off\r\n', 'stats bogus\r\n', 'set a 0 0 1\r\nx\r\n', 'get a\r\n']);
+  });
+
+  it('an oversize ms drops the old value in every mode, its base64 key decoded', async () => {
+    const over = 'O'.repeat(1024 * 1024 + 10);
+    await compare([
+      'ms k1 3 T0\r\nold\r\n', `ms k1 ${over.length} ME\r\n${over}\r\n`, 'mg k1 v\r\n',
+      'ms k2 3 T0\r\nold\r\n', `ms k2 ${over.length} MA q\r\n${over}\r\n`, 'mg k2 v\r\n',
+      'ms Zm9v 3 b T0\r\nold\r\n', `ms Zm9v ${over.length} b\r\n${over}\r\n`, 'mg foo v\r\n',
+    ]);
+  });
+
   it('flush_all empties every replica', async () => {
     await compare(['set a 0 0 1\r\n1\r\n', 'set b 0 0 1\r\n2\r\n', 'flush_all\r\n', 'get a b\r\n', 'set c 0 0 1\r\n3\r\n', 'get c\r\n']);
   });

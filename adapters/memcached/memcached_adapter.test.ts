@@ -18,6 +18,9 @@ describe('MemcachedReplyFramer', () => {
     ['meta', 'VA 5 f5\r\nEND\r\n\r\n'],
     ['meta', 'HD\r\n'],
     ['line', '12\r\n'],
+    ['quiet', 'MN\r\n'],
+    ['quiet', 'VA 2 t5\r\nMN\r\nMN\r\n'],
+    ['quiet', 'NF\r\nMN\r\n'],
   ];
   const all = replies.map(([, text]) => text).join('');
 
@@ -70,6 +73,8 @@ describe('MemcachedBackend against a real memcached', function () {
         { request: b('mn\r\n'), shape: 'meta' },
         { request: b('bogus\r\n'), shape: 'line' },
         { request: b('version\r\n'), shape: 'line' },
+        { request: b('mg missing v q\r\nmn\r\n'), shape: 'quiet' },
+        { request: b('mg small v q\r\nmn\r\n'), shape: 'quiet' },
       ])
     ).map((reply) => reply.toString('latin1'));
     expect(replies[0]).to.equal('STORED\r\n');
@@ -78,6 +83,7 @@ describe('MemcachedBackend against a real memcached', function () {
     expect(replies[4]).to.equal('VA 2 f0\r\nhi\r\n');
     expect(replies.slice(5, 7)).to.deep.equal(['MN\r\n', 'ERROR\r\n']);
     expect(replies[7]).to.match(/^VERSION 1\.6\.\d+\r\n$/);
+    expect(replies.slice(8)).to.deep.equal(['MN\r\n', 'VA 2\r\nhi\r\nMN\r\n']);
     const stats = (await backend.send(b('stats\r\n'), 'stats')).toString('latin1');
     expect(stats).to.include(`STAT pid ${server.pid}\r\n`);
   });

@@ -9,11 +9,17 @@ export type ReplyShape =
   | 'values' // VALUE <key> <flags> <bytes> [<cas>] blocks up to END (get, gets, gat, gats)
   | 'stats' // STAT lines up to END
   | 'meta' // one line, followed by a data block when it starts with VA <size> (mg, ms, md, ma, mn, me)
-  | 'listing'; // LF-separated lines up to END (lru_crawler metadump)
+  | 'listing' // LF-separated lines up to END (lru_crawler metadump)
+  // A meta command with the quiet flag (q), sent followed by mn: memcached leaves out the
+  // reply the flag hides (its own rule, which the reply alone does not tell: ma's success is
+  // hidden, its creation of the item is not), so the reply is a 'meta' one or none, then MN.
+  | 'quiet';
 
 // A shape as a small number, to travel with a request (the log command's db field) so the
 // side that applies it frames the reply without parsing the request.
-const shapeCodes: readonly ReplyShape[] = ['line', 'values', 'stats', 'meta', 'listing'];
+const shapeCodes: readonly ReplyShape[] = ['line', 'values', 'stats', 'meta', 'listing', 'quiet'];
+
+const mnLine = Buffer.from('MN\r\n');
 export function shapeCode(shape: ReplyShape): number {
   return shapeCodes.indexOf(shape);
 }
@@ -95,6 +101,13 @@ export class MemcachedReplyFramer {
       if (shape === 'meta') {
         if (!line.startsWith('VA ')) return next;
         return this.afterData(next, Number(line.split(' ')[1]));
+      }
+      if (shape === 'quiet') {
+        if (line === 'MN') return next;
+        const after = line.startsWith('VA ') ? this.afterData(next, Number(line.split(' ')[1])) : next;
+        if (after === undefined || this.pending.length < after + mnLine.length) return undefined;
+        if (!this.pending.subarray(after, after + mnLine.length).equals(mnLine)) throw new MemcachedProtocolError('a quiet meta reply not followed by MN');
+        return after + mnLine.length;
       }
       if (line === 'END' || isErrorLine(line)) return next;
       if (shape === 'stats' && line.startsWith('STAT ')) {

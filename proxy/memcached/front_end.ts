@@ -81,6 +81,11 @@ export class MemcachedFrontEnd {
   private accept(socket: net.Socket): void {
     if (this.sessions.size >= this.options.maxClients) {
       this.counters.rejectedConnections++;
+      // A client that resets the connection makes this write fail: an 'error' event with
+      // no listener would end the process. What the client sends is read away, or the
+      // socket would never see its end and stay open (past the limit, and holding close()).
+      socket.on('error', () => {});
+      socket.resume();
       socket.end('SERVER_ERROR mu-proxy: too many connections\r\n');
       return;
     }

@@ -22,6 +22,23 @@ async function exchange(port: number, requests: string[], pauseMs = 30): Promise
   return received;
 }
 
+// As exchange, with raw bytes; also says whether the proxy ended the connection.
+async function exchangeBytes(port: number, requests: Buffer[], pauseMs = 30): Promise<{ received: Buffer; closed: boolean }> {
+  const socket = net.connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => {});
+  socket.on('close', () => (closed = true));
+  await new Promise((resolve) => socket.once('connect', resolve));
+  for (const request of requests) {
+    socket.write(request);
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+  socket.destroy();
+  return { received: Buffer.concat(chunks), closed };
+}
+
 describe('memcached front end (three replicas, shm, real memcached servers)', function () {
   this.timeout(60000);
   let cluster: MemcachedCluster;
@@ -120,6 +137,44 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     );
   });
 
+  it('never sends memcached a line it would end its connection over (over 2048 bytes, not a get): the client is refused and let go', async () => {
+    // 1983 gets then a long mg leave in one write to the backend; memcached's 16 KB read
+    // would end inside the mg line (more than 2048 bytes without a line end: it closes).
+    const gets = 'get k\r\n'.repeat(1983);
+    const { received, closed } = await exchangeBytes(port, [Buffer.from(`${gets}mg k v O${'o'.repeat(2600)}\r\n`)], 500);
+    const text = received.toString('latin1');
+    expect(text.match(/^END\r\n/gm)).to.have.length(1983);
+    expect(text.endsWith('END\r\nCLIENT_ERROR line too long\r\n')).to.equal(true);
+    expect(closed).to.equal(true);
+    expect(await exchange(port, ['set after 0 0 1\r\nx\r\n', 'get after\r\n'])).to.equal('STORED\r\nVALUE after 0 1\r\nx\r\nEND\r\n');
+    for (const replica of cluster.replicas) expect(replica?.pipeline.backendFailed).to.equal(undefined);
+    // A long multi-get is memcached's exception: it goes through.
+    expect(await exchange(port, [`get ${Array.from({ length: 400 }, (_, i) => `key${i}`).join(' ')} after\r\n`], 100)).to.equal('VALUE after 0 1\r\nx\r\nEND\r\n');
+  });
+
+  it("refuses stats' key listings (a base64 key could end them early), and the replica goes on", async () => {
+    const replies = await exchange(port, ['set listed 0 0 1\r\nx\r\n', 'stats cachedump 1 10\r\n', 'stats detail dump\r\n', 'version\r\n']);
+    expect(replies).to.match(/^STORED\r\nCLIENT_ERROR mu-proxy: 'stats cachedump' is not allowed[^\r]*\r\nCLIENT_ERROR mu-proxy: 'stats detail' is not allowed[^\r]*\r\nVERSION /);
+    for (const replica of cluster.replicas) expect(replica?.pipeline.backendFailed).to.equal(undefined);
+  });
+
+  it("a follower's handed-over client: an oversize add under noreply stays silent; a binary request or a line too long is refused and the connection ends", async () => {
+    const follower = cluster.proxyPorts[(leader + 1) % 3] as number;
+    const big = 'x'.repeat(1024 * 1024 + 10);
+    expect(await exchange(follower, ['set fo 0 0 1\r\nx\r\n', `add fo 0 0 ${big.length} noreply\r\n${big}\r\n`, 'get fo\r\n'], 100)).to.equal('STORED\r\nVALUE fo 0 1\r\nx\r\nEND\r\n');
+    const header = Buffer.alloc(24);
+    header[0] = 0x80;
+    header.writeUInt32BE(0x01020304, 12);
+    const binary = await exchangeBytes(follower, [Buffer.from('set fb 0 0 1\r\nx\r\n'), header], 300);
+    expect(binary.received.subarray(0, 8).toString()).to.equal('STORED\r\n');
+    expect(binary.received[8]).to.equal(0x81);
+    expect(binary.received.readUInt32BE(8 + 12)).to.equal(0x01020304);
+    expect(binary.closed).to.equal(true);
+    const long = await exchangeBytes(follower, [Buffer.from('set fl 0 0 1\r\nx\r\n'), Buffer.alloc(70 * 1024, 0x61)], 300);
+    expect(long.received.toString()).to.equal('STORED\r\nCLIENT_ERROR line too long\r\n');
+    expect(long.closed).to.equal(true);
+  });
+
   it('answers a binary-protocol request with a binary error, then closes', async () => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -154,5 +209,36 @@ describe('memcached front end with followerRequests "redirect"', function () {
     const follower = cluster.proxyPorts[(leader + 1) % 3] as number;
     const replies = await exchange(follower, ['set f 0 0 1\r\nx\r\n', 'get f\r\n', 'version\r\n']);
     expect(replies).to.match(/^SERVER_ERROR mu-proxy: this replica does not lead; the leader is replica \d at 127\.0\.0\.1:\d+\r\nSERVER_ERROR [^\r]*\r\nVERSION /);
+  });
+});
+
+describe('memcached front end at memcached.maxClients', function () {
+  this.timeout(60000);
+  let cluster: MemcachedCluster;
+
+  before(async () => {
+    cluster = await MemcachedCluster.start({ memcached: { maxClients: 1 } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('refuses the clients over the limit, even those that reset the connection at once, and goes on', async () => {
+    const port = cluster.proxyPorts[await cluster.leader()] as number;
+    const holder = net.connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    holder.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => holder.once('connect', resolve));
+    for (let i = 0; i < 100; i++) {
+      const refused = net.connect(port, '127.0.0.1');
+      refused.on('error', () => {});
+      refused.on('connect', () => refused.resetAndDestroy());
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await exchange(port, ['version\r\n'])).to.equal('SERVER_ERROR mu-proxy: too many connections\r\n');
+    holder.write('version\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    holder.destroy();
+    expect(Buffer.concat(received).toString()).to.match(/^VERSION 1\.6\.\d+\r\n$/);
   });
 });

@@ -2,6 +2,7 @@
 // it refuses without reading data, oversize blocks read away, binary requests recognised.
 import { expect } from 'chai';
 
+import { absoluteExptime } from './determinism.js';
 import { RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
 
 const b = (text: string) => Buffer.from(text, 'latin1');
@@ -74,6 +75,31 @@ describe('memcached request parser', () => {
     expect([set.tokens.map((token) => token.toString()), set.bytes, set.block.toString()]).to.deep.equal([['ms', 'k', '2', 'T10', 'q'], 2, 'hi\r\n']);
     expect(requests[1]).to.deep.include({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
     expect(requests[2]).to.deep.include({ kind: 'refused', reply: 'ERROR' });
-    expect(parseAll('ms big 5000 MS\r\n' + 'x'.repeat(5002), 512, 1024)[0]).to.deep.include({ kind: 'oversize', name: 'set' });
+    expect(parseAll('ms big 5000 MS\r\n' + 'x'.repeat(5002), 512, 1024)[0]).to.deep.include({ kind: 'oversize', name: 'ms' });
+  });
+
+  it('reads numbers as memcached (strtol) does, and refuses what it refuses without reading data', () => {
+    const storage = (text: string) => parseAll(text)[0] as Extract<MemcachedRequest, { kind: 'storage' }>;
+    // White space and signs strtol takes, leading zeros, and 32-bit truncation.
+    expect([storage('set k +7 -0 00000000002\r\nab\r\n').flags, storage('set k 4294967303 0 2\r\nab\r\n').flags]).to.deep.equal(['7', '7']);
+    expect(storage('set k 0 0 4294967298\r\nab\r\n').bytes).to.equal(2);
+    expect(storage('set k 0 0 2\t\r\nab\r\n').bytes).to.equal(2);
+    expect(storage('set k 0 0 1\0 x y\r\na\r\n').bytes).to.equal(1); // a NUL ends the line
+    expect(parseAll('set k 0 0 1 a b\r\n')[0]).to.deep.include({ kind: 'refused', reply: 'ERROR' });
+    expect(parseAll('set k x 0 1 noreply\r\n')[0]).to.deep.include({ kind: 'refused', noreply: true });
+    expect(parseAll('ms k 2 a b c d e f g h i j k l m n o p r\r\n')[0]).to.deep.include({ kind: 'refused', reply: 'CLIENT_ERROR options flags too long' });
+    expect(parseAll(`ms ${'a'.repeat(300)} 2 b\r\n`)[0]).to.deep.include({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
+    expect(parseAll('ms k 2147483647\r\n')[0]).to.deep.include({ kind: 'refused', reply: 'CLIENT_ERROR bad command line format' });
+    // noreply where memcached honours it only.
+    const noreply = (text: string) => (parseAll(text)[0] as Extract<MemcachedRequest, { kind: 'line' }>).noreply;
+    expect(['get noreply', 'gat 0 noreply', 'delete noreply', 'touch k 1 x noreply', 'incr k 1 noreply', 'flush_all noreply'].map((text) => noreply(`${text}\r\n`))).to.deep.equal([false, false, false, false, true, true]);
+  });
+});
+
+describe('memcached expirations made absolute', () => {
+  it('reads the exptime as memcached does: signs, white space, 32-bit truncation', () => {
+    expect(['100', '+100', '0100', '4294967396', '100\t', '0', '-1', '2592001', 'abc'].map((exptime) => absoluteExptime(exptime, 1_000_000_000))).to.deep.equal([
+      '1000000100', '1000000100', '1000000100', '1000000100', '1000000100', '0', '-1', '2592001', 'abc',
+    ]);
   });
 });

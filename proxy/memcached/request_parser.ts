@@ -1,5 +1,6 @@
 // Client requests in memcached's text protocol, framed as memcached 1.6 frames them: a
-// line ended by LF (a CR before it dropped), split on spaces; a storage command's line is
+// line ended by LF (a CR before it dropped; a NUL byte ends it early, as memcached reads it
+// with strlen), split on spaces; a storage command's line is
 // followed by exactly <bytes> + 2 bytes of data (their last two should be CRLF: memcached
 // itself checks, and answers "bad data chunk"). Whether a storage line is followed by data
 // at all depends on the line being valid, so the parser checks it at least as strictly as
@@ -33,18 +34,33 @@ export type MemcachedRequest =
   // are memcached's to check (it reads the data away when it refuses them).
   | { kind: 'metaset'; tokens: Buffer[]; bytes: number; block: Buffer }
   | { kind: 'line'; name: string; tokens: Buffer[]; noreply: boolean } // every other command
-  // A line the proxy answers itself (memcached's error text); `line`, as received, when the
+  // A line the proxy answers itself (memcached's error text; nothing under `noreply`, which
+  // memcached honours for a refused storage line too); `line`, as received, when the
   // request was a whole line (a follower hands it to the leader as it came).
-  | { kind: 'refused'; reply: string; line?: Buffer }
+  | { kind: 'refused'; reply: string; line?: Buffer; noreply?: boolean }
   // A storage command whose data is larger than the backend takes: memcached answers
-  // "SERVER_ERROR object too large for cache", reads the data away, and for a set deletes
-  // the key (so no stale value outlives the failed set). The data is not kept.
-  | { kind: 'oversize'; name: string; key: Buffer; noreply: boolean }
+  // "SERVER_ERROR object too large for cache", reads the data away, and for a set (an ms in
+  // any valid mode) deletes the key (so no stale value outlives the failed set). The data is
+  // not kept. `tokens`: an ms line's, as received (its mode and b flag decide the delete).
+  | { kind: 'oversize'; name: string; key: Buffer; noreply: boolean; tokens?: Buffer[] }
   | { kind: 'binary'; opcode: number; opaque: Buffer };
 
 export class RequestParserError extends Error {}
 
-const storageArity = { plain: 5, cas: 6 }; // tokens, the command name included
+// Tokens memcached takes on a storage line, the command name included (WANT_TOKENS_OR):
+// the last one may be noreply (or anything: memcached ignores it).
+const storageArity = { plain: [5, 6], cas: [6, 7] };
+
+// Where memcached honours a trailing noreply on a line (set_noreply_maybe), by the numbers of
+// tokens it takes there; elsewhere "noreply" is an argument like any other (a key of get or
+// gat, which answer it), and with another number of tokens memcached answers ERROR.
+const noreplyTokens: Record<string, readonly number[]> = {
+  incr: [3, 4], decr: [3, 4], touch: [3, 4], delete: [3, 4], flush_all: [2, 3], verbosity: [2, 3],
+};
+
+// memcached's process_mset_command refuses these without reading the data block.
+const metaSetMaxTokens = 19; // ntokens > MFLAG_MAX_OPT_LENGTH (20, its terminal token included)
+const maxDataLength = 0x7fffffff - 2; // INT_MAX - 2
 
 export class RequestParser {
   private pending: Buffer = Buffer.alloc(0);
@@ -113,63 +129,107 @@ export class RequestParser {
 
   private oversizeBytes = 0;
 
-  // ms <key> <datalen> <flags>*: refused without reading data where memcached 1.6 does so
-  // (too few tokens, a key over 250 bytes, a malformed length); anything else reads the
-  // block, and memcached judges the flags.
+  // ms <key> <datalen> <flags>*: refused without reading data where memcached 1.6.18 does so
+  // (in its order: fewer than two tokens, a key over 250 bytes before any base64 decoding,
+  // no length, 20 tokens or more, a length strtol does not take or out of range); anything
+  // else reads the block, and memcached judges the flags. Errors show despite the q flag.
   private parseMetaSet(tokens: Buffer[]): MemcachedRequest {
     const key = tokens[1];
-    const length = tokens[2]?.toString('latin1');
-    if (key === undefined || length === undefined) return { kind: 'refused', reply: 'ERROR' };
-    const base64 = tokens.slice(3).some((flag) => flag.length === 1 && flag[0] === 0x62 /* b */);
-    if (key.length > (base64 ? 340 : maxKeyBytes) || !/^\d{1,10}$/.test(length)) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format' };
-    const bytes = Number(length);
+    if (key === undefined) return { kind: 'refused', reply: 'ERROR' };
+    if (key.length > maxKeyBytes || tokens.length === 2) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format' };
+    if (tokens.length > metaSetMaxTokens) return { kind: 'refused', reply: 'CLIENT_ERROR options flags too long' };
+    const bytes = strtol32(tokens[2]);
+    if (bytes === undefined || bytes < 0 || bytes > maxDataLength) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format' };
+    const copies = tokens.map((token) => Buffer.from(token));
     if (bytes > this.maxBlockBytes) {
       this.oversizeBytes = bytes + 2;
-      const mode = tokens.slice(3).find((flag) => flag[0] === 0x4d /* M */)?.toString('latin1');
-      return { kind: 'oversize', name: mode === undefined || mode === 'MS' || mode === 'Ms' ? 'set' : 'ms', key: Buffer.from(key), noreply: false };
+      return { kind: 'oversize', name: 'ms', key: Buffer.from(key), noreply: false, tokens: copies };
     }
-    return { kind: 'metaset', tokens: tokens.map((token) => Buffer.from(token)), bytes, block: Buffer.alloc(0) };
+    return { kind: 'metaset', tokens: copies, bytes, block: Buffer.alloc(0) };
   }
 
   private fail(why: string): void {
     this.failure = new RequestParserError(why);
   }
 
-  private parseLine(line: Buffer): MemcachedRequest {
-    const tokens = split(line);
+  private parseLine(whole: Buffer): MemcachedRequest {
+    const nul = whole.indexOf(0);
+    const tokens = split(nul < 0 ? whole : whole.subarray(0, nul));
     const first = tokens[0];
     if (first === undefined) return { kind: 'refused', reply: 'ERROR' };
     const name = first.toString('latin1');
     const last = tokens[tokens.length - 1]?.toString('latin1');
-    const noreply = tokens.length > 1 && last === 'noreply';
     if (name === 'ms') return this.parseMetaSet(tokens);
-    if (!storageCommands.has(name)) return { kind: 'line', name, tokens, noreply };
+    if (!storageCommands.has(name)) {
+      const noreply = last === 'noreply' && noreplyTokens[name]?.includes(tokens.length) === true;
+      return { kind: 'line', name, tokens, noreply };
+    }
     const arity = name === 'cas' ? storageArity.cas : storageArity.plain;
-    if (tokens.length < arity) return { kind: 'refused', reply: 'ERROR' };
-    const [, key, flags, exptime, bytes, cas] = tokens.map((token) => token.toString('latin1'));
-    const length = Number(bytes);
+    if (!arity.includes(tokens.length)) return { kind: 'refused', reply: 'ERROR' };
+    const noreply = tokens.length === arity[1] && last === 'noreply';
+    // Numbers as memcached reads them (strtoul, strtol, strtoull), kept as the values it
+    // takes: the line memcached gets is rebuilt from them.
+    const flags = strtoul32(tokens[2]);
+    const exptime = strtol32(tokens[3]);
+    const length = strtol32(tokens[4]);
+    const cas = name === 'cas' ? strtoull(tokens[5]) : 0n;
     const valid =
-      (tokens[1] as Buffer).length <= maxKeyBytes &&
-      /^\+?\d{1,10}$/.test(flags as string) &&
-      Number(flags) <= 0xffffffff &&
-      isInt32(exptime as string) &&
-      /^\+?\d{1,10}$/.test(bytes as string) &&
-      length <= 0x7fffffff - 2 &&
-      (name !== 'cas' || (/^\+?\d{1,20}$/.test(cas as string) && BigInt(cas as string) <= 0xffffffffffffffffn));
-    if (!valid) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format' };
+      (tokens[1] as Buffer).length <= maxKeyBytes && flags !== undefined && exptime !== undefined && length !== undefined &&
+      cas !== undefined && length >= 0 && length <= maxDataLength;
+    if (!valid) return { kind: 'refused', reply: 'CLIENT_ERROR bad command line format', noreply };
     if (length > this.maxBlockBytes) {
       this.oversizeBytes = length + 2;
       return { kind: 'oversize', name, key: Buffer.from(tokens[1] as Buffer), noreply };
     }
     return {
-      kind: 'storage', name, key: Buffer.from(tokens[1] as Buffer), flags: flags as string, exptime: exptime as string,
-      bytes: length, cas: name === 'cas' ? cas : undefined, noreply, block: Buffer.alloc(0),
+      kind: 'storage', name, key: Buffer.from(tokens[1] as Buffer), flags: String(flags), exptime: String(exptime),
+      bytes: length, cas: name === 'cas' ? String(cas) : undefined, noreply, block: Buffer.alloc(0),
     };
   }
 }
 
-function isInt32(text: string): boolean {
-  return /^[+-]?\d{1,10}$/.test(text) && Number(text) >= -0x80000000 && Number(text) <= 0x7fffffff;
+// memcached reads numbers with strtol, strtoul and strtoull (util.c's safe_strto*, longs of
+// 64 bits): white space first, a sign, decimal digits, then the token's end or white space;
+// a value beyond 64 bits fails; the unsigned ones refuse a '-' that makes the value negative
+// as a signed number; the 32-bit ones then keep the low 32 bits (a length of 4294967297 is
+// 1). Undefined where memcached refuses the token.
+const cSpaces = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
+const two64 = 1n << 64n;
+
+function strtoNumber(token: Buffer | undefined, unsigned: boolean): bigint | undefined {
+  if (token === undefined) return undefined;
+  let at = 0;
+  while (at < token.length && cSpaces.has(token[at] as number)) at++;
+  const negative = token[at] === 0x2d; /* - */
+  if (negative || token[at] === 0x2b /* + */) at++;
+  const digits = at;
+  while (at < token.length && (token[at] as number) >= 0x30 && (token[at] as number) <= 0x39) at++;
+  if (at === digits || (at < token.length && !cSpaces.has(token[at] as number))) return undefined;
+  const magnitude = BigInt(token.toString('latin1', digits, at));
+  if (unsigned) {
+    if (magnitude >= two64) return undefined;
+    const value = negative ? (two64 - magnitude) % two64 : magnitude;
+    return value >= 1n << 63n && token.includes(0x2d) ? undefined : value;
+  }
+  const value = negative ? -magnitude : magnitude;
+  return value < -(1n << 63n) || value >= 1n << 63n ? undefined : value;
+}
+
+// safe_strtol's int32_t.
+export function strtol32(token: Buffer | undefined): number | undefined {
+  const value = strtoNumber(token, false);
+  return value === undefined ? undefined : Number(BigInt.asIntN(32, value));
+}
+
+// safe_strtoul's uint32_t.
+function strtoul32(token: Buffer | undefined): number | undefined {
+  const value = strtoNumber(token, true);
+  return value === undefined ? undefined : Number(BigInt.asUintN(32, value));
+}
+
+// safe_strtoull's uint64_t.
+function strtoull(token: Buffer | undefined): bigint | undefined {
+  return strtoNumber(token, true);
 }
 
 // memcached's tokenizer: spaces separate, runs of them included.

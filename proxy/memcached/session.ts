@@ -6,8 +6,9 @@
 //   reads (get, gets)   -> this replica's memcached, after a barrier entry in the
 //                          linearizable read mode, after the connection's last write always
 //   version, verbosity, stats, me -> this replica's own memcached (stats gains the proxy's lines)
-//   meta commands: ms, md, ma and mg with T or N are writes, mg otherwise a read; their
-//           quiet flag (q) is honoured by the proxy (memcached gets every request without it)
+//   meta commands: ms, md, ma and mg with T or N are writes, mg otherwise a read; with the
+//           quiet flag (q) they go to memcached followed by mn, so that every request has a
+//           reply and memcached itself decides what the flag hides
 // `noreply` is honoured as memcached honours it: nothing is sent back, but the command is
 // replicated and applied in order like any other, and the connection's later requests
 // come after it. Commands that would act on one server only (shutdown, slabs, lru_crawler,
@@ -19,7 +20,7 @@ import { absoluteExptime, exptimeIndex } from './determinism.js';
 import type { MemcachedFrontEnd } from './front_end.js';
 import { MemcachedLeaderLink } from './leader_link.js';
 import { line } from './replies.js';
-import { RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
+import { maxLineBytes, RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
 
 interface Slot {
   data: Buffer | undefined;
@@ -33,10 +34,18 @@ const localLines = new Set(['version', 'verbosity']);
 const oneServerOnly = new Set([
   'shutdown', 'slabs', 'lru_crawler', 'lru', 'watch', 'cache_memlimit', 'extstore', 'debugtime', 'misbehave', 'mcp', 'verbosity_all', 'refresh_certs',
 ]);
-// The meta protocol's quiet flag (q) hides a command's common reply; the proxy sends the
-// command without it (the backend connection needs every reply) and hides the reply
-// itself: mg's miss, and the success of ms, md and ma.
-const quietlyHidden: Record<string, string> = { mg: 'EN', ms: 'HD', md: 'HD', ma: 'HD' };
+// The meta protocol's quiet flag (q) hides a command's common reply (mg's miss, the success
+// of ms, md and ma: by memcached's own rules, which its reply alone does not tell). The
+// backend connection needs a reply to every request, so a quiet command goes to memcached
+// followed by mn: what memcached shows of it, then MN, which the proxy takes off.
+const mnRequest = Buffer.from('mn\r\n');
+const mnReply = Buffer.from('MN\r\n');
+
+// memcached ends a connection on which more than this many bytes arrive without a line
+// end, unless they start a get or gets (a long multi-get); the backend connection is
+// shared and pipelined, so a longer line may arrive in pieces and end it (the replica then
+// stops). Such a line ends the client's connection instead, as memcached's might.
+const maxBackendLineBytes = 2048;
 
 const crlf = Buffer.from('\r\n');
 
@@ -100,20 +109,20 @@ export class MemcachedSession {
         this.end();
         return;
       case 'refused':
-        this.answer(line(request.reply));
+        this.reply(line(request.reply), request.noreply === true);
         if (request.reply === 'CLIENT_ERROR line too long') this.end();
         return;
-      case 'oversize':
+      case 'oversize': {
         // memcached answers, reads the data away and, for a set, drops the old value so it
         // does not outlive the failed set: that delete is replicated.
-        if (request.name === 'set') {
-          this.write(joinLine([Buffer.from('delete'), request.key]), 'line', hidesAll);
-        }
+        const drop = oversizeDrop(request);
+        if (drop !== undefined) this.write(drop.request, drop.shape, hidesAll);
         this.reply(line('SERVER_ERROR object too large for cache'), request.noreply);
         return;
+      }
       case 'metaset': {
         const { tokens, quiet } = metaArguments(request.tokens);
-        this.write(Buffer.concat([joinLine(tokens), request.block]), 'meta', quiet ? hides('ms') : undefined);
+        this.write(quietly(Buffer.concat([joinLine(tokens), request.block]), quiet), quiet ? 'quiet' : 'meta');
         return;
       }
       case 'storage': {
@@ -181,7 +190,11 @@ export class MemcachedSession {
   private forwardUp(request: MemcachedRequest): void {
     const upstream = this.upstream as { link: MemcachedLeaderLink };
     const bytes = this.encodeForLeader(request);
-    if (bytes === undefined) {
+    const last = request.kind === 'binary' || (request.kind === 'refused' && request.line === undefined);
+    if (last) {
+      // The leader answers it and ends the link after the replies before it; this client's
+      // connection then ends (the link's `ended`). Nothing after it is read.
+      upstream.link.forward(bytes);
       this.end();
       return;
     }
@@ -196,8 +209,9 @@ export class MemcachedSession {
 
   // The request as the leader's front end will read it (the same parser there gives the
   // same answer). An oversize value's data was not kept: one byte over the limit in zeros
-  // gets the same refusal (and the same dropped value for a set).
-  private encodeForLeader(request: MemcachedRequest): Buffer | undefined {
+  // gets the same refusal (and the same dropped value). A line too long and a binary request
+  // are sent so that the leader refuses them too, and ends the connection.
+  private encodeForLeader(request: MemcachedRequest): Buffer {
     switch (request.kind) {
       case 'storage': {
         const head = [request.name, request.key, request.flags, request.exptime, String(request.bytes)];
@@ -210,15 +224,22 @@ export class MemcachedSession {
       case 'line':
         return joinLine(request.tokens);
       case 'refused':
-        return request.line === undefined ? undefined : Buffer.concat([request.line, crlf]);
+        return request.line === undefined ? Buffer.alloc(maxLineBytes + 1, 0x20) : Buffer.concat([request.line, crlf]);
       case 'oversize': {
-        const bytes = this.front.maxItemBytes + 1;
-        const head = request.name === 'set' ? ['set', request.key, '0', '0', String(bytes)] : ['ms', request.key, String(bytes), 'ME'];
-        if (request.noreply) head.push('noreply');
-        return Buffer.concat([joinLine(head.map(toBuffer)), Buffer.alloc(bytes), crlf]);
+        const bytes = String(this.front.maxItemBytes + 1);
+        const head =
+          request.tokens !== undefined
+            ? [request.tokens[0] as Buffer, request.key, bytes, ...request.tokens.slice(3)]
+            : [request.name, request.key, '0', '0', bytes, ...(request.name === 'cas' ? ['0'] : []), ...(request.noreply ? ['noreply'] : [])];
+        return Buffer.concat([joinLine(head.map(toBuffer)), Buffer.alloc(Number(bytes)), crlf]);
       }
-      case 'binary':
-        return undefined;
+      case 'binary': {
+        const header = Buffer.alloc(24);
+        header[0] = 0x80;
+        header[1] = request.opcode;
+        request.opaque.copy(header, 12);
+        return header;
+      }
     }
   }
 
@@ -265,9 +286,19 @@ export class MemcachedSession {
       return;
     }
     switch (name) {
-      case 'stats':
-        this.read(joinLine(args), 'stats', 'local', undefined, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
+      case 'stats': {
+        // Most of stats' forms answer STAT lines up to END; these answer otherwise. The two
+        // listings print keys as stored, which a key set in base64 (ms ... b) can end early:
+        // they are refused, the backend connection could not frame them safely.
+        const form = args[1]?.toString('latin1');
+        if (form === 'cachedump' || (form === 'detail' && args[2]?.toString('latin1') === 'dump')) {
+          this.answer(line(`CLIENT_ERROR mu-proxy: 'stats ${form}' is not allowed through the proxy: it lists one replica's memcached's keys as stored`));
+          return;
+        }
+        const shape = form === 'reset' || form === 'detail' ? 'line' : 'stats';
+        this.read(joinLine(args), shape, 'local', undefined, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
         return;
+      }
       case 'mn':
         this.answer(line('MN'));
         return;
@@ -292,17 +323,21 @@ export class MemcachedSession {
       return;
     }
     const { tokens: sent, quiet, writes } = metaArguments(tokens);
-    const request = joinLine(sent);
-    const hide = quiet ? hides(name) : undefined;
-    if (name === 'me') this.read(request, 'meta', 'local');
-    else if (name === 'mg' && !writes) this.read(request, 'meta', this.front.options.readMode, hide);
-    else this.write(request, 'meta', hide);
+    if (name === 'me') {
+      this.read(joinLine(sent), 'meta', 'local'); // me has no quiet flag
+      return;
+    }
+    const request = quietly(joinLine(sent), quiet);
+    const shape = quiet ? 'quiet' : 'meta';
+    if (name === 'mg' && !writes) this.read(request, shape, this.front.options.readMode);
+    else this.write(request, shape);
   }
 
   // --- writes and reads ------------------------------------------------------------------
 
   // `hide`: which replies the client does not see (noreply, the quiet flag).
   private write(request: Buffer, shape: ReplyShape, hide?: (reply: Buffer) => boolean): void {
+    if (this.refuseLongLine(request)) return;
     const slot = this.reserve();
     const refusal = this.front.writeRefusal();
     if (refusal !== undefined) {
@@ -312,7 +347,7 @@ export class MemcachedSession {
     this.front.counters.writes++;
     const requestId = this.front.log.pipeline.newRequestId();
     this.lastWriteRequestId = requestId;
-    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, hide?.(data) === true ? Buffer.alloc(0) : data));
+    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, hide?.(data) === true ? Buffer.alloc(0) : withoutMn(data, shape)));
   }
 
   // mode 'linearizable': at the leader, after a barrier entry proposed now is applied;
@@ -325,6 +360,7 @@ export class MemcachedSession {
     hide?: (reply: Buffer) => boolean,
     transform?: (raw: Buffer) => Buffer,
   ): void {
+    if (this.refuseLongLine(request)) return;
     const slot = this.reserve();
     if ((mode === 'linearizable' || mode === 'leader') && !this.front.log.replica.isLeader) {
       this.fill(slot, this.front.notLeaderReply());
@@ -337,7 +373,7 @@ export class MemcachedSession {
         return;
       }
       this.front.backend.send(request, shape).then(
-        (raw) => this.fill(slot, hide?.(raw) === true ? Buffer.alloc(0) : transform === undefined ? raw : transform(raw)),
+        (raw) => this.fill(slot, hide?.(raw) === true ? Buffer.alloc(0) : transform === undefined ? withoutMn(raw, shape) : transform(raw)),
         (error: Error) => this.fill(slot, line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
       );
     };
@@ -349,6 +385,17 @@ export class MemcachedSession {
     } else {
       send(true);
     }
+  }
+
+  // True (the client told, its connection ending) when the request's line is longer than
+  // memcached takes in pieces.
+  private refuseLongLine(request: Buffer): boolean {
+    const lineEnd = request.indexOf(0x0a);
+    const bytes = lineEnd < 0 ? request.length : lineEnd; // its CR included
+    if (bytes <= maxBackendLineBytes || request.subarray(0, 4).equals(getPrefix) || request.subarray(0, 5).equals(getsPrefix)) return false;
+    this.answer(line('CLIENT_ERROR line too long'));
+    this.end();
+    return true;
   }
 
   // --- replies, in request order --------------------------------------------------------
@@ -424,15 +471,37 @@ export class MemcachedSession {
 
 const hidesAll = (): boolean => true;
 
-// The quiet flag's rule for `name`: its common reply (with or without flags after it).
-function hides(name: string): (reply: Buffer) => boolean {
-  const code = quietlyHidden[name] as string;
-  return (reply) => reply.toString('latin1', 0, code.length + 1) === `${code} ` || reply.toString('latin1', 0, code.length + 2) === `${code}\r\n`;
+const getPrefix = Buffer.from('get ');
+const getsPrefix = Buffer.from('gets ');
+
+// A quiet meta request as memcached gets it: followed by mn.
+function quietly(request: Buffer, quiet: boolean): Buffer {
+  return quiet ? Buffer.concat([request, mnRequest]) : request;
 }
 
-// A meta command's tokens as sent to memcached: the quiet flag taken out (the proxy hides
-// the reply instead), T (TTL) and N (vivify with a TTL) made absolute. `writes`: a T or
-// N flag was there (mg then changes the item).
+// A 'quiet' reply without its MN (a line of the proxy's own, an error, has none).
+function withoutMn(reply: Buffer, shape: ReplyShape): Buffer {
+  if (shape !== 'quiet' || !reply.subarray(reply.length - mnReply.length).equals(mnReply)) return reply;
+  const rest = reply.length - mnReply.length;
+  return rest === 0 || reply[rest - 1] === 0x0a ? reply.subarray(0, rest) : reply;
+}
+
+// What an oversize request drops through the log, as memcached drops it: a set's key; an
+// ms's in any valid mode (memcached unlinks the key when the item cannot be allocated; an
+// invalid mode is refused before), its key decoded from base64 with the b flag.
+function oversizeDrop(request: Extract<MemcachedRequest, { kind: 'oversize' }>): { request: Buffer; shape: ReplyShape } | undefined {
+  if (request.name === 'set') return { request: joinLine([Buffer.from('delete'), request.key]), shape: 'line' };
+  if (request.tokens === undefined) return undefined;
+  const flags = request.tokens.slice(3);
+  const mode = flags.find((flag) => flag[0] === 0x4d /* M */);
+  if (mode !== undefined && (mode.length !== 2 || !'EAPRS'.includes(String.fromCharCode(mode[1] as number)))) return undefined;
+  const base64 = flags.some((flag) => flag[0] === 0x62 /* b */);
+  return { request: joinLine([Buffer.from('md'), request.key, ...(base64 ? [Buffer.from('b')] : [])]), shape: 'meta' };
+}
+
+// A meta command's tokens as sent to memcached: T (TTL) and N (vivify with a TTL) made
+// absolute; `quiet`: the q flag is there (kept: see quietly). `writes`: a T or N flag was
+// there (mg then changes the item).
 function metaArguments(tokens: Buffer[]): { tokens: Buffer[]; quiet: boolean; writes: boolean } {
   let quiet = false;
   let writes = false;
@@ -443,10 +512,8 @@ function metaArguments(tokens: Buffer[]): { tokens: Buffer[]; quiet: boolean; wr
       sent.push(token);
       return;
     }
-    if (token.length === 1 && token[0] === 0x71 /* q */) {
-      quiet = true;
-      return;
-    }
+    // memcached reads a flag by its first byte: "qx" is the quiet flag too.
+    if (token[0] === 0x71 /* q */) quiet = true;
     const flag = token[0];
     if (flag === 0x54 /* T */ || flag === 0x4e /* N */) {
       writes = true;

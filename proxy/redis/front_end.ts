@@ -133,6 +133,11 @@ export class FrontEnd {
   private accept(socket: net.Socket): void {
     if (this.sessions.size >= this.options.maxClients) {
       this.counters.rejectedConnections++;
+      // A refused client that resets its connection must not crash the process (an
+      // unhandled 'error'), and one that already sent data must be read, or its socket
+      // never sees its end and stays open (past the limit, and holding close()).
+      socket.on('error', () => {});
+      socket.resume();
       socket.end(reply.errorReply('ERR max number of clients reached'));
       return;
     }
