@@ -5,7 +5,6 @@
 // error) and memcslap from libmemcached-tools. After each test every replica's memcached
 // holds the same items.
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 
 import { expect } from 'chai';
 import Memcached from 'memcached';
@@ -13,24 +12,15 @@ import memjs from 'memjs';
 
 import { MemcachedServerProcess } from '../adapters/memcached/memcached_server_process.js';
 import { MemcachedCluster } from '../proxy/testing/memcached_cluster.js';
+import { rawExchange } from '../proxy/testing/raw_exchange.js';
 
 const MEMCSLAP = '/usr/bin/memcslap';
 
 // Sends the requests one after another on one connection (each given time to be answered)
 // and resolves with the bytes received, CAS values masked.
 async function run(port: number, requests: string[], pauseMs = 15): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1');
-  let received = '';
-  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
-  socket.on('error', () => {});
-  await new Promise((resolve) => socket.once('connect', resolve));
-  for (const request of requests) {
-    socket.write(Buffer.from(request, 'latin1'));
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
-  }
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  socket.destroy();
-  return received.replace(/^(VALUE \S+ \d+ \d+) \d+\r\n/gm, '$1 <cas>\r\n');
+  const { received } = await rawExchange(port, requests.map((request) => Buffer.from(request, 'latin1')), pauseMs, 50);
+  return received.toString('latin1').replace(/^(VALUE \S+ \d+ \d+) \d+\r\n/gm, '$1 <cas>\r\n');
 }
 
 async function expectReplicasAgree(cluster: MemcachedCluster): Promise<void> {

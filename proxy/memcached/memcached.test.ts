@@ -5,38 +5,17 @@ import net from 'node:net';
 import { expect } from 'chai';
 
 import { MemcachedCluster } from '../testing/memcached_cluster.js';
+import { rawExchange } from '../testing/raw_exchange.js';
 
 // Sends each request (waiting `pauseMs` after it) on one connection; resolves with all
 // bytes received.
 async function exchange(port: number, requests: string[], pauseMs = 30): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1');
-  let received = '';
-  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
-  socket.on('error', () => {});
-  await new Promise((resolve) => socket.once('connect', resolve));
-  for (const request of requests) {
-    socket.write(request);
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
-  }
-  socket.destroy();
-  return received;
+  return (await rawExchange(port, requests.map((request) => Buffer.from(request)), pauseMs)).received.toString('latin1');
 }
 
 // As exchange, with raw bytes; also says whether the proxy ended the connection.
-async function exchangeBytes(port: number, requests: Buffer[], pauseMs = 30): Promise<{ received: Buffer; closed: boolean }> {
-  const socket = net.connect(port, '127.0.0.1');
-  const chunks: Buffer[] = [];
-  let closed = false;
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  socket.on('error', () => {});
-  socket.on('close', () => (closed = true));
-  await new Promise((resolve) => socket.once('connect', resolve));
-  for (const request of requests) {
-    socket.write(request);
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
-  }
-  socket.destroy();
-  return { received: Buffer.concat(chunks), closed };
+function exchangeBytes(port: number, requests: Buffer[], pauseMs = 30): Promise<{ received: Buffer; closed: boolean }> {
+  return rawExchange(port, requests, pauseMs);
 }
 
 describe('memcached front end (three replicas, shm, real memcached servers)', function () {

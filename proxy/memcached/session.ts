@@ -116,7 +116,7 @@ export class MemcachedSession {
         // memcached answers, reads the data away and, for a set, drops the old value so it
         // does not outlive the failed set: that delete is replicated.
         const drop = oversizeDrop(request);
-        if (drop !== undefined) this.write(drop.request, drop.shape, hidesAll);
+        if (drop !== undefined) this.write(drop.request, drop.shape, true);
         this.reply(line('SERVER_ERROR object too large for cache'), request.noreply);
         return;
       }
@@ -128,7 +128,7 @@ export class MemcachedSession {
       case 'storage': {
         const head = [request.name, request.key, request.flags, absoluteExptime(request.exptime, nowSeconds()), String(request.bytes)];
         if (request.cas !== undefined) head.push(request.cas);
-        this.write(Buffer.concat([joinLine(head.map(toBuffer)), request.block]), 'line', request.noreply ? hidesAll : undefined);
+        this.write(Buffer.concat([joinLine(head.map(toBuffer)), request.block]), 'line', request.noreply);
         return;
       }
       case 'line':
@@ -278,11 +278,11 @@ export class MemcachedSession {
     if (writeLines.has(name)) {
       const at = exptimeIndex(name);
       const rewritten = args.map((token, i) => (i === at ? Buffer.from(absoluteExptime(token.toString('latin1'), nowSeconds())) : token));
-      this.write(joinLine(rewritten), name === 'gat' || name === 'gats' ? 'values' : 'line', noreply ? hidesAll : undefined);
+      this.write(joinLine(rewritten), name === 'gat' || name === 'gats' ? 'values' : 'line', noreply);
       return;
     }
     if (localLines.has(name)) {
-      this.read(joinLine(args), 'line', 'local', noreply ? hidesAll : undefined);
+      this.read(joinLine(args), 'line', 'local', noreply);
       return;
     }
     switch (name) {
@@ -296,7 +296,7 @@ export class MemcachedSession {
           return;
         }
         const shape = form === 'reset' || form === 'detail' ? 'line' : 'stats';
-        this.read(joinLine(args), shape, 'local', undefined, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
+        this.read(joinLine(args), shape, 'local', false, args.length === 1 ? (raw) => this.front.withProxyStats(raw) : undefined);
         return;
       }
       case 'mn':
@@ -335,19 +335,20 @@ export class MemcachedSession {
 
   // --- writes and reads ------------------------------------------------------------------
 
-  // `hide`: which replies the client does not see (noreply, the quiet flag).
-  private write(request: Buffer, shape: ReplyShape, hide?: (reply: Buffer) => boolean): void {
+  // `noreply`: the client sees no reply (memcached's quiet meta requests are handled by
+  // memcached itself, see quietly).
+  private write(request: Buffer, shape: ReplyShape, noreply = false): void {
     if (this.refuseLongLine(request)) return;
     const slot = this.reserve();
     const refusal = this.front.writeRefusal();
     if (refusal !== undefined) {
-      this.fill(slot, hide === hidesAll ? Buffer.alloc(0) : refusal);
+      this.fill(slot, noreply ? Buffer.alloc(0) : refusal);
       return;
     }
     this.front.counters.writes++;
     const requestId = this.front.log.pipeline.newRequestId();
     this.lastWriteRequestId = requestId;
-    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, hide?.(data) === true ? Buffer.alloc(0) : withoutMn(data, shape)));
+    void this.front.proposeWrite(requestId, request, shape).then((data) => this.fill(slot, noreply ? Buffer.alloc(0) : withoutMn(data, shape)));
   }
 
   // mode 'linearizable': at the leader, after a barrier entry proposed now is applied;
@@ -357,7 +358,7 @@ export class MemcachedSession {
     request: Buffer,
     shape: ReplyShape,
     mode: 'linearizable' | 'leader' | 'any' | 'local',
-    hide?: (reply: Buffer) => boolean,
+    noreply = false,
     transform?: (raw: Buffer) => Buffer,
   ): void {
     if (this.refuseLongLine(request)) return;
@@ -373,7 +374,7 @@ export class MemcachedSession {
         return;
       }
       this.front.backend.send(request, shape).then(
-        (raw) => this.fill(slot, hide?.(raw) === true ? Buffer.alloc(0) : transform === undefined ? withoutMn(raw, shape) : transform(raw)),
+        (raw) => this.fill(slot, noreply ? Buffer.alloc(0) : transform === undefined ? withoutMn(raw, shape) : transform(raw)),
         (error: Error) => this.fill(slot, line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
       );
     };
@@ -468,8 +469,6 @@ export class MemcachedSession {
     this.front.sessionClosed(this);
   }
 }
-
-const hidesAll = (): boolean => true;
 
 const getPrefix = Buffer.from('get ');
 const getsPrefix = Buffer.from('gets ');
