@@ -150,13 +150,19 @@ async function check(args: string[]): Promise<number> {
   const timeoutMs = Number(option(args, '--timeout-ms') ?? 10000);
   const config = loadRedisProxyConfig(configPath);
   const protocol = config.replicas.length > 0 ? redisCheckProtocol(config) : memcachedCheckProtocol(config);
+  // An election can be under way when the check starts: wait for it, within the timeout.
+  const leaderDeadline = Date.now() + timeoutMs;
   let leader: number | undefined;
-  for (const id of protocol.ids) {
-    if ((await protocol.role(id).catch(() => undefined)) === 'leader') leader = id;
-  }
-  if (leader === undefined) {
-    console.log('no replica leads at the moment: nothing to compare');
-    return 3;
+  while (leader === undefined) {
+    for (const id of protocol.ids) {
+      if ((await protocol.role(id).catch(() => undefined)) === 'leader') leader = id;
+    }
+    if (leader !== undefined) break;
+    if (Date.now() > leaderDeadline) {
+      console.log(`no replica led within ${timeoutMs} ms: nothing to compare`);
+      return 3;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const proposed = await protocol.propose(leader);
   if ('refused' in proposed) {

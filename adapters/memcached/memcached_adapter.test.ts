@@ -21,6 +21,8 @@ describe('MemcachedReplyFramer', () => {
     ['quiet', 'MN\r\n'],
     ['quiet', 'VA 2 t5\r\nMN\r\nMN\r\n'],
     ['quiet', 'NF\r\nMN\r\n'],
+    ['listing', 'key=a exp=-1 la=1 cas=2 fetch=no cls=1 size=60\nEND\r\n'],
+    ['listing', 'BUSY currently processing crawler request\r\n'],
   ];
   const all = replies.map(([, text]) => text).join('');
 

@@ -124,14 +124,15 @@ export class MemcachedReplyFramer {
     }
   }
 
-  // A listing ends with END on a line of its own (or an error line, instead of it).
+  // A listing ends with END on a line of its own, or instead of it an error line or BUSY
+  // (another lru_crawler job was running: memcached runs one at a time).
   private listingEnd(start: number): number | undefined {
     let at = start;
     for (;;) {
       const lineEnd = this.pending.indexOf('\n', at);
       if (lineEnd < 0) return undefined;
       const line = this.pending.toString('latin1', at, lineEnd).replace(/\r$/, '');
-      if (line === 'END' || isErrorLine(line)) return lineEnd + 1;
+      if (line === 'END' || isErrorLine(line) || line.startsWith('BUSY')) return lineEnd + 1;
       at = lineEnd + 1;
     }
   }

@@ -113,4 +113,48 @@ describe('faults through the memcached proxy (processes, shm, real memcached ser
     expect(new Set(contents).size, 'all three hold the same items').to.equal(1);
     await expectAllAcknowledgedOn(cluster, [0, 1, 2], workload.acknowledged);
   });
+
+  it('SIGKILL of a follower proxy under 4 writing clients: sets go on, every acknowledged one is on the two survivors', async () => {
+    cluster = await MemcachedProcesses.start();
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    workload = runWorkload(cluster, 4);
+    await acknowledgedAtLeast(workload, 300);
+    cluster.proxies[follower]?.kill('SIGKILL');
+    cluster.proxies[follower] = undefined;
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    await workload.stop();
+    expect(await cluster.leader(), 'the leader keeps leading with one follower').to.equal(leader);
+    const survivors = [0, 1, 2].filter((id) => id !== follower);
+    const contents = await cluster.converged(survivors);
+    expect(new Set(contents).size, 'the survivors hold the same items').to.equal(1);
+    await expectAllAcknowledgedOn(cluster, survivors, workload.acknowledged);
+  });
+
+  it('SIGSTOP of a follower proxy, then SIGCONT: it catches up, and mu-proxy check finds all three equal (and a change behind the proxy)', async () => {
+    cluster = await MemcachedProcesses.start();
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    workload = runWorkload(cluster, 4);
+    await acknowledgedAtLeast(workload, 300);
+    cluster.proxies[follower]?.kill('SIGSTOP');
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    cluster.proxies[follower]?.kill('SIGCONT');
+    await acknowledgedAtLeast(workload, workload.acknowledged.size + 300);
+    // Clients keep writing while the check runs: the digests are taken at one entry anyway.
+    const agreeing = await cluster.runCli(['check']);
+    await workload.stop();
+    expect(agreeing.stdout, agreeing.stdout).to.match(/digest entry at log index \d+, proposed by replica \d/);
+    expect(agreeing.stdout, agreeing.stdout).to.include('all 3 replicas agree');
+    expect(agreeing.code).to.equal(0);
+    const contents = await cluster.converged([0, 1, 2]);
+    expect(new Set(contents).size, 'all three hold the same items').to.equal(1);
+    await expectAllAcknowledgedOn(cluster, [0, 1, 2], workload.acknowledged);
+    const direct = await MemcachedBackend.connect({ port: (cluster.servers[follower] as MemcachedServerProcess).port });
+    await direct.send(Buffer.from('set written-behind-the-proxy 0 0 1\r\nx\r\n'), 'line');
+    await direct.close();
+    const differing = await cluster.runCli(['check']);
+    expect(differing.stdout, differing.stdout).to.match(/DIFFERENT: 2 distinct digests/);
+    expect(differing.code).to.equal(1);
+  });
 });

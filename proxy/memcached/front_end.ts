@@ -142,6 +142,44 @@ export class MemcachedFrontEnd {
     });
   }
 
+  // `mu_check`: proposes a digest entry; every replica hashes its memcached's items when
+  // it applies it (apply_pipeline.ts). Answers `DIGEST <index> <this replica's digest>`.
+  proposeDigest(): Promise<Buffer> {
+    const refusal = this.writeRefusal();
+    if (refusal !== undefined) return Promise.resolve(refusal);
+    const pipeline = this.log.pipeline;
+    const requestId = pipeline.newRequestId();
+    const answered = pipeline.expect(requestId);
+    const command = encodeLogCommand({ kind: LogCommandKind.digest, origin: this.log.replica.nodeId, requestId, db: 0, parts: [] });
+    return new Promise((resolve) => {
+      this.log.submit(requestId, command).catch((error: unknown) => {
+        pipeline.forget(requestId);
+        resolve(this.proposalErrorReply(error));
+      });
+      answered.then(
+        (resp) => {
+          // `*2\r\n:<index>\r\n<digest reply>` from the apply pipeline.
+          const parsed = /^\*2\r\n:(\d+)\r\n/.exec(resp.toString('latin1'));
+          if (parsed === null) {
+            resolve(line(`SERVER_ERROR mu-proxy: unexpected digest reply`));
+            return;
+          }
+          resolve(digestLine(`DIGEST ${parsed[1]}`, resp.subarray(parsed[0].length)));
+        },
+        (error: Error) => resolve(line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
+      );
+    });
+  }
+
+  // `mu_digest <index>`: this replica's digest at that digest entry; PENDING until it
+  // applied it.
+  digestAt(index: number): Buffer {
+    const digest = this.log.pipeline.digestAt(index);
+    if (digest === 'pending') return line('PENDING');
+    if (digest === undefined) return line(`CLIENT_ERROR mu-proxy: no digest kept for index ${index} (not a digest entry, or too old)`);
+    return digestLine('DIGEST', digest);
+  }
+
   // `stats` gains the proxy's own lines, before END.
   withProxyStats(raw: Buffer): Buffer {
     if (!raw.subarray(raw.length - 5).equals(Buffer.from('END\r\n'))) return raw;
@@ -166,4 +204,11 @@ export class MemcachedFrontEnd {
     if (server === undefined) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+// A digest as one memcached-style line: the apply pipeline keeps it as a RESP simple
+// string (`+memcached:<hash>`); anything else (a backend's error) is passed on as text.
+function digestLine(prefix: string, resp: Buffer): Buffer {
+  const text = resp.toString('latin1').replace(/\r\n$/, '');
+  return text.startsWith('+') ? line(`${prefix} ${text.slice(1)}`) : line(`SERVER_ERROR mu-proxy: digest failed: ${text.replace(/[\r\n]/g, ' ')}`);
 }

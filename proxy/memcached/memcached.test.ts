@@ -116,6 +116,21 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     );
   });
 
+  it("answers mu_check with a digest entry's index and its digest, and mu_digest with every replica's digest there", async () => {
+    const checked = await exchange(port, ['mu_check\r\n']);
+    const [, index, digest] = /^DIGEST (\d+) (memcached:[0-9a-f]{40})\r\n$/.exec(checked) ?? [];
+    expect(index, checked).to.be.a('string');
+    for (const replicaPort of cluster.proxyPorts) {
+      let answer = 'PENDING\r\n';
+      for (let tries = 0; answer === 'PENDING\r\n' && tries < 100; tries++) answer = await exchange(replicaPort, [`mu_digest ${index}\r\n`], 10);
+      expect(answer).to.equal(`DIGEST ${digest}\r\n`);
+    }
+    expect(await exchange(port, ['mu_digest 1000000000\r\n', 'mu_digest x\r\n', 'mu_digest 1\r\n'])).to.equal(
+      'PENDING\r\nCLIENT_ERROR mu-proxy: usage: mu_digest <log index>\r\nCLIENT_ERROR mu-proxy: no digest kept for index 1 (not a digest entry, or too old)\r\n',
+    );
+    expect(await exchange(cluster.proxyPorts[(leader + 1) % 3] as number, ['mu_check\r\n'])).to.match(/^SERVER_ERROR mu-proxy: this replica does not lead; the leader is replica \d/);
+  });
+
   it('never sends memcached a line it would end its connection over (over 2048 bytes, not a get): the client is refused and let go', async () => {
     // 1983 gets then a long mg leave in one write to the backend; memcached's 16 KB read
     // would end inside the mg line (more than 2048 bytes without a line end: it closes).

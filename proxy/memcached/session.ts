@@ -302,6 +302,17 @@ export class MemcachedSession {
       case 'mn':
         this.answer(line('MN'));
         return;
+      case 'mu_check': {
+        // mu-proxy check's question: a digest entry proposed now (at the leader).
+        const slot = this.reserve();
+        void this.front.proposeDigest().then((data) => this.fill(slot, data));
+        return;
+      }
+      case 'mu_digest': {
+        const index = Number(args[1]?.toString('latin1'));
+        this.answer(args.length === 2 && Number.isSafeInteger(index) && index > 0 ? this.front.digestAt(index) : line('CLIENT_ERROR mu-proxy: usage: mu_digest <log index>'));
+        return;
+      }
       case 'mu_forwarded':
         this.acceptHandOver(tokens);
         return;

@@ -26,9 +26,13 @@ const metadump = Buffer.from('lru_crawler metadump all\r\n');
 // A memcached's digest: every item's key, expiry, CAS and size from lru_crawler metadump
 // (leaving out last access and fetched, which reads change), sorted, hashed. Equal CAS
 // values mean the same stores were applied; with the sizes, a difference in any item shows.
+// A listing memcached refused (BUSY: another lru_crawler job ran; an error line) gives no
+// digest, and says so: `mu-proxy check` then reports the replica as not answering, never
+// as different.
 function memcachedDigest(listing: Buffer): string {
-  const items = listing
-    .toString('latin1')
+  const text = listing.toString('latin1');
+  if (!text.startsWith('key=') && !text.startsWith('END')) return `unavailable (${text.trim()})`;
+  const items = text
     .split('\n')
     .filter((line) => line.startsWith('key='))
     .map((line) => line.replace(/ la=\S+/, '').replace(/ fetch=\S+/, '').trim())

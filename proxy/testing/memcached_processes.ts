@@ -11,6 +11,7 @@ import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js'
 import { MemcachedServerProcess } from '../../adapters/memcached/memcached_server_process.js';
 import { freePort } from '../../mu/testing/free_port.js';
 import { dump } from './memcached_cluster.js';
+import { runMuProxyCli } from './proxy_processes.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cliPath = path.join(root, 'proxy', 'cli.ts');
@@ -62,6 +63,11 @@ export class MemcachedProcesses {
       });
     }
     return cluster;
+  }
+
+  // Runs `mu-proxy <args>` with this cluster's configuration file (appended as --config).
+  runCli(args: string[]): Promise<{ code: number | null; stdout: string }> {
+    return runMuProxyCli(args, this.configPath);
   }
 
   // The replica's role from the proxy's lines in `stats`; undefined when it does not answer.

@@ -79,13 +79,7 @@ export class ProxyProcesses {
 
   // Runs `mu-proxy <args>` with this cluster's configuration file (appended as --config).
   runCli(args: string[]): Promise<{ code: number | null; stdout: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, ...args, '--config', this.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let stdout = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout }));
-    });
+    return runMuProxyCli(args, this.configPath);
   }
 
   async status(id: number): Promise<Record<string, unknown> | undefined> {
@@ -168,4 +162,15 @@ export class ProxyProcesses {
     fs.rmSync(this.directory, { recursive: true, force: true });
     fs.rmSync(path.join('/dev/shm', `mu-${this.clusterName}`), { recursive: true, force: true });
   }
+}
+
+// Runs `mu-proxy <args> --config <configPath>` to its end; its stderr goes to the test's.
+export function runMuProxyCli(args: string[], configPath: string): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, ...args, '--config', configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout }));
+  });
 }
