@@ -11,6 +11,7 @@ import { ProposalError, type Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { encodeLogCommand, LogCommandKind } from '../redis/log_command.js';
 import { boundPort, listen } from '../redis/listener.js';
+import type { MetricsFront } from '../redis/metrics.js';
 import type { PeerAuthenticator } from '../redis/peer_auth.js';
 import { line } from './replies.js';
 import { MemcachedSession } from './session.js';
@@ -178,6 +179,11 @@ export class MemcachedFrontEnd {
     if (digest === 'pending') return line('PENDING');
     if (digest === undefined) return line(`CLIENT_ERROR mu-proxy: no digest kept for index ${index} (not a digest entry, or too old)`);
     return digestLine('DIGEST', digest);
+  }
+
+  // This front end's part of the replica's Prometheus metrics.
+  metricsFront(): MetricsFront {
+    return { prefix: 'memcached_', clients: () => this.sessions.size, counters: this.counters };
   }
 
   // `stats` gains the proxy's own lines, before END.

@@ -131,6 +131,18 @@ describe('memcached front end (three replicas, shm, real memcached servers)', fu
     expect(await exchange(cluster.proxyPorts[(leader + 1) % 3] as number, ['mu_check\r\n'])).to.match(/^SERVER_ERROR mu-proxy: this replica does not lead; the leader is replica \d/);
   });
 
+  it('serves Prometheus metrics with the memcached front end\'s counters on every replica', async () => {
+    await exchange(port, ['set metered 0 0 1\r\nx\r\n', 'get metered\r\n']);
+    const body = await (await fetch(`http://127.0.0.1:${cluster.metricsPorts[leader]}/metrics`)).text();
+    expect(body).to.include(`mu_leader{node="${leader}"} 1`);
+    expect(body).to.match(/^mu_memcached_writes_total\{node="\d"\} [1-9]\d*$/m);
+    expect(body).to.match(/^mu_memcached_reads_total\{node="\d"\} [1-9]\d*$/m);
+    expect(body).to.include('# TYPE mu_memcached_clients gauge');
+    expect(body).to.not.match(/^mu_writes_total/m); // no Redis front end here
+    const follower = (leader + 1) % 3;
+    expect(await (await fetch(`http://127.0.0.1:${cluster.metricsPorts[follower]}/metrics`)).text()).to.include(`mu_leader_id{node="${follower}"} ${leader}`);
+  });
+
   it('never sends memcached a line it would end its connection over (over 2048 bytes, not a get): the client is refused and let go', async () => {
     // 1983 gets then a long mg leave in one write to the backend; memcached's 16 KB read
     // would end inside the mg line (more than 2048 bytes without a line end: it closes).

@@ -2,6 +2,8 @@
 // configured to be), the apply pipeline's memcached side, and the listener. A replica that
 // fronts memcached only is a MemcachedReplica; one that fronts Redis too gets its memcached
 // front end from the same function (proxy/redis/redis_replica.ts), on the same log.
+import type http from 'node:http';
+
 import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
 import { ClusterMember } from '../../mu/member.js';
 import type { Replica } from '../../mu/replica.js';
@@ -9,6 +11,7 @@ import { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { CommandTable } from '../redis/command_table.js';
 import type { RedisProxyConfig } from '../redis/config.js';
 import { KeyWatchRegistry } from '../redis/key_watch.js';
+import { startMetrics } from '../redis/metrics.js';
 import { PeerAuthenticator } from '../redis/peer_auth.js';
 import { Proposer } from '../redis/proposer.js';
 import { MemcachedFrontEnd } from './front_end.js';
@@ -113,6 +116,7 @@ export class MemcachedReplica {
     readonly pipeline: ApplyPipeline,
     readonly front: MemcachedFrontEnd,
     readonly backend: MemcachedBackend,
+    readonly metrics: http.Server | undefined,
   ) {}
 
   static async start(config: RedisProxyConfig, nodeId: number, options: MemcachedReplicaOptions = {}): Promise<MemcachedReplica> {
@@ -124,7 +128,9 @@ export class MemcachedReplica {
       const pipeline = new ApplyPipeline(member.replica, undefined, new KeyWatchRegistry(CommandTable.fromCommandReply([])));
       takeOutOnLoss(member.replica, pipeline, log);
       const front = await startMemcachedFrontEnd(config, nodeId, new Proposer(member.replica, pipeline), backend, itemSizeMax, log);
-      return new MemcachedReplica(member, pipeline, front, backend);
+      const source = { replica: member.replica, pipeline, backendPending: () => backend.pending, fronts: [front.metricsFront()] };
+      const metrics = await startMetrics(source, config.memcachedReplicas[nodeId]?.metrics, log);
+      return new MemcachedReplica(member, pipeline, front, backend, metrics);
     } catch (error) {
       await backend.close();
       throw error;
@@ -132,6 +138,8 @@ export class MemcachedReplica {
   }
 
   async stop(): Promise<void> {
+    const metrics = this.metrics;
+    if (metrics !== undefined) await new Promise<void>((resolve) => metrics.close(() => resolve()));
     await this.front.close();
     await this.member.stop();
     await this.backend.close();

@@ -34,7 +34,7 @@ export interface RedisProxyConfig {
   memcached: MemcachedOptions;
   // Per replica id, its memcached front end's addresses; empty when the cluster fronts no
   // memcached.
-  memcachedReplicas: Array<{ listen: { host: string; port: number }; backend: { host: string; port: number } }>;
+  memcachedReplicas: Array<{ listen: { host: string; port: number }; backend: { host: string; port: number }; metrics?: { host: string; port: number } }>;
   users: Array<{ name: string; rules: string }>; // ACL-style users (acl.ts)
   flushBackendOnStart: boolean;
   replicas: RedisReplicaAddresses[]; // by id; empty when the cluster fronts no Redis
@@ -158,7 +158,7 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
     const cache = pair('memcached', 'memcachedBackend');
     const metrics = replica['metrics'] === undefined ? undefined : address('metrics');
     if (redis !== undefined) replicas[id] = metrics === undefined ? redis : { ...redis, metrics };
-    if (cache !== undefined) memcachedReplicas[id] = cache;
+    if (cache !== undefined) memcachedReplicas[id] = metrics === undefined ? cache : { ...cache, metrics };
     fronted.add(`${redis !== undefined ? 'redis' : ''}+${cache !== undefined ? 'memcached' : ''}`);
     if (redis === undefined && cache === undefined) check.fail(`replicas[${position}]`, 'fronts nothing: give redis and redisBackend, or memcached and memcachedBackend, or both');
   });

@@ -19,7 +19,7 @@ import type { MemcachedBackend } from '../../adapters/memcached/memcached_backen
 import type { MemcachedFrontEnd } from '../memcached/front_end.js';
 import { openMemcachedBackend, startMemcachedFrontEnd, takeOutOnLoss } from '../memcached/memcached_replica.js';
 import { Resynchroniser } from './resync.js';
-import { serveMetrics } from './metrics.js';
+import { type MetricsFront, startMetrics } from './metrics.js';
 import type http from 'node:http';
 
 // Parses one raw reply into JS values (for the start-up queries only; the data path
@@ -145,12 +145,14 @@ export class RedisReplica {
       front.log = log;
       await front.listen();
       log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);
-      let metrics: http.Server | undefined;
-      if (addresses.metrics !== undefined) {
-        metrics = await serveMetrics(front, addresses.metrics.host, addresses.metrics.port);
-        log(`Prometheus metrics on http://${addresses.metrics.host}:${addresses.metrics.port}/metrics`);
-      }
       const memcachedFront = cache === undefined ? undefined : await startMemcachedFrontEnd(config, nodeId, proposer, cache.backend, cache.itemSizeMax, log);
+      const fronts: MetricsFront[] = [{ prefix: '', clients: () => front.clients, counters: front.counters }];
+      if (memcachedFront !== undefined) fronts.push(memcachedFront.metricsFront());
+      const metrics = await startMetrics(
+        { replica: member.replica, pipeline, backendPending: () => channel.pending + (cache?.backend.pending ?? 0), fronts },
+        addresses.metrics,
+        log,
+      );
       return new RedisReplica(member, channel, pipeline, front, metrics, resync, memcachedFront, cache?.backend);
     } catch (error) {
       await backend.close();

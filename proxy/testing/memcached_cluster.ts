@@ -15,6 +15,7 @@ export class MemcachedCluster {
     readonly servers: MemcachedServerProcess[],
     readonly replicas: Array<MemcachedReplica | undefined>,
     readonly proxyPorts: number[],
+    readonly metricsPorts: number[],
     readonly clusterName: string,
   ) {}
 
@@ -24,9 +25,11 @@ export class MemcachedCluster {
     for (let i = 0; i < count; i++) servers.push(await MemcachedServerProcess.start());
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
+    const metricsPorts: number[] = [];
     for (let i = 0; i < count; i++) {
       proxyPorts.push(await freePort());
       controlPorts.push(await freePort());
+      metricsPorts.push(await freePort());
     }
     const clusterName = `memcached-test-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
     const config = validateRedisProxyConfig(
@@ -42,12 +45,13 @@ export class MemcachedCluster {
           control: `127.0.0.1:${controlPorts[id]}`,
           memcached: `127.0.0.1:${proxyPorts[id]}`,
           memcachedBackend: `127.0.0.1:${server.port}`,
+          metrics: `127.0.0.1:${metricsPorts[id]}`,
         })),
       },
       {},
     );
     const replicas = await Promise.all(servers.map((_, id) => MemcachedReplica.start(config, id, { log: () => {} })));
-    return new MemcachedCluster(servers, replicas, proxyPorts, clusterName);
+    return new MemcachedCluster(servers, replicas, proxyPorts, metricsPorts, clusterName);
   }
 
   async leader(timeoutMs = 20000): Promise<number> {
