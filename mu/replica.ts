@@ -108,6 +108,13 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   private lastRole: RoleChange = { role: 'follower', candidacy: 'idle', leaderId: null, proposal: 0 };
   private readonly latenciesUs = new Float64Array(latencyWindow);
   private latencyCount = 0;
+  // For an owner that times its requests' stages (proxy/redis/latency_trace.ts): when set,
+  // when the last flush began, when its batch was handed to the engine, and when events
+  // last came from it, as process.hrtime.bigint() values. Off by default.
+  recordTimes = false;
+  lastFlushNs = 0n;
+  lastSubmitNs = 0n;
+  lastDeliveryNs = 0n;
 
   constructor(options: NativeReplicaOptions, tuning: ReplicaTuning = {}) {
     super();
@@ -221,10 +228,12 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   }
 
   private flush(): void {
+    if (this.recordTimes) this.lastFlushNs = process.hrtime.bigint();
     this.flushScheduled = false;
     if (this.stopped || this.queue.length === 0) return;
     const batch = this.queue.length > 4096 ? this.queue.slice(0, 4096) : this.queue;
     const [firstSequence, taken] = this.handle.submit(batch.map((pending) => pending.data));
+    if (this.recordTimes) this.lastSubmitNs = process.hrtime.bigint();
     for (let i = 0; i < taken; i++) this.outstanding.set(firstSequence + i, this.queue[i] as Pending);
     this.queue.splice(0, taken);
     // The ring was full: the engine empties it within microseconds, so try again soon.
@@ -257,6 +266,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   }
 
   private onEvents(records: Buffer): void {
+    if (this.recordTimes) this.lastDeliveryNs = process.hrtime.bigint();
     let events: NativeEvent[];
     try {
       events = parseEvents(records);

@@ -14,6 +14,7 @@ import type { BackendChannel } from './backend_channel.js';
 import type { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
 import { shapeOf } from '../../adapters/memcached/memcached_protocol.js';
 import type { KeyWatchRegistry } from './key_watch.js';
+import { latencyTrace } from './latency_trace.js';
 import { ChunkAssembler, decodeLogCommand, LogCommandKind, type LogCommand, type PartialChunk } from './log_command.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 
@@ -96,6 +97,7 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     private readonly keyWatches: KeyWatchRegistry,
   ) {
     super();
+    if (latencyTrace !== undefined) replica.recordTimes = true;
     replica.on('applied', (entry) => this.apply(entry));
   }
 
@@ -202,9 +204,19 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       if (this.keyWatches.active) {
         for (const part of logCommand.parts) this.keyWatches.applied(logCommand.db, part, own ? logCommand.requestId : undefined);
       }
+      if (own && latencyTrace !== undefined) {
+        latencyTrace.mark(logCommand.requestId, 'flushed', this.replica.lastFlushNs);
+        latencyTrace.mark(logCommand.requestId, 'submitted', this.replica.lastSubmitNs);
+        latencyTrace.mark(logCommand.requestId, 'delivered', this.replica.lastDeliveryNs);
+        latencyTrace.mark(logCommand.requestId, 'applied');
+      }
       const sent = channel.send(logCommand.db, group);
+      if (own) latencyTrace?.mark(logCommand.requestId, 'sent');
       sent.then(
-        (replies) => waiter?.resolve(replies[replies.length - 1] as Buffer),
+        (replies) => {
+          if (own) latencyTrace?.mark(logCommand.requestId, 'replied');
+          waiter?.resolve(replies[replies.length - 1] as Buffer);
+        },
         (error: Error) => {
           waiter?.reject(error);
           this.fail(error);

@@ -31,6 +31,11 @@ describe('RequestParser (client requests as redis-server parses them)', () => {
       ['*x\r\n', 'invalid multibulk length'],
       ['*1048577\r\n', 'invalid multibulk length'],
       ['*01\r\n', 'invalid multibulk length'],
+      ['*+1\r\n', 'invalid multibulk length'],
+      ['*1\r\n$03\r\nfoo\r\n', 'invalid bulk length'],
+      ['*1\r\n$3\rx\nfoo\r\n', 'invalid bulk length'],
+      ['*1\r\n$9223372036854775808\r\n', 'invalid bulk length'],
+      ['*1\r\n$1234567890123456\r\n', 'invalid bulk length'],
       ['set "a\r\n', 'unbalanced quotes in request'],
       ['set "a"b\r\n', 'unbalanced quotes in request'],
     ];
@@ -50,6 +55,23 @@ describe('RequestParser (client requests as redis-server parses them)', () => {
     expect(strings(parser.push(Buffer.from('*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n')))).to.deep.equal([['PING']]);
     expect(parser.error?.message).to.equal('invalid bulk length');
     expect(parser.push(Buffer.from('*1\r\n$4\r\nPING\r\n'))).to.deep.equal([]);
+  });
+
+  it('reads lengths in every form Redis takes: CRLF or a bare LF, 0, up to 15 digits in the fast path and beyond it', () => {
+    expect(strings(new RequestParser().push(Buffer.from("*2\n$4\nECHO\r\n$0\n\r\n")))).to.deep.equal([['ECHO', '']]);
+    expect(strings(new RequestParser().push(Buffer.from('*1\r\n$0\r\n\r\n')))).to.deep.equal([['']]);
+    const long = 'x'.repeat(123456);
+    expect(strings(new RequestParser().push(Buffer.from(`*2\r\n$4\r\nECHO\r\n$${long.length}\r\n${long}\r\n`)))).to.deep.equal([['ECHO', long]]);
+    // Within the limit but longer than the fast path's 15 digits: waits for the bytes.
+    const parser = new RequestParser(Number.MAX_SAFE_INTEGER);
+    expect(parser.push(Buffer.from('*1\r\n$1000000000000000\r\nabc'))).to.deep.equal([]);
+    expect(parser.error).to.equal(undefined);
+    // A length split across chunks, digit by digit.
+    const split = new RequestParser();
+    const bytes = Buffer.from('*1\r\n$12\r\nhello world!\r\n');
+    const out: Buffer[][] = [];
+    for (let i = 0; i < bytes.length; i++) out.push(...split.push(bytes.subarray(i, i + 1)));
+    expect(strings(out)).to.deep.equal([['hello world!']]);
   });
 
   it('waits for a request that is not complete yet', () => {

@@ -18,6 +18,7 @@ const maxMultibulkCount = 1024 * 1024;
 const maxInlineBytes = 64 * 1024;
 const cr = 13;
 const lf = 10;
+const empty = Buffer.alloc(0);
 
 export class RequestParser {
   private buffer: Buffer = Buffer.alloc(0);
@@ -54,7 +55,7 @@ export class RequestParser {
       return requests;
     }
     // Keep only the unparsed tail; copy it so the caller's chunk is not retained whole.
-    this.buffer = offset === this.buffer.length ? Buffer.alloc(0) : Buffer.from(this.buffer.subarray(offset));
+    this.buffer = offset === this.buffer.length ? empty : Buffer.from(this.buffer.subarray(offset));
     return requests;
   }
 
@@ -68,12 +69,43 @@ export class RequestParser {
     return { text: this.buffer.toString('latin1', offset, stop), next: end + 1 };
   }
 
+  // A count or length line: the common form (a non-negative decimal of at most 15 digits,
+  // exact in a double, then CRLF) read
+  // straight from the bytes; anything else through the exact string2ll rules. Sets
+  // `numberEnd` to the offset after the line; undefined when the line is incomplete.
+  private numberLine(offset: number, tooBig: string): number | undefined {
+    const buffer = this.buffer;
+    const first = buffer[offset];
+    if (first !== undefined && first >= 0x31 && first <= 0x39) {
+      let value = first - 0x30;
+      for (let at = offset + 1; at < offset + 15 && at < buffer.length; at++) {
+        const byte = buffer[at] as number;
+        if (byte >= 0x30 && byte <= 0x39) {
+          value = value * 10 + (byte - 0x30);
+          continue;
+        }
+        if (byte === cr && buffer[at + 1] === lf) {
+          this.numberEnd = at + 2;
+          return value;
+        }
+        break;
+      }
+    } else if (first === 0x30 && buffer[offset + 1] === cr && buffer[offset + 2] === lf) {
+      this.numberEnd = offset + 3;
+      return 0;
+    }
+    const line = this.line(offset, maxInlineBytes, tooBig);
+    if (line === undefined) return undefined;
+    this.numberEnd = line.next;
+    return parseLongLong(line.text) ?? Number.NaN;
+  }
+  private numberEnd = 0;
+
   private multibulk(start: number): { argv: Buffer[]; next: number } | undefined {
-    const countLine = this.line(start + 1, maxInlineBytes, 'too big mbulk count string');
-    if (countLine === undefined) return undefined;
-    const count = parseLongLong(countLine.text);
-    if (count === undefined || count > maxMultibulkCount) throw new ProtocolError('invalid multibulk length');
-    let offset = countLine.next;
+    const count = this.numberLine(start + 1, 'too big mbulk count string');
+    if (count === undefined) return undefined;
+    if (Number.isNaN(count) || count > maxMultibulkCount) throw new ProtocolError('invalid multibulk length');
+    let offset = this.numberEnd;
     if (count <= 0) return { argv: [], next: offset };
     const argv: Buffer[] = [];
     for (let i = 0; i < count; i++) {
@@ -82,13 +114,13 @@ export class RequestParser {
       if (type !== 0x24 /* $ */) {
         throw new ProtocolError(`expected '$', got '${String.fromCharCode(type)}'`);
       }
-      const lengthLine = this.line(offset + 1, maxInlineBytes, 'too big bulk count string');
-      if (lengthLine === undefined) return undefined;
-      const length = parseLongLong(lengthLine.text);
-      if (length === undefined || length < 0 || length > this.maxBulkBytes) throw new ProtocolError('invalid bulk length');
-      const end = lengthLine.next + length;
+      const length = this.numberLine(offset + 1, 'too big bulk count string');
+      if (length === undefined) return undefined;
+      if (Number.isNaN(length) || length < 0 || length > this.maxBulkBytes) throw new ProtocolError('invalid bulk length');
+      const start = this.numberEnd;
+      const end = start + length;
       if (end + 2 > this.buffer.length) return undefined;
-      argv.push(this.buffer.subarray(lengthLine.next, end));
+      argv.push(this.buffer.subarray(start, end));
       offset = end + 2; // the CRLF after the bulk, as Redis does, is skipped unchecked
     }
     return { argv, next: offset };

@@ -23,6 +23,7 @@ import * as reply from './replies.js';
 import type { FrontEnd } from './front_end.js';
 import type { AclUser } from './acl.js';
 import type { KeyWatcher } from './key_watch.js';
+import { latencyTrace } from './latency_trace.js';
 import { LeaderLink } from './leader_link.js';
 import { streamSnapshot } from './state_transfer.js';
 import { SubscriberRelay } from './subscriber_relay.js';
@@ -119,6 +120,7 @@ export class RedisSession {
 
   private onData(chunk: Buffer): void {
     if (this.ending || this.closed) return;
+    latencyTrace?.arrived();
     const requests = this.parser.push(chunk);
     for (const argv of requests) {
       if (this.closed || this.ending) return;
@@ -611,12 +613,19 @@ export class RedisSession {
     this.front.counters.writes++;
     this.front.noteWrite();
     this.lastWriteRequestId = requestId;
+    latencyTrace?.proposed(requestId);
     return new Promise((resolve) => {
       this.front.submit(requestId, command).catch((error: unknown) => {
         pipeline.forget(requestId);
         resolve(this.front.proposalErrorReply(error));
       });
-      answered.then(resolve, (error: Error) => resolve(reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)));
+      answered.then(
+        (data) => {
+          resolve(data);
+          if (latencyTrace !== undefined) void Promise.resolve().then(() => latencyTrace?.mark(requestId, 'answered'));
+        },
+        (error: Error) => resolve(reply.errorReply(`ERR mu-proxy: the local backend failed: ${error.message}`)),
+      );
     });
   }
 

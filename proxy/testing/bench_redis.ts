@@ -7,6 +7,8 @@
 //   redis+WAIT    a redis-server with two replicas (--replicaof); each operation is
 //                 SET then WAIT 2 0, sent together, and counts once both replies are in
 //   twemproxy     nutcracker in front of one redis-server
+//   nodepass      a Node process copying bytes to one redis-server and back (node_passthrough.ts):
+//                 the floor for any proxy on Node, for reference
 // For each: a single-client closed loop (one SET at a time, each round trip timed; p50,
 // p90, p99), a closed loop of 50 clients of our own (ops/s; the only throughput figure
 // that applies to redis+WAIT) and redis-benchmark -t set -c 50 -P 1 (requests/s; not for
@@ -21,6 +23,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { RedisBackend } from '../../adapters/redis/redis_backend.js';
 import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
@@ -44,7 +47,7 @@ const clients = positiveInt('--clients', 50);
 const concurrentOps = positiveInt('--ops', requests * 4);
 const warmup = Number(flag('--warmup', '500'));
 const twemproxyConnections = positiveInt('--twemproxy-connections', 1);
-const ALL_SYSTEMS = ['direct', 'proxy1', 'proxy3', 'wait', 'twemproxy'] as const;
+const ALL_SYSTEMS = ['direct', 'proxy1', 'proxy3', 'wait', 'twemproxy', 'nodepass'] as const;
 type SystemId = (typeof ALL_SYSTEMS)[number];
 const selected = flag('--systems', ALL_SYSTEMS.join(','))
   .split(',')
@@ -65,6 +68,7 @@ const LABELS: Record<SystemId, string> = {
   proxy3: 'proxy x3 (leader)',
   wait: 'redis+2 replicas, SET+WAIT 2 0',
   twemproxy: 'twemproxy -> redis-server',
+  nodepass: 'node passthrough -> redis-server',
 };
 
 // Leader changes seen between the phases of a proxy system (each phase measures at the
@@ -351,8 +355,32 @@ async function startTwemproxy(): Promise<Running> {
   }
 }
 
+async function startNodePassthrough(): Promise<Running> {
+  const server = await RedisServerProcess.start();
+  const port = await freePort();
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_passthrough.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), String(server.port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin?.end();
+      await exited;
+    }
+    await server.stop();
+  };
+  try {
+    await waitForPing(port, 'node passthrough');
+    return { port: async () => port, withWait: false, describe: `node passthrough :${port} -> redis-server :${server.port}`, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
 function start(id: SystemId): Promise<Running> {
   switch (id) {
+    case 'nodepass':
+      return startNodePassthrough();
     case 'direct':
       return startDirect();
     case 'proxy1':
@@ -452,6 +480,9 @@ target(
   manyErrors(proxy3, wait),
 );
 target('3-replica p50 / 1-replica p50', ratio(proxy3?.latency.p50, proxy1?.latency.p50), 1.05, true, singleErrors(proxy3, proxy1));
+const nodepass = results.get('nodepass');
+const proxyOverNode = ratio(proxy1?.latency.p50, nodepass?.latency.p50);
+if (proxyOverNode !== undefined) console.log(`${pad('1-replica p50 / node passthrough p50 (for reference)', 64)} ${lpad(proxyOverNode.toFixed(3), 7)}`);
 
 const notes: string[] = [...leaderChanges];
 for (const [id, result] of results) {

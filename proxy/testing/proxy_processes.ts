@@ -69,8 +69,11 @@ export class ProxyProcesses {
     return cluster;
   }
 
+  // MU_PROXY_NODE_ARGS: extra Node options for the replica processes, space-separated
+  // (for a profile: "--cpu-prof --cpu-prof-dir=/tmp/prof"; NODE_OPTIONS refuses those).
   launch(id: number): ChildProcess {
-    const child = spawn(process.execPath, ['--import', tsxLoader, cliPath, 'start', '--config', this.configPath, '--id', String(id), '--stop-on-stdin-close'], {
+    const nodeArgs = (process.env['MU_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
+    const child = spawn(process.execPath, [...nodeArgs, '--import', tsxLoader, cliPath, 'start', '--config', this.configPath, '--id', String(id), '--stop-on-stdin-close'], {
       stdio: ['pipe', 'inherit', this.verbose ? 'inherit' : 'ignore'],
     });
     this.proxies[id] = child;
