@@ -175,11 +175,11 @@ describe('compat: real clients against the proxy leader', function () {
         );
         expect(wrongType?.name).to.equal('ReplyError');
         expect(wrongType?.message).to.match(/^WRONGTYPE Operation against a key holding the wrong kind of value/);
-        const unsupported = await redis.call('XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '10', 'STREAMS', 'io:stream', '>').then(
+        const unsupported = await redis.call('XADD', 'io:stream', 'MAXLEN', '~', '10', '*', 'f', 'v').then(
           () => undefined,
           (error: Error) => error,
         );
-        expect(unsupported?.message).to.match(/^ERR blocking command 'xreadgroup' is not supported by mu-proxy/);
+        expect(unsupported?.message).to.match(/^ERR 'xadd' in this form is not supported by mu-proxy/);
         const unknown = await redis.call('NOSUCHCOMMAND', 'x').then(
           () => undefined,
           (error: Error) => error,

@@ -11,6 +11,8 @@
 // lets the queue go. The client's reply is the leader backend's own reply, sent once the
 // effect is committed.
 
+import { isStreamGroupCommand } from './stream_group_effects.js';
+
 // The effect of `argv` given the leader backend's raw `reply`: the command to replicate,
 // `null` when nothing changed (an error, or nothing popped), undefined when this command
 // is not one handled here.
@@ -44,12 +46,14 @@ export function effectOf(argv: ReadonlyArray<Buffer>, reply: Buffer): Buffer[] |
   }
 }
 
-// Which write-effects commands effectOf handles (the rest stay refused): SPOP, the two
-// float increments, and XADD with an automatic id and no approximate trimming (which
-// Redis itself cannot replicate as the same command).
+// Which write-effects commands are handled (the rest stay refused): by effectOf, SPOP, the
+// two float increments, and XADD with an automatic id and no approximate trimming (which
+// Redis itself cannot replicate as the same command); by stream_group_effects.ts,
+// XREADGROUP without BLOCK, XCLAIM and XAUTOCLAIM.
 export function handlesEffects(argv: ReadonlyArray<Buffer>): boolean {
   const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
   if (name === 'spop' || name === 'incrbyfloat' || name === 'hincrbyfloat') return true;
+  if (isStreamGroupCommand(argv)) return true; // stream_group_effects.ts
   if (name !== 'xadd') return false;
   const words = argv.map((arg) => arg.toString('latin1'));
   return words.includes('*') && !words.includes('~');

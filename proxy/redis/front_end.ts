@@ -15,6 +15,7 @@ import { boundPort, listen } from './listener.js';
 import type { Proposer } from './proposer.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
+import { isStreamGroupCommand, runStreamGroupCommand } from './stream_group_effects.js';
 import { encodeLogCommand, LogCommandKind, splitLogCommand } from './log_command.js';
 import * as reply from './replies.js';
 import { RedisSession } from './session.js';
@@ -216,11 +217,22 @@ export class FrontEnd {
       const last = proposer.lastProposedRequestId;
       if (last !== undefined) await new Promise<void>((resolve) => this.pipeline.afterApplied(last, () => resolve()));
       if (!this.replica.isLeader) return this.notLeaderReply();
-      const [reply] = await this.channel.send(db, [encodeCommand(argv)]);
-      const effect = effectOf(argv, reply as Buffer);
-      if (effect === null || effect === undefined) return reply as Buffer;
+      const run = async (): Promise<Buffer> => (await this.channel.send(db, [encodeCommand(argv)]))[0] as Buffer;
+      // One command (effects.ts), or several in one transaction (stream_group_effects.ts).
+      let reply: Buffer;
+      let effects: Buffer[] | Buffer[][] | null | undefined;
+      if (isStreamGroupCommand(argv)) {
+        ({ reply, effects } = await runStreamGroupCommand(argv, run, (commands) => this.channel.send(db, commands.map((command) => encodeCommand(command)))));
+      } else {
+        reply = await run();
+        effects = effectOf(argv, reply);
+      }
+      if (effects === null || effects === undefined || effects.length === 0) return reply;
+      const several = Array.isArray(effects[0]);
+      const parts = several ? (effects as Buffer[][]).map((effect) => encodeCommand(effect)) : [encodeCommand(effects as Buffer[])];
       const requestId = this.pipeline.newRequestId();
-      const command = encodeLogCommand({ kind: LogCommandKind.commands, origin: this.replica.nodeId, requestId, db, parts: [encodeCommand(effect)] });
+      const kind = several ? LogCommandKind.transaction : LogCommandKind.commands;
+      const command = encodeLogCommand({ kind, origin: this.replica.nodeId, requestId, db, parts });
       proposer.lastProposedRequestId = requestId;
       const committed = proposer.proposeNow(requestId, command);
       proposer.openGate(); // what waited is proposed after the effect
@@ -231,7 +243,7 @@ export class FrontEnd {
         this.pipeline.diverged(`a nondeterministic write ran on this replica but was not replicated (${String(error)})`);
         return this.proposalErrorReply(error);
       }
-      return reply as Buffer;
+      return reply;
     });
   }
 

@@ -186,6 +186,53 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     }
   });
 
+  it('replicates consumer-group reads and claims as their effects: the same pending entries, owners, delivery counts and times on every replica', async () => {
+    await client.sendMany([
+      ...['1-1', '2-1', '3-1', '4-1', '5-1'].map((id) => command('XADD', 'jobs', id, 'n', id)),
+      command('XGROUP', 'CREATE', 'jobs', 'workers', '0'),
+    ]);
+    const replies = (
+      await client.sendMany([
+        command('XREADGROUP', 'GROUP', 'workers', 'alice', 'COUNT', '2', 'STREAMS', 'jobs', '>'),
+        command('XREADGROUP', 'GROUP', 'workers', 'bob', 'NOACK', 'COUNT', '1', 'STREAMS', 'jobs', '>'),
+        command('XCLAIM', 'jobs', 'workers', 'bob', '0', '1', '1-1', 'JUSTID'),
+        command('XAUTOCLAIM', 'jobs', 'workers', 'carol', '0', '0-0', 'COUNT', '1'),
+        command('XREADGROUP', 'GROUP', 'workers', 'alice', 'STREAMS', 'jobs', '0'),
+        command('XREADGROUP', 'GROUP', 'workers', 'dave', 'COUNT', '1', 'STREAMS', 'jobs', '>'),
+        command('XDEL', 'jobs', '4-1'),
+        command('XAUTOCLAIM', 'jobs', 'workers', 'erin', '0', '0-0'),
+        command('XREADGROUP', 'GROUP', 'nobody', 'x', 'STREAMS', 'jobs', '>'),
+        command('XCLAIM', 'jobs', 'workers', 'bob', '3600000', '5-1'),
+        command('XPENDING', 'jobs', 'workers'),
+      ])
+    ).map(text);
+    expect(replies[0]).to.include('1-1').and.include('2-1');
+    expect(replies[1]).to.include('3-1');
+    expect(replies[2]).to.equal('*1\r\n$3\r\n1-1\r\n'); // "1" is 1-0, never delivered: not claimed
+    expect(replies[3]).to.match(/^\*3\r\n\$3\r\n2-1\r\n/); // 1-1 to carol, cursor at 2-1
+    expect(replies[4]).to.include('2-1');
+    expect(replies[5]).to.include('4-1');
+    expect(replies[6]).to.equal(':1\r\n');
+    expect(replies[7]).to.include('4-1'); // deleted while pending: reported as deleted
+    expect(replies[8]).to.match(/^-NOGROUP/);
+    expect(replies[9]).to.equal('*0\r\n');
+    const everywhere = async (id: number): Promise<string> => {
+      const direct = await cluster.connect(id, true);
+      const [full, groups] = (await direct.sendMany([command('XINFO', 'STREAM', 'jobs', 'FULL'), command('XINFO', 'GROUPS', 'jobs')])).map(text);
+      await direct.close();
+      // Consumers' seen and active times are each server's own (as in Redis' replicas).
+      return `${(full as string).replace(/\$(9|11)\r\n(seen-time|active-time)\r\n:\d+\r\n/g, '')}${groups}`;
+    };
+    await cluster.digests();
+    const deadline = Date.now() + 10000;
+    let states: string[] = [];
+    do {
+      states = await Promise.all([0, 1, 2].map(everywhere));
+    } while (new Set(states).size > 1 && Date.now() < deadline);
+    expect(new Set(states).size, states.join('\n---\n')).to.equal(1);
+    expect(states[0]).to.include('alice').and.include('carol').and.include('dave').and.include('bob');
+  });
+
   it('answers INFO on any replica, with a mu section', async () => {
     const info = text(await client.send(command('INFO')));
     expect(info).to.match(/^\$\d+\r\n# Server\r\n/);

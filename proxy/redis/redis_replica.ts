@@ -1,9 +1,8 @@
 // One replica of the Redis proxy, assembled: its local redis-server (checked and read for
 // its command table), its cluster member (engine and control plane), the apply pipeline
 // and the RESP front end.
-import RedisParser from 'redis-parser';
-
 import { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { parseReply } from '../../adapters/redis/parse_reply.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { ClusterMember } from '../../mu/member.js';
 import { ApplyPipeline } from './apply_pipeline.js';
@@ -21,24 +20,6 @@ import { openMemcachedBackend, startMemcachedFrontEnd, takeOutOnLoss } from '../
 import { Resynchroniser } from './resync.js';
 import { type MetricsFront, startMetrics } from './metrics.js';
 import type http from 'node:http';
-
-// Parses one raw reply into JS values (for the start-up queries only; the data path
-// passes replies through as bytes).
-function parseReply(raw: Buffer): unknown {
-  let value: unknown;
-  let failure: Error | undefined;
-  const parser = new RedisParser({
-    returnReply: (reply: unknown) => {
-      value = reply;
-    },
-    returnError: (error: Error) => {
-      failure = error;
-    },
-  });
-  parser.execute(raw);
-  if (failure !== undefined) throw failure;
-  return value;
-}
 
 async function query(backend: RedisBackend, ...argv: string[]): Promise<unknown> {
   return parseReply(await backend.send(encodeCommand(argv)));

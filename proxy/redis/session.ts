@@ -219,7 +219,7 @@ export class RedisSession {
       case 'blocking':
         if (name === 'wait') this.waitForReplicas(argv);
         else if (blockingPops.has(name)) this.blockingPop(argv);
-        else if (name === 'xread') this.blockingStreamRead(argv);
+        else if (name === 'xread' || name === 'xreadgroup') this.blockingStreamRead(argv);
         else this.answer(reply.errorReply(`ERR blocking command '${name}' is not supported by mu-proxy yet`));
         return;
       case 'pubsub':
@@ -810,6 +810,10 @@ export class RedisSession {
   // stands for each stream's last entry when the request arrived.
   private blockingStreamRead(argv: Buffer[]): void {
     const slot = this.reserve();
+    // XREADGROUP's tries are writes (they deliver entries to the consumer): each runs at
+    // the leader under the write barrier and is replicated as its effects
+    // (stream_group_effects.ts); XREAD's are reads in the read mode.
+    const group = (argv[0] as Buffer).toString('latin1').toLowerCase() === 'xreadgroup';
     // Options as Redis reads them: in order, up to STREAMS (a key may be named "block").
     let blockAt = -1;
     for (let i = 1; i < argv.length; i++) {
@@ -817,6 +821,7 @@ export class RedisSession {
       if (word === 'streams') break;
       if (word === 'block') blockAt = i;
       if (word === 'block' || word === 'count') i++;
+      if (word === 'group') i += 2;
     }
     const timeoutText = (argv[blockAt + 1] as Buffer | undefined)?.toString('latin1') ?? '';
     if (!isRedisInteger(timeoutText)) {
@@ -839,6 +844,7 @@ export class RedisSession {
         break;
       }
       if (word === 'count') i++;
+      if (word === 'group') i += 2;
     }
     const half = streamsAt < 0 ? 0 : Math.floor((attempt.length - streamsAt - 1) / 2);
     const keys = attempt.slice(streamsAt + 1, streamsAt + 1 + half);
@@ -856,10 +862,10 @@ export class RedisSession {
     this.front.roleListeners.add(onRoleChange);
     this.wakeBlocked = onRoleChange;
     const serve = async (): Promise<Buffer> => {
-      // `$`: the id of each stream's last entry now (0-0 for a stream with none: anything
-      // added is new).
+      // `$` (XREAD only): the id of each stream's last entry now (0-0 for a stream with
+      // none: anything added is new).
       const dollars: number[] = [];
-      for (let n = 0; streamsAt >= 0 && n < half; n++) {
+      for (let n = 0; !group && streamsAt >= 0 && n < half; n++) {
         const id = attempt[streamsAt + 1 + half + n] as Buffer;
         if (id.length === 1 && id[0] === 0x24 /* $ */) dollars.push(streamsAt + 1 + half + n);
       }
@@ -874,10 +880,18 @@ export class RedisSession {
       for (;;) {
         if (this.closed) return reply.nilArray;
         touched = false;
-        const replies = await this.readForReply([encodeCommand(attempt)], mode);
-        if (!Array.isArray(replies)) return replies;
-        const answer = replies[0] as Buffer;
+        let answer: Buffer;
+        if (group) {
+          const refusal = this.front.writeRefusal();
+          if (refusal !== undefined) return refusal;
+          answer = await this.front.runWithEffects(attempt, this.db);
+        } else {
+          const replies = await this.readForReply([encodeCommand(attempt)], mode);
+          if (!Array.isArray(replies)) return replies;
+          answer = replies[0] as Buffer;
+        }
         if (!answer.equals(reply.nilArray)) return answer;
+        if (performance.now() >= deadline) return reply.nilArray;
         while (!touched) {
           const remainingMs = deadline - performance.now();
           if (remainingMs <= 0 || this.closed) return reply.nilArray;
