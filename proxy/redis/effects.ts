@@ -12,6 +12,7 @@
 // effect is committed.
 
 import { isStreamGroupCommand } from './stream_group_effects.js';
+import { isApproximateTrim } from './stream_trim_effects.js';
 
 // The effect of `argv` given the leader backend's raw `reply`: the command to replicate,
 // `null` when nothing changed (an error, or nothing popped), undefined when this command
@@ -47,16 +48,15 @@ export function effectOf(argv: ReadonlyArray<Buffer>, reply: Buffer): Buffer[] |
 }
 
 // Which write-effects commands are handled (the rest stay refused): by effectOf, SPOP, the
-// two float increments, and XADD with an automatic id and no approximate trimming (which
-// Redis itself cannot replicate as the same command); by stream_group_effects.ts,
-// XREADGROUP without BLOCK, XCLAIM and XAUTOCLAIM.
+// two float increments, and XADD with an automatic id; by stream_trim_effects.ts, XADD and
+// XTRIM with approximate trimming; by stream_group_effects.ts, XREADGROUP without BLOCK,
+// XCLAIM and XAUTOCLAIM.
 export function handlesEffects(argv: ReadonlyArray<Buffer>): boolean {
   const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
   if (name === 'spop' || name === 'incrbyfloat' || name === 'hincrbyfloat') return true;
-  if (isStreamGroupCommand(argv)) return true; // stream_group_effects.ts
+  if (isStreamGroupCommand(argv) || isApproximateTrim(argv)) return true; // stream_*_effects.ts
   if (name !== 'xadd') return false;
-  const words = argv.map((arg) => arg.toString('latin1'));
-  return words.includes('*') && !words.includes('~');
+  return argv.some((arg) => arg.length === 1 && arg[0] === 0x2a /* * */);
 }
 
 // The bulk strings of a bulk or array-of-bulks reply; undefined for anything else (nil

@@ -16,6 +16,7 @@ import type { Proposer } from './proposer.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { effectOf } from './effects.js';
 import { isStreamGroupCommand, runStreamGroupCommand } from './stream_group_effects.js';
+import { exactTrimEffect, isApproximateTrim } from './stream_trim_effects.js';
 import { encodeLogCommand, LogCommandKind, splitLogCommand } from './log_command.js';
 import * as reply from './replies.js';
 import { RedisSession } from './session.js';
@@ -221,8 +222,12 @@ export class FrontEnd {
       // One command (effects.ts), or several in one transaction (stream_group_effects.ts).
       let reply: Buffer;
       let effects: Buffer[] | Buffer[][] | null | undefined;
+      const query = (commands: Buffer[][]) => this.channel.send(db, commands.map((command) => encodeCommand(command)));
       if (isStreamGroupCommand(argv)) {
-        ({ reply, effects } = await runStreamGroupCommand(argv, run, (commands) => this.channel.send(db, commands.map((command) => encodeCommand(command)))));
+        ({ reply, effects } = await runStreamGroupCommand(argv, run, query));
+      } else if (isApproximateTrim(argv)) {
+        reply = await run();
+        effects = await exactTrimEffect(argv, reply, query);
       } else {
         reply = await run();
         effects = effectOf(argv, reply);
