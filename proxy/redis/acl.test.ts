@@ -50,6 +50,28 @@ describe('ACL users', () => {
     expect(globToRegExp('a\\*b').test('axb')).to.equal(false);
   });
 
+  it('checks channels as Redis 7 does: glob patterns for PUBLISH and SUBSCRIBE, exact patterns for PSUBSCRIBE, none unless given', () => {
+    const access = AccessControl.fromConfig(undefined, [
+      { name: 'news', rules: 'on nopass ~* +@all &news.* &alerts' },
+      { name: 'quiet', rules: 'on nopass ~* +@all' },
+      { name: 'all', rules: 'on nopass ~* +@all &x allchannels' },
+      { name: 'reset', rules: 'on nopass ~* +@all &* resetchannels &only' },
+    ]);
+    const channels = (...names: string[]) => names.map((name) => Buffer.from(name));
+    const news = access.user('news');
+    expect(news?.canAccessChannels(channels('news.sport', 'alerts'), false)).to.equal(true);
+    expect(news?.canAccessChannels(channels('news.sport', 'weather'), false)).to.equal(false);
+    expect(news?.canAccessChannels(channels('news.*'), true)).to.equal(true);
+    expect(news?.canAccessChannels(channels('news.s*'), true), 'a narrower pattern is not one of them').to.equal(false);
+    expect(access.user('quiet')?.canAccessChannels(channels('anything'), false)).to.equal(false);
+    expect(access.user('quiet')?.unrestricted, 'no channels: checked per request').to.equal(false);
+    expect(access.user('all')?.canAccessChannels(channels('anything'), true)).to.equal(true);
+    expect(access.user('all')?.unrestricted).to.equal(true);
+    expect(access.user('reset')?.canAccessChannels(channels('only'), false)).to.equal(true);
+    expect(access.user('reset')?.canAccessChannels(channels('other'), false)).to.equal(false);
+    expect(access.user('default')?.canAccessChannels(channels('anything'), false)).to.equal(true);
+  });
+
   it('authenticates by password or SHA-256 digest, refuses disabled users, and derives the default user', () => {
     const digest = crypto.createHash('sha256').update('hashed').digest('hex');
     const access = AccessControl.fromConfig('topsecret', [
@@ -77,7 +99,6 @@ describe('ACL users', () => {
       return 'accepted';
     };
     expect(refused('on >pw %R~app:*')).to.match(/user 'u': read\/write key selectors/);
-    expect(refused('on >pw &news')).to.match(/user 'u': channel patterns/);
     expect(refused('on >pw sometimes')).to.equal("user 'u': unknown rule 'sometimes'");
     expect(refused('on #abc')).to.match(/not a SHA-256 hex digest/);
     expect(refused('dup', 'pw')).to.equal("give requirepass or a user named 'default', not both");

@@ -5,16 +5,24 @@
 //   { "name": "app", "rules": "on >s3cret ~app:* +@all -@dangerous" }
 // Supported rules: on, off, >password, #<sha256 hex>, nopass, resetpass, ~pattern,
 // allkeys, resetkeys, +@category, -@category, +command, -command, +command|sub,
-// -command|sub, allcommands, nocommands, allchannels, &*, reset. Rules apply in order,
-// later ones overriding earlier ones, as in Redis. Channels are not restricted (only
-// `allchannels` and `&*` are accepted). Read/write key selectors (%R~, %W~) are not
-// supported; a rule the proxy does not know is a configuration error, never ignored.
+// -command|sub, allcommands, nocommands, &pattern, allchannels, resetchannels, reset. Rules
+// apply in order, later ones overriding earlier ones, as in Redis. Channels as in Redis 7
+// (acl-pubsub-default resetchannels): a user given no channel rule may use no channel;
+// PUBLISH, SPUBLISH, SUBSCRIBE and SSUBSCRIBE need each channel to match a pattern,
+// PSUBSCRIBE each pattern to be one of the user's patterns, letter for letter. Read/write
+// key selectors (%R~, %W~) are not supported; a rule the proxy does not know is a
+// configuration error, never ignored.
 //
 // `requirepass` is the default user's password, as in Redis. Without it, and without a
 // user named "default", the default user needs no password and may do everything.
 import crypto from 'node:crypto';
 
 import type { CommandInfo } from './command_table.js';
+
+interface ChannelPattern {
+  text: string;
+  regexp: RegExp;
+}
 
 interface CommandRule {
   allow: boolean;
@@ -30,8 +38,10 @@ export class AclUser {
     readonly nopass: boolean,
     private readonly commandRules: readonly CommandRule[],
     private readonly keyPatterns: readonly RegExp[] | 'all',
+    private readonly channelPatterns: readonly ChannelPattern[] | 'all',
   ) {
-    this.unrestricted = keyPatterns === 'all' && commandRules.length > 0 && commandRules.every((rule) => rule.allow && rule.category === '@all');
+    this.unrestricted =
+      keyPatterns === 'all' && channelPatterns === 'all' && commandRules.length > 0 && commandRules.every((rule) => rule.allow && rule.category === '@all');
   }
 
   checkPassword(password: Buffer): boolean {
@@ -73,6 +83,17 @@ export class AclUser {
     });
   }
 
+  // `channels` of PUBLISH or SUBSCRIBE (and their shard forms): each must match one of the
+  // user's patterns. With `asPatterns` (PSUBSCRIBE's), each must be one of them exactly.
+  canAccessChannels(channels: ReadonlyArray<Buffer>, asPatterns: boolean): boolean {
+    const patterns = this.channelPatterns;
+    if (patterns === 'all') return true;
+    return channels.every((channel) => {
+      const text = channel.toString('latin1');
+      return patterns.some((pattern) => (asPatterns ? pattern.text === text : pattern.regexp.test(text)));
+    });
+  }
+
   // The categories and commands its rules name, to check against the command table.
   get namedInRules(): { categories: string[]; commands: string[] } {
     return {
@@ -101,7 +122,7 @@ export class AccessControl {
       throw new Error("give requirepass or a user named 'default', not both");
     }
     if (!byName.has('default')) {
-      byName.set('default', parseUser('default', requirepass === undefined ? 'on nopass ~* +@all' : `on >${requirepass} ~* +@all`));
+      byName.set('default', parseUser('default', requirepass === undefined ? 'on nopass ~* &* +@all' : `on >${requirepass} ~* &* +@all`));
     }
     return new AccessControl(byName);
   }
@@ -176,6 +197,7 @@ function parseUser(name: string, rules: string): AclUser {
   const hashes = new Set<string>();
   let commands: CommandRule[] = [];
   let keys: RegExp[] | 'all' = [];
+  let channels: ChannelPattern[] | 'all' = [];
   for (const token of rules.split(/\s+/).filter((word) => word.length > 0)) {
     const lower = token.toLowerCase();
     if (lower === 'on') enabled = true;
@@ -198,8 +220,11 @@ function parseUser(name: string, rules: string): AclUser {
     else if (token.startsWith('~')) {
       if (keys !== 'all') keys.push(globToRegExp(token.slice(1)));
     } else if (token.startsWith('%')) throw new Error(`user '${name}': read/write key selectors ('${token}') are not supported by mu-proxy`);
-    else if (lower === 'allchannels' || token === '&*' || lower === 'resetchannels') continue;
-    else if (token.startsWith('&')) throw new Error(`user '${name}': channel patterns ('${token}') are not supported by mu-proxy (channels are not restricted)`);
+    else if (lower === 'allchannels' || token === '&*') channels = 'all';
+    else if (lower === 'resetchannels') channels = [];
+    else if (token.startsWith('&')) {
+      if (channels !== 'all') channels.push({ text: token.slice(1), regexp: globToRegExp(token.slice(1)) });
+    }
     else if (lower === 'allcommands') commands.push({ allow: true, category: '@all' });
     else if (lower === 'nocommands') commands.push({ allow: false, category: '@all' });
     else if (lower === 'reset') {
@@ -208,6 +233,7 @@ function parseUser(name: string, rules: string): AclUser {
       hashes.clear();
       commands = [];
       keys = [];
+      channels = [];
     } else if (token.startsWith('+@') || token.startsWith('-@')) {
       commands.push({ allow: token[0] === '+', category: lower.slice(1) });
     } else if (token.startsWith('+') || token.startsWith('-')) {
@@ -217,5 +243,5 @@ function parseUser(name: string, rules: string): AclUser {
       throw new Error(`user '${name}': unknown rule '${token}'`);
     }
   }
-  return new AclUser(name, enabled, hashes, nopass, commands, keys);
+  return new AclUser(name, enabled, hashes, nopass, commands, keys, channels);
 }

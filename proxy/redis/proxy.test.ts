@@ -565,7 +565,7 @@ describe('Redis front end with ACL users', function () {
           { name: 'app', rules: 'on >app-pw ~app:* +@all -@dangerous' },
           { name: 'reader', rules: 'on >reader-pw allkeys +@read' },
           { name: 'gone', rules: 'off >gone-pw allkeys +@all' },
-          { name: 'listener', rules: 'on >listener-pw allkeys +subscribe +ping' },
+          { name: 'listener', rules: 'on >listener-pw allkeys &news +subscribe +ping' },
           { name: 'keyed', rules: 'on >keyed-pw ~app:* +@all' },
         ],
       },
@@ -636,11 +636,11 @@ describe('Redis front end with ACL users', function () {
     let heard = '';
     socket.on('data', (chunk: Buffer) => (heard += chunk.toString()));
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(Buffer.concat([command('AUTH', 'listener', 'listener-pw'), command('SUBSCRIBE', 'news'), command('PSUBSCRIBE', 'n*'), command('PING')]));
+    socket.write(Buffer.concat([command('AUTH', 'listener', 'listener-pw'), command('SUBSCRIBE', 'news'), command('SUBSCRIBE', 'weather'), command('PSUBSCRIBE', 'n*'), command('PING')]));
     for (let i = 0; i < 400 && !heard.includes('pong'); i++) await new Promise((resolve) => setTimeout(resolve, 5));
     socket.destroy();
     expect(heard).to.equal(
-      "+OK\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n-NOPERM this user has no permissions to run the 'psubscribe' command\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+      "+OK\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n-NOPERM this user has no permissions to access one of the channels used as arguments\r\n-NOPERM this user has no permissions to run the 'psubscribe' command\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n",
     );
   });
 

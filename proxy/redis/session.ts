@@ -322,6 +322,10 @@ export class RedisSession {
     if (found === undefined || !arityOk(found.info, argv.length)) return undefined; // the usual error follows
     if (!user.canRun(found.info)) return reply.errorReply(`NOPERM this user has no permissions to run the '${found.info.name}' command`);
     if (!user.canAccessKeys(this.front.table.keys(argv))) return reply.errorReply('NOPERM this user has no permissions to access one of the keys used as arguments');
+    const channels = channelArguments(found.info.name, argv);
+    if (channels !== undefined && !user.canAccessChannels(channels, found.info.name === 'psubscribe')) {
+      return reply.errorReply('NOPERM this user has no permissions to access one of the channels used as arguments');
+    }
     // Redis checks each command a script calls against the caller's user; the backends run
     // them with no user at all, so a script could reach any key and any command.
     if (scriptRuns.has(found.info.name)) return scriptDenial;
@@ -1304,4 +1308,20 @@ function unknownCommand(argv: Buffer[]): Buffer {
   const name = (argv[0] as Buffer).subarray(0, 128).toString('latin1');
   const text = `ERR unknown command '${name}', with args beginning with: ${args}`.replace(/[\r\n]/g, ' ');
   return Buffer.concat([Buffer.from('-'), Buffer.from(text, 'latin1'), Buffer.from('\r\n')]);
+}
+
+// The channels (PSUBSCRIBE: the patterns) a pub/sub command names, for the user's channel
+// rules; undefined for commands that name none.
+function channelArguments(name: string, argv: Buffer[]): Buffer[] | undefined {
+  switch (name) {
+    case 'publish':
+    case 'spublish':
+      return argv.slice(1, 2);
+    case 'subscribe':
+    case 'ssubscribe':
+    case 'psubscribe':
+      return argv.slice(1);
+    default:
+      return undefined;
+  }
 }
