@@ -11,7 +11,7 @@ import { encodeCommand } from '../adapters/redis/resp.js';
 import { ConfigError } from '../mu/config.js';
 import { loadRedisProxyConfig } from './redis/config.js';
 import { RedisReplica } from './redis/redis_replica.js';
-import { MemcachedReplica } from './memcached/memcached_replica.js';
+import { MemcachedReplica, memcachedClientAddress } from './memcached/memcached_replica.js';
 
 function usage(problem?: string): never {
   if (problem !== undefined) console.error(`mu-proxy: ${problem}`);
@@ -52,13 +52,25 @@ async function start(args: string[]): Promise<void> {
   if (args.includes('--stop-on-stdin-close')) process.stdin.on('end', stop).resume();
 }
 
+// Where replica `id` takes Redis clients, as seen from another host. A wildcard listen
+// host (0.0.0.0, ::: the usual choice with host networking) names no host to connect to:
+// the replica is reached at the host of its control address, as the replicas themselves
+// reach each other (clientAddress in redis/redis_replica.ts).
+function redisClientAddress(config: ReturnType<typeof loadRedisProxyConfig>, id: number): { host: string; port: number } {
+  const listen = config.replicas[id]?.listen as { host: string; port: number };
+  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
+  const control = config.cluster.replicas.find((replica) => replica.id === id);
+  return control === undefined ? listen : { host: control.host, port: listen.port };
+}
+
 async function status(args: string[]): Promise<void> {
   const configPath = option(args, '--config') ?? usage('status needs --config');
   const config = loadRedisProxyConfig(configPath);
-  for (const [id, addresses] of config.replicas.entries()) {
-    const where = `${addresses.listen.host}:${addresses.listen.port}`;
+  for (const id of config.replicas.keys()) {
+    const address = redisClientAddress(config, id);
+    const where = `${address.host}:${address.port}`;
     try {
-      const client = await RedisBackend.connect({ host: addresses.listen.host, port: addresses.listen.port, connectTimeoutMs: 2000 });
+      const client = await RedisBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
       const commands = config.front.requirepass === undefined ? [] : [encodeCommand(['AUTH', config.front.requirepass])];
       const replies = await client.sendMany([...commands, encodeCommand(['MU', 'STATUS'])]);
       await client.close();
@@ -85,7 +97,7 @@ interface CheckProtocol {
 function redisCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): CheckProtocol {
   const auth = config.front.requirepass === undefined ? [] : [encodeCommand(['AUTH', config.front.requirepass])];
   const ask = async (id: number, argv: string[]): Promise<string> => {
-    const address = config.replicas[id]?.listen as { host: string; port: number };
+    const address = redisClientAddress(config, id);
     const client = await RedisBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
     try {
       const replies = await client.sendMany([...auth, encodeCommand(argv)]);
@@ -115,7 +127,7 @@ function redisCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): Ch
 
 function memcachedCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): CheckProtocol {
   const ask = async (id: number, request: string, shape: 'line' | 'stats'): Promise<string> => {
-    const address = config.memcachedReplicas[id]?.listen as { host: string; port: number };
+    const address = memcachedClientAddress(config, id) as { host: string; port: number };
     const client = await MemcachedBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
     try {
       return (await client.send(Buffer.from(`${request}\r\n`), shape)).toString('latin1').trim();

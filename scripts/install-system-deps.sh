@@ -14,6 +14,8 @@ packages=(
   # the backends the proxy fronts, and the tools its compatibility tests and benchmarks
   # drive (redis-tools: redis-cli, redis-benchmark; nutcracker: twemproxy, the baseline)
   redis-server redis-tools memcached libmemcached-tools nutcracker
+  # docker/compose.test.ts: `docker-compose config` checks the compose files (no engine needed)
+  docker-compose
 )
 
 missing=()

@@ -18,7 +18,7 @@ fail() { say "$(uptime_s)" "FAIL: $*"; stop; }
 
 say "$(uptime_s)" "kernel $(uname -r) up"
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
-for module in virtio_pci 9pnet_virtio 9p crc32_generic rdma_rxe ib_uverbs dummy veth; do
+for module in virtio_pci 9pnet_virtio 9p crc32_generic rdma_rxe ib_uverbs dummy veth bridge; do
   modprobe "$module" || fail "modprobe $module"
 done
 

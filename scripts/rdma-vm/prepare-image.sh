@@ -24,7 +24,8 @@ die() { echo "rdma-vm: FAIL: $*" >&2; exit 2; }
 #   rdma_rxe ib_uverbs         - Soft-RoCE and the user-space verbs interface
 #   crc32_generic              - the RoCE v2 ICRC that rxe computes
 #   dummy veth                 - network devices to bind rxe to
-guest_modules=(virtio_pci 9pnet_virtio 9p rdma_rxe ib_uverbs crc32_generic dummy veth)
+#   bridge                     - the switch that joins the multi-host test's hosts
+guest_modules=(virtio_pci 9pnet_virtio 9p rdma_rxe ib_uverbs crc32_generic dummy veth bridge)
 # iproute2 tools needed before the guest switches to the host root.
 guest_tools=(/usr/sbin/ip /usr/bin/rdma)
 

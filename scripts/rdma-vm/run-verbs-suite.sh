@@ -9,7 +9,8 @@
 #
 # The guest command sees MU_FABRIC_BACKENDS=verbs MU_VERBS_DEVICE=rxe0 MU_VERBS_GID_INDEX=1
 # and any GTEST_* variables of the caller. RDMA_VM_TIMEOUT_S bounds the whole VM run
-# (default 300).
+# (default 300); RDMA_VM_MEMORY_MB sizes the guest (default 1024; the multi-host test,
+# with three Node proxies, wants 2048).
 #
 # Exit status: the guest command's status when it ran; otherwise non-zero with a reason
 # (2: setup, 3: the VM did not boot, 4: no rxe0, 5: the command did not finish).
@@ -19,6 +20,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache="$repo/.cache/rdma-vm"
 timeout_s=${RDMA_VM_TIMEOUT_S:-300}
+memory_mb=${RDMA_VM_MEMORY_MB:-1024}
+[[ "$memory_mb" =~ ^[0-9]+$ ]] || { echo "rdma-vm: FAIL: RDMA_VM_MEMORY_MB must be a number of MiB" >&2; exit 2; }
 
 say() { echo "rdma-vm: $*" >&2; }
 die() { local status=$1; shift; echo "rdma-vm: FAIL: $*" >&2; exit "$status"; }
@@ -65,7 +68,7 @@ say "booting $(basename "$kernel") under QEMU TCG (limit ${timeout_s} s); guest 
 set +e
 # -nic none: rxe runs on a dummy device inside the guest; the host network is not needed.
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-  -accel tcg -cpu max -smp 2 -m 1G \
+  -accel tcg -cpu max -smp 2 -m "${memory_mb}M" \
   -nographic -no-reboot -nic none \
   -kernel "$kernel" -initrd "$initrd" \
   -append "console=ttyS0 panic=-1 loglevel=4" \
