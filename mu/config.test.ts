@@ -92,6 +92,7 @@ describe('cluster config', () => {
         pipelineDepth: 8,
         idleStrategy: 'backoff',
         failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
+        wedgedLinkRestartMs: 10_000,
       });
       expect(config.engine).to.deep.equal(engineDefaults);
     });
@@ -141,6 +142,7 @@ describe('cluster config', () => {
             pipelineDepth: 16,
             idleStrategy: 'spin',
             failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
+            wedgedLinkRestartMs: 0,
           },
         }),
       );
@@ -152,6 +154,7 @@ describe('cluster config', () => {
         pipelineDepth: 16,
         idleStrategy: 'spin',
         failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
+        wedgedLinkRestartMs: 0,
       });
     });
 

@@ -37,6 +37,9 @@ export interface EngineConfig {
   pipelineDepth: number;
   idleStrategy: 'backoff' | 'yield' | 'spin';
   failureDetector: FailureDetectorConfig;
+  // verbs only: a replica that sees no majority over RDMA for this long while its control
+  // plane reaches a majority restarts (member.ts, "wedged links"); 0: never.
+  wedgedLinkRestartMs: number;
 }
 
 export type FabricConfig =
@@ -68,6 +71,7 @@ export const engineDefaults: EngineConfig = {
   pipelineDepth: 8,
   idleStrategy: 'backoff',
   failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
+  wedgedLinkRestartMs: 10_000,
 };
 
 export const minSecretBytes = 16;
@@ -273,13 +277,14 @@ function validateReplicas(check: Checker, value: Json | undefined, extraFields: 
 function validateEngine(check: Checker, value: Json | undefined): EngineConfig | undefined {
   // Copies: the returned config must not share (mutable) objects with engineDefaults.
   if (value === undefined) return { ...engineDefaults, failureDetector: { ...engineDefaults.failureDetector } };
-  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector']);
+  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector', 'wedgedLinkRestartMs']);
   if (engine === undefined) return undefined;
   const pick = (key: string, fallback: number, low: number, high: number) =>
     engine[key] === undefined ? fallback : check.integer(engine[key], `engine.${key}`, low, high);
   const logBytes = pick('logBytes', engineDefaults.logBytes, 64 << 10, 2 ** 36);
   const maxEntryBytes = pick('maxEntryBytes', engineDefaults.maxEntryBytes, 256, 1 << 20);
   const pipelineDepth = pick('pipelineDepth', engineDefaults.pipelineDepth, 1, 256);
+  const wedgedLinkRestartMs = pick('wedgedLinkRestartMs', engineDefaults.wedgedLinkRestartMs, 0, 3_600_000);
   let idleStrategy = engineDefaults.idleStrategy;
   if (engine['idleStrategy'] !== undefined) {
     const named = engine['idleStrategy'];
@@ -290,10 +295,10 @@ function validateEngine(check: Checker, value: Json | undefined): EngineConfig |
     check.fail('engine.logBytes', `must hold at least four of the largest entries (4 x ${maxEntryBytes} bytes)`);
   }
   const failureDetector = validateDetector(check, engine['failureDetector']);
-  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined) {
+  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined || wedgedLinkRestartMs === undefined) {
     return undefined;
   }
-  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector };
+  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector, wedgedLinkRestartMs };
 }
 
 function validateDetector(check: Checker, value: Json | undefined): FailureDetectorConfig | undefined {

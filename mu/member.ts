@@ -3,6 +3,14 @@
 // control plane, wait for every peer's card, connect, start. Afterwards a peer that
 // restarts announces a new incarnation and card; the member reconnects the engine to it,
 // and the peer rejoins through the leader.
+//
+// Wedged links (verbs only): after a long enough partition, an RC queue pair whose peer
+// kept its own end never comes back (the two ends' packet sequence numbers no longer
+// agree, and only a paired reset, or a new incarnation, realigns them). So a replica
+// that sees no majority over RDMA for engine.wedgedLinkRestartMs while its control plane
+// (TCP) reaches a majority restarts: only a replica outside the majority ever does, so
+// the majority goes on, and the restarted one rejoins as a new incarnation with fresh
+// queue pairs. The supervisor (the container's restart policy, systemd) starts it again.
 import crypto from 'node:crypto';
 
 import type { ClusterConfig } from './config.js';
@@ -16,7 +24,13 @@ export interface MemberOptions {
   // How long to wait for every peer's card at start-up.
   cardsTimeoutMs?: number;
   tuning?: ReplicaTuning;
+  // Called when the links are wedged (see above); the default logs and exits with status
+  // 75 (EX_TEMPFAIL) for the supervisor to restart this replica.
+  onWedged?: (reason: string) => void;
 }
+
+// How often the wedge watchdog looks.
+const wedgeCheckIntervalMs = 1000;
 
 export class ClusterMember {
   readonly replica: Replica;
@@ -24,6 +38,7 @@ export class ClusterMember {
   readonly incarnation: string;
   private readonly connectedIncarnations = new Map<number, string>();
   private readonly log: (line: string) => void;
+  private wedgeWatch: NodeJS.Timeout | undefined;
 
   private constructor(replica: Replica, control: ControlPlane, incarnation: string, log: (line: string) => void) {
     this.replica = replica;
@@ -63,12 +78,40 @@ export class ClusterMember {
       );
       replica.start();
       log(`started (incarnation ${incarnation}, ${config.replicas.length} replicas, fabric ${config.fabric.backend})`);
+      if (config.fabric.backend === 'verbs' && config.engine.wedgedLinkRestartMs > 0) {
+        const onWedged =
+          options.onWedged ??
+          ((reason: string) => {
+            log(`${reason}: exiting so that the supervisor restarts this replica with fresh connections`);
+            process.exit(75);
+          });
+        member.watchForWedgedLinks(config.replicas.length, config.engine.wedgedLinkRestartMs, onWedged);
+      }
       return member;
     } catch (error) {
       replica.stop();
       await control.close();
       throw error;
     }
+  }
+
+  private watchForWedgedLinks(replicaCount: number, limitMs: number, onWedged: (reason: string) => void): void {
+    const majority = Math.floor(replicaCount / 2) + 1;
+    let since: number | undefined;
+    this.wedgeWatch = setInterval(() => {
+      const status = this.replica.status();
+      const seenOverRdma = status.peerAlive.filter((alive, id) => alive || id === this.replica.nodeId).length;
+      const reachedOverTcp = this.control.reachablePeers().size + 1;
+      if (seenOverRdma >= majority || reachedOverTcp < majority) {
+        since = undefined;
+        return;
+      }
+      since ??= Date.now();
+      if (Date.now() - since < limitMs) return;
+      clearInterval(this.wedgeWatch);
+      onWedged(`for ${limitMs} ms this replica saw ${seenOverRdma} of ${replicaCount} replicas over RDMA (itself included) while its control plane reached ${reachedOverTcp}: its RDMA links are wedged`);
+    }, wedgeCheckIntervalMs);
+    this.wedgeWatch.unref();
   }
 
   private onPeerCard(card: PeerCard): void {
@@ -84,6 +127,7 @@ export class ClusterMember {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.wedgeWatch);
     this.replica.stop();
     await this.control.close();
   }

@@ -104,6 +104,13 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
   }
 
   /** One card per replica in id order (self included) once all are known. */
+  /** The peers this replica has an authenticated connection with now, either way. */
+  reachablePeers(): Set<number> {
+    const peers = new Set<number>();
+    for (const session of this.sessions) if (session.peerId !== undefined) peers.add(session.peerId);
+    return peers;
+  }
+
   waitForCards(timeoutMs: number): Promise<PeerCard[]> {
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
       const problem = `waitForCards timeout must be a non-negative number of ms, got ${timeoutMs}`;
