@@ -52,7 +52,7 @@ die() {
 }
 
 [[ "$id" =~ ^[0-9]+$ ]] || die "MU_REPLICA_ID must be this replica's id (0, 1, 2, ...), got '${id}'"
-[[ -r "$config" ]] || die "cannot read the cluster configuration $config (mount it, or set MU_CONFIG)"
+[[ -f "$config" && -r "$config" ]] || die "cannot read the cluster configuration $config as a file (mount it, or set MU_CONFIG; a mount of a missing host file shows up as a directory)"
 command -v node >/dev/null || die "node is not on PATH"
 command -v "$mu_proxy" >/dev/null || die "$mu_proxy is not on PATH (set MU_PROXY_BIN)"
 

@@ -66,6 +66,20 @@ function redisClientAddress(config: ReturnType<typeof loadRedisProxyConfig>, id:
 async function status(args: string[]): Promise<void> {
   const configPath = option(args, '--config') ?? usage('status needs --config');
   const config = loadRedisProxyConfig(configPath);
+  // A cluster that fronts memcached only: the proxy's lines of each replica's `stats`.
+  for (const id of config.replicas.length > 0 ? [] : config.memcachedReplicas.keys()) {
+    const address = memcachedClientAddress(config, id) as { host: string; port: number };
+    const where = `${address.host}:${address.port}`;
+    try {
+      const client = await MemcachedBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
+      const stats = (await client.send(Buffer.from('stats\r\n'), 'stats')).toString('latin1');
+      await client.close();
+      const fields = [...stats.matchAll(/^STAT mu_(\S+) (\S+)\r$/gm)].map(([, name, value]) => `${name}=${value}`);
+      console.log(`replica ${id} (${where}): ${fields.join(' ')}`);
+    } catch (error) {
+      console.log(`replica ${id} (${where}): unreachable (${(error as Error).message})`);
+    }
+  }
   for (const id of config.replicas.keys()) {
     const address = redisClientAddress(config, id);
     const where = `${address.host}:${address.port}`;

@@ -28,8 +28,9 @@ export function shapeOf(code: number): ReplyShape {
 }
 
 // Lines memcached ends any request with when it refuses it.
+// ("ERROR <text>" too: lru_crawler's refusals carry one.)
 export function isErrorLine(line: string): boolean {
-  return line === 'ERROR' || line.startsWith('CLIENT_ERROR') || line.startsWith('SERVER_ERROR');
+  return line === 'ERROR' || line.startsWith('ERROR ') || line.startsWith('CLIENT_ERROR') || line.startsWith('SERVER_ERROR');
 }
 
 export class MemcachedProtocolError extends Error {

@@ -126,6 +126,10 @@ describe('faults through the memcached proxy (processes, shm, real memcached ser
     cluster = await MemcachedProcesses.start();
     const leader = await cluster.leader();
     const follower = (leader + 1) % 3;
+    // mu-proxy status speaks memcached to a cluster that fronts memcached only.
+    const status = await cluster.runCli(['status']);
+    expect(status.stdout).to.match(new RegExp(`^replica ${leader} \\(127\\.0\\.0\\.1:\\d+\\): node_id=${leader} role=leader leader=${leader} `, 'm'));
+    expect(status.stdout).to.match(new RegExp(`^replica ${follower} \\(127\\.0\\.0\\.1:\\d+\\): node_id=${follower} role=follower leader=${leader} `, 'm'));
     workload = runWorkload(cluster, 4);
     await acknowledgedAtLeast(workload, 300);
     cluster.proxies[follower]?.kill('SIGSTOP');

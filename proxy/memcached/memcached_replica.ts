@@ -72,7 +72,9 @@ export async function startMemcachedFrontEnd(
 ): Promise<MemcachedFrontEnd> {
   const addresses = config.memcachedReplicas[nodeId];
   if (addresses === undefined) throw new Error(`replica ${nodeId} has no memcached addresses in the configuration`);
-  proposer.pipeline.attachMemcached(backend);
+  proposer.pipeline.attachMemcached(backend, () =>
+    MemcachedBackend.connect({ host: addresses.backend.host, port: addresses.backend.port, connectTimeoutMs: 2000, name: `memcached ${addresses.backend.host}:${addresses.backend.port} (digests)` }),
+  );
   backend.onClose((error) => {
     if (error !== undefined) proposer.pipeline.lost(`the local memcached failed: ${error.message}`);
   });
@@ -142,6 +144,7 @@ export class MemcachedReplica {
     if (metrics !== undefined) await new Promise<void>((resolve) => metrics.close(() => resolve()));
     await this.front.close();
     await this.member.stop();
+    await this.pipeline.close();
     await this.backend.close();
   }
 }

@@ -23,6 +23,7 @@ const exec = encodeCommand(['EXEC']);
 const debugDigest = encodeCommand(['DEBUG', 'DIGEST']);
 const ping = encodeCommand(['PING']);
 const metadump = Buffer.from('lru_crawler metadump all\r\n');
+const mnRequest = Buffer.from('mn\r\n');
 
 // A memcached's digest: every item's key, expiry, CAS and size from lru_crawler metadump
 // (leaving out last access and fetched, which reads change), sorted, hashed. Equal CAS
@@ -89,6 +90,8 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
 
   // Where memcached commands (log kind memcached) go, on a replica that fronts memcached.
   private memcached: MemcachedBackend | undefined;
+  private openDigestConnection: (() => Promise<MemcachedBackend>) | undefined;
+  private digestConnection: MemcachedBackend | undefined;
 
   constructor(
     private readonly replica: Replica,
@@ -101,8 +104,11 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     replica.on('applied', (entry) => this.apply(entry));
   }
 
-  attachMemcached(backend: MemcachedBackend): void {
+  // `openDigestConnection`: a connection of its own to the same memcached, for the
+  // metadump a digest entry takes (applyDigest).
+  attachMemcached(backend: MemcachedBackend, openDigestConnection?: () => Promise<MemcachedBackend>): void {
     this.memcached = backend;
+    this.openDigestConnection = openDigestConnection;
   }
 
   // A fresh id for a request this replica proposes; `expect` it before proposing.
@@ -163,7 +169,7 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
     }
     this.appliedIndex = entry.index;
     this.cursor = { nextIndex: entry.index + 1, position: entry.nextPosition };
-    for (const command of entry.commands) {
+    for (const [position, command] of entry.commands.entries()) {
       const decoded = decodeLogCommand(command.data);
       let logCommand: LogCommand;
       if (decoded.kind === LogCommandKind.chunk) {
@@ -182,7 +188,10 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
         continue;
       }
       if (logCommand.kind === LogCommandKind.digest) {
-        this.applyDigest(entry.index, own ? logCommand.requestId : undefined);
+        const rest = entry.commands.slice(position + 1);
+        // A memcached digest holds the apply stream (applyDigest); the rest of this entry
+        // waits with it.
+        if (this.applyDigest(entry.index, own ? logCommand.requestId : undefined, rest.length > 0 ? { ...entry, commands: rest } : undefined)) return;
         continue;
       }
       const waiter = own ? this.waiters.get(logCommand.requestId) : undefined;
@@ -245,14 +254,27 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
   }
 
   // Records the backend's digest at `index`; this replica's own request gets
-  // `*2 :index <digest reply>`.
-  private applyDigest(index: number, ownRequestId: number | undefined): void {
+  // `*2 :index <digest reply>`. The redis-server is asked in apply order. memcached refuses
+  // a metadump that has other requests before it on its connection ("cannot pipeline"),
+  // and clients' reads share the apply connection: so the apply stream is held (the rest
+  // of the entry, `rest`, and what follows), the apply connection is let drain (an mn
+  // answered means everything before it was), the metadump runs alone on a connection of
+  // its own, and then the stream goes on. True when the stream is held: the caller stops
+  // applying this entry (`rest` is applied on release).
+  private applyDigest(index: number, ownRequestId: number | undefined, rest: AppliedEntry | undefined): boolean {
     const waiter = ownRequestId === undefined ? undefined : this.waiters.get(ownRequestId);
     if (ownRequestId !== undefined) this.waiters.delete(ownRequestId);
     this.digestsPending.add(index);
-    // Both asked now, in this replica's apply order: each backend answers at this entry.
     const redis = this.channel?.send(0, [debugDigest]).then((replies) => replies[0] as Buffer);
-    const memcached = this.memcached?.send(metadump, 'listing').then(memcachedDigest);
+    const backend = this.memcached;
+    let memcached: Promise<string> | undefined;
+    if (backend !== undefined) {
+      this.held = rest === undefined ? [] : [rest];
+      memcached = backend
+        .send(mnRequest, 'line')
+        .then(() => this.takeMetadump())
+        .finally(() => this.release());
+    }
     void Promise.all([redis, memcached]).then(
       ([redisReply, memcachedText]) => {
         // A redis-server alone: its own DEBUG DIGEST reply, as is. With a memcached, one
@@ -273,6 +295,28 @@ export class ApplyPipeline extends EventEmitter<ApplyPipelineEvents> {
       },
     );
     if (ownRequestId !== undefined) this.ownApplied(ownRequestId);
+    return backend !== undefined;
+  }
+
+  // Closes the digest connection, if one was opened (when the replica stops).
+  async close(): Promise<void> {
+    const connection = this.digestConnection;
+    this.digestConnection = undefined;
+    await connection?.close();
+  }
+
+  // The memcached's items as a digest, from a metadump on the digest connection (opened
+  // once, again after it closes); a digest that could not be taken says why instead.
+  private async takeMetadump(): Promise<string> {
+    try {
+      if (this.digestConnection === undefined || this.digestConnection.closed) {
+        if (this.openDigestConnection === undefined) return 'unavailable (no connection for metadumps)';
+        this.digestConnection = await this.openDigestConnection();
+      }
+      return memcachedDigest(await this.digestConnection.send(metadump, 'listing'));
+    } catch (error) {
+      return `unavailable (${(error as Error).message})`;
+    }
   }
 
   // The backend's DEBUG DIGEST reply at digest entry `index`; 'pending' while it is not

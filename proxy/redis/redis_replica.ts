@@ -149,6 +149,7 @@ export class RedisReplica {
     await this.front.close();
     await this.memcachedFront?.close();
     await this.member.stop();
+    await this.pipeline.close();
     await this.channel.backend.close();
     await this.memcachedBackend?.close();
   }
