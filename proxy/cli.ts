@@ -10,7 +10,7 @@ import { RedisBackend } from '../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../adapters/redis/resp.js';
 import { ConfigError } from '../mu/config.js';
 import { loadRedisProxyConfig } from './redis/config.js';
-import { RedisReplica } from './redis/redis_replica.js';
+import { clientAddress, RedisReplica } from './redis/redis_replica.js';
 import { MemcachedReplica, memcachedClientAddress } from './memcached/memcached_replica.js';
 
 function usage(problem?: string): never {
@@ -52,17 +52,6 @@ async function start(args: string[]): Promise<void> {
   if (args.includes('--stop-on-stdin-close')) process.stdin.on('end', stop).resume();
 }
 
-// Where replica `id` takes Redis clients, as seen from another host. A wildcard listen
-// host (0.0.0.0, ::: the usual choice with host networking) names no host to connect to:
-// the replica is reached at the host of its control address, as the replicas themselves
-// reach each other (clientAddress in redis/redis_replica.ts).
-function redisClientAddress(config: ReturnType<typeof loadRedisProxyConfig>, id: number): { host: string; port: number } {
-  const listen = config.replicas[id]?.listen as { host: string; port: number };
-  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
-  const control = config.cluster.replicas.find((replica) => replica.id === id);
-  return control === undefined ? listen : { host: control.host, port: listen.port };
-}
-
 async function status(args: string[]): Promise<void> {
   const configPath = option(args, '--config') ?? usage('status needs --config');
   const config = loadRedisProxyConfig(configPath);
@@ -81,7 +70,7 @@ async function status(args: string[]): Promise<void> {
     }
   }
   for (const id of config.replicas.keys()) {
-    const address = redisClientAddress(config, id);
+    const address = clientAddress(config, id) as { host: string; port: number };
     const where = `${address.host}:${address.port}`;
     try {
       const client = await RedisBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
@@ -111,7 +100,7 @@ interface CheckProtocol {
 function redisCheckProtocol(config: ReturnType<typeof loadRedisProxyConfig>): CheckProtocol {
   const auth = config.front.requirepass === undefined ? [] : [encodeCommand(['AUTH', config.front.requirepass])];
   const ask = async (id: number, argv: string[]): Promise<string> => {
-    const address = redisClientAddress(config, id);
+    const address = clientAddress(config, id) as { host: string; port: number };
     const client = await RedisBackend.connect({ host: address.host, port: address.port, connectTimeoutMs: 2000 });
     try {
       const replies = await client.sendMany([...auth, encodeCommand(argv)]);

@@ -130,17 +130,9 @@ export class MemcachedFrontEnd {
   // Proposes a memcached request; resolves with this replica's memcached's reply to it once
   // applied, or the line that says why it was not.
   proposeWrite(requestId: number, request: Buffer, shape: ReplyShape): Promise<Buffer> {
-    const pipeline = this.log.pipeline;
-    const answered = pipeline.expect(requestId);
     const command = encodeLogCommand({ kind: LogCommandKind.memcached, origin: this.log.replica.nodeId, requestId, db: shapeCode(shape), parts: [request] });
     this.log.noteWrite();
-    return new Promise((resolve) => {
-      this.log.submit(requestId, command).catch((error: unknown) => {
-        pipeline.forget(requestId);
-        resolve(this.proposalErrorReply(error));
-      });
-      answered.then(resolve, (error: Error) => resolve(line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)));
-    });
+    return this.proposeForReply(requestId, command, (reply) => reply);
   }
 
   // `mu_check`: proposes a digest entry; every replica hashes its memcached's items when
@@ -148,25 +140,27 @@ export class MemcachedFrontEnd {
   proposeDigest(): Promise<Buffer> {
     const refusal = this.writeRefusal();
     if (refusal !== undefined) return Promise.resolve(refusal);
-    const pipeline = this.log.pipeline;
-    const requestId = pipeline.newRequestId();
-    const answered = pipeline.expect(requestId);
+    const requestId = this.log.pipeline.newRequestId();
     const command = encodeLogCommand({ kind: LogCommandKind.digest, origin: this.log.replica.nodeId, requestId, db: 0, parts: [] });
+    return this.proposeForReply(requestId, command, (reply) => {
+      // `*2\r\n:<index>\r\n<digest reply>` from the apply pipeline.
+      const parsed = /^\*2\r\n:(\d+)\r\n/.exec(reply.toString('latin1'));
+      return parsed === null ? line('SERVER_ERROR mu-proxy: unexpected digest reply') : digestLine(`DIGEST ${parsed[1]}`, reply.subarray(parsed[0].length));
+    });
+  }
+
+  // Proposes `command` (request `requestId`); resolves with `translate` of this replica's
+  // reply to it once applied, or the line that says why it was not.
+  private proposeForReply(requestId: number, command: Buffer, translate: (reply: Buffer) => Buffer): Promise<Buffer> {
+    const pipeline = this.log.pipeline;
+    const answered = pipeline.expect(requestId);
     return new Promise((resolve) => {
       this.log.submit(requestId, command).catch((error: unknown) => {
         pipeline.forget(requestId);
         resolve(this.proposalErrorReply(error));
       });
       answered.then(
-        (resp) => {
-          // `*2\r\n:<index>\r\n<digest reply>` from the apply pipeline.
-          const parsed = /^\*2\r\n:(\d+)\r\n/.exec(resp.toString('latin1'));
-          if (parsed === null) {
-            resolve(line(`SERVER_ERROR mu-proxy: unexpected digest reply`));
-            return;
-          }
-          resolve(digestLine(`DIGEST ${parsed[1]}`, resp.subarray(parsed[0].length)));
-        },
+        (reply) => resolve(translate(reply)),
         (error: Error) => resolve(line(`SERVER_ERROR mu-proxy: the local memcached failed: ${error.message}`)),
       );
     });

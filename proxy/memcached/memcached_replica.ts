@@ -9,7 +9,7 @@ import { ClusterMember } from '../../mu/member.js';
 import type { Replica } from '../../mu/replica.js';
 import { ApplyPipeline } from '../redis/apply_pipeline.js';
 import { CommandTable } from '../redis/command_table.js';
-import type { RedisProxyConfig } from '../redis/config.js';
+import { reachableAt, type RedisProxyConfig } from '../redis/config.js';
 import { KeyWatchRegistry } from '../redis/key_watch.js';
 import { startMetrics } from '../redis/metrics.js';
 import { PeerAuthenticator } from '../redis/peer_auth.js';
@@ -18,14 +18,9 @@ import { MemcachedFrontEnd } from './front_end.js';
 
 const defaultItemSizeMax = 1024 * 1024;
 
-// Where replica `id` takes memcached clients, as another replica reaches it (see
-// clientAddress in redis_replica.ts: a wildcard listen host is replaced by the control host).
+// Where replica `id` takes memcached clients, as another replica reaches it.
 export function memcachedClientAddress(config: RedisProxyConfig, id: number): { host: string; port: number } | undefined {
-  const listen = config.memcachedReplicas[id]?.listen;
-  if (listen === undefined) return undefined;
-  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
-  const control = config.cluster.replicas.find((replica) => replica.id === id);
-  return control === undefined ? listen : { host: control.host, port: listen.port };
+  return reachableAt(config, id, config.memcachedReplicas[id]?.listen);
 }
 
 // Connects this replica's memcached and checks it: empty (or emptied with

@@ -16,17 +16,12 @@
 import type net from 'node:net';
 
 import type { ReplyShape } from '../../adapters/memcached/memcached_protocol.js';
+import { OrderedReplies, type ReplySlot } from '../redis/ordered_replies.js';
 import { absoluteExptime, exptimeIndex } from './determinism.js';
 import type { MemcachedFrontEnd } from './front_end.js';
 import { MemcachedLeaderLink } from './leader_link.js';
 import { line } from './replies.js';
 import { maxLineBytes, RequestParser, RequestParserError, type MemcachedRequest } from './request_parser.js';
-
-interface Slot {
-  data: Buffer | undefined;
-  // The link to the leader: later replies come through it, once the ones before are out.
-  relay?: MemcachedLeaderLink;
-}
 
 const writeLines = new Set(['incr', 'decr', 'delete', 'touch', 'flush_all', 'gat', 'gats']);
 const localLines = new Set(['version', 'verbosity']);
@@ -51,7 +46,7 @@ const crlf = Buffer.from('\r\n');
 
 export class MemcachedSession {
   private readonly parser: RequestParser;
-  private readonly slots: Slot[] = [];
+  private readonly replies = new OrderedReplies();
   private lastWriteRequestId: number | undefined;
   // Handed over by a follower (mu_forwarded): never handed over again.
   private forwarded = false;
@@ -96,7 +91,7 @@ export class MemcachedSession {
       this.end();
       return;
     }
-    if (this.slots.length >= this.front.options.maxPipeline && !this.paused) {
+    if (this.replies.length >= this.front.options.maxPipeline && !this.paused) {
       this.paused = true;
       this.socket.pause();
     }
@@ -179,11 +174,10 @@ export class MemcachedSession {
     const onRoleChange = () => {
       if (front.log.replica.role.leaderId !== leaderId) this.close();
     };
-    slot.relay = link;
     this.upstream = { link, onRoleChange };
     front.roleListeners.add(onRoleChange);
     front.counters.forwardedClients++;
-    if (this.slots[0] === slot) link.startWriting();
+    this.replies.hold(slot, link);
     return true;
   }
 
@@ -412,10 +406,8 @@ export class MemcachedSession {
 
   // --- replies, in request order --------------------------------------------------------
 
-  private reserve(): Slot {
-    const slot: Slot = { data: undefined };
-    this.slots.push(slot);
-    return slot;
+  private reserve(): ReplySlot {
+    return this.replies.reserve();
   }
 
   private answer(data: Buffer): void {
@@ -426,18 +418,15 @@ export class MemcachedSession {
     this.answer(noreply ? Buffer.alloc(0) : data);
   }
 
-  private fill(slot: Slot, data: Buffer): void {
-    if (slot.data !== undefined || this.closed) return;
-    slot.data = data;
-    if (this.slots[0] !== slot) return;
-    let ready = 0;
-    while (ready < this.slots.length && this.slots[ready]?.data !== undefined) ready++;
-    const out = this.slots.splice(0, ready);
-    this.socket.cork();
-    for (const done of out) if ((done.data as Buffer).length > 0) this.socket.write(done.data as Buffer);
-    process.nextTick(() => this.socket.uncork());
-    this.slots[0]?.relay?.startWriting();
-    this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
+  private fill(slot: ReplySlot, data: Buffer): void {
+    if (this.closed) return;
+    const written = this.replies.fill(slot, data, (ready) => {
+      this.socket.cork();
+      for (const reply of ready) if (reply.length > 0) this.socket.write(reply);
+      process.nextTick(() => this.socket.uncork());
+      this.front.counters.replyBytes += ready.reduce((sum, reply) => sum + reply.length, 0);
+    });
+    if (!written) return;
     if (this.ending) {
       this.flushEnd();
       return;
@@ -452,7 +441,7 @@ export class MemcachedSession {
 
   private resumeIfRoom(): void {
     if (this.ending || !this.paused) return;
-    if (this.slots.length < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
+    if (this.replies.length < this.front.options.maxPipeline / 2 && this.socket.writableLength < this.front.options.maxOutputBytes / 2) {
       this.paused = false;
       this.socket.resume();
     }
@@ -466,7 +455,7 @@ export class MemcachedSession {
   }
 
   private flushEnd(): void {
-    if (this.slots.length === 0 && !this.closed) this.socket.end();
+    if (this.replies.length === 0 && !this.closed) this.socket.end();
   }
 
   close(): void {

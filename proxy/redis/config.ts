@@ -172,6 +172,16 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
   return { cluster, front, memcached, memcachedReplicas, users, flushBackendOnStart, replicas };
 }
 
+// Where another host reaches replica `id` listening at `listen`: that address, or, when
+// its host is a wildcard (0.0.0.0, ::: the usual choice with host networking), the host
+// of the replica's control address (which every replica reaches already) with that port.
+export function reachableAt(config: RedisProxyConfig, id: number, listen: { host: string; port: number } | undefined): { host: string; port: number } | undefined {
+  if (listen === undefined) return undefined;
+  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
+  const control = config.cluster.replicas.find((replica) => replica.id === id);
+  return control === undefined ? listen : { host: control.host, port: listen.port };
+}
+
 export function loadRedisProxyConfig(path: string, env: NodeJS.ProcessEnv = process.env): RedisProxyConfig {
   return validateRedisProxyConfig(readConfigDocument(path), env);
 }

@@ -219,24 +219,26 @@ export class FrontEnd {
       if (last !== undefined) await new Promise<void>((resolve) => this.pipeline.afterApplied(last, () => resolve()));
       if (!this.replica.isLeader) return this.notLeaderReply();
       const run = async (): Promise<Buffer> => (await this.channel.send(db, [encodeCommand(argv)]))[0] as Buffer;
-      // One command (effects.ts), or several in one transaction (stream_group_effects.ts).
-      let reply: Buffer;
-      let effects: Buffer[] | Buffer[][] | null | undefined;
       const query = (commands: Buffer[][]) => this.channel.send(db, commands.map((command) => encodeCommand(command)));
+      // The commands that replay the write's effect: one (effects.ts, stream_trim_effects.ts),
+      // or several, then one transaction (stream_group_effects.ts).
+      let reply: Buffer;
+      let effects: Buffer[][] | null;
       if (isStreamGroupCommand(argv)) {
         ({ reply, effects } = await runStreamGroupCommand(argv, run, query));
       } else if (isApproximateTrim(argv)) {
         reply = await run();
-        effects = await exactTrimEffect(argv, reply, query);
+        const effect = await exactTrimEffect(argv, reply, query);
+        effects = effect === null ? null : [effect];
       } else {
         reply = await run();
-        effects = effectOf(argv, reply);
+        const effect = effectOf(argv, reply);
+        effects = effect === null || effect === undefined ? null : [effect];
       }
-      if (effects === null || effects === undefined || effects.length === 0) return reply;
-      const several = Array.isArray(effects[0]);
-      const parts = several ? (effects as Buffer[][]).map((effect) => encodeCommand(effect)) : [encodeCommand(effects as Buffer[])];
+      if (effects === null || effects.length === 0) return reply;
+      const parts = effects.map((effect) => encodeCommand(effect));
       const requestId = this.pipeline.newRequestId();
-      const kind = several ? LogCommandKind.transaction : LogCommandKind.commands;
+      const kind = parts.length > 1 ? LogCommandKind.transaction : LogCommandKind.commands;
       const command = encodeLogCommand({ kind, origin: this.replica.nodeId, requestId, db, parts });
       proposer.lastProposedRequestId = requestId;
       const committed = proposer.proposeNow(requestId, command);

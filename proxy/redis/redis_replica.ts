@@ -8,7 +8,7 @@ import { ClusterMember } from '../../mu/member.js';
 import { ApplyPipeline } from './apply_pipeline.js';
 import { BackendChannel } from './backend_channel.js';
 import { CommandTable } from './command_table.js';
-import type { RedisProxyConfig } from './config.js';
+import { reachableAt, type RedisProxyConfig } from './config.js';
 import { FrontEnd } from './front_end.js';
 import { AccessControl } from './acl.js';
 import { KeyWatchRegistry } from './key_watch.js';
@@ -25,15 +25,9 @@ async function query(backend: RedisBackend, ...argv: string[]): Promise<unknown>
   return parseReply(await backend.send(encodeCommand(argv)));
 }
 
-// Where replica `id` takes Redis clients, as another replica reaches it: its listen
-// address, or, when that is a wildcard (0.0.0.0, ::), the host of its control address
-// (which every replica reaches already) with the listen port.
-function clientAddress(config: RedisProxyConfig, id: number): { host: string; port: number } | undefined {
-  const listen = config.replicas[id]?.listen;
-  if (listen === undefined) return undefined;
-  if (listen.host !== '0.0.0.0' && listen.host !== '::') return listen;
-  const control = config.cluster.replicas.find((replica) => replica.id === id);
-  return control === undefined ? listen : { host: control.host, port: listen.port };
+// Where replica `id` takes Redis clients, as another replica reaches it.
+export function clientAddress(config: RedisProxyConfig, id: number): { host: string; port: number } | undefined {
+  return reachableAt(config, id, config.replicas[id]?.listen);
 }
 
 export interface RedisReplicaOptions {

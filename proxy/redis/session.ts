@@ -24,6 +24,7 @@ import type { FrontEnd } from './front_end.js';
 import type { AclUser } from './acl.js';
 import type { KeyWatcher } from './key_watch.js';
 import { latencyTrace } from './latency_trace.js';
+import { OrderedReplies, type ReplySlot } from './ordered_replies.js';
 import { LeaderLink } from './leader_link.js';
 import { streamSnapshot } from './state_transfer.js';
 import { SubscriberRelay } from './subscriber_relay.js';
@@ -36,13 +37,6 @@ import type { CommandClass } from './command_table.js';
 interface Watching {
   written: boolean;
   readonly watcher: KeyWatcher;
-}
-
-interface Slot {
-  data: Buffer | undefined;
-  // The place of a stream of frames among the replies (a subscription, or the link to the
-  // leader): later replies wait behind it; it is told when the replies before it are out.
-  relay?: { startWriting(): void };
 }
 
 // Script and function commands that change data: replicated (scripts must be
@@ -71,7 +65,7 @@ const snapshotStallMs = 10_000;
 
 export class RedisSession {
   private readonly parser: RequestParser;
-  private readonly slots: Slot[] = [];
+  private readonly replies = new OrderedReplies();
   private db = 0;
   // The user this connection acts as (acl.ts); undefined until it authenticates.
   private user: AclUser | undefined;
@@ -98,7 +92,7 @@ export class RedisSession {
   // Set once this connection is relayed to the leader (leader_link.ts).
   private upstream: { link: LeaderLink; leaderId: number; onRoleChange: () => void } | undefined;
   // Set while the connection is subscribed (SUBSCRIBE and kin): see subscriber_relay.ts.
-  private subscription: { relay: SubscriberRelay; slot: Slot; onRoleChange: () => void } | undefined;
+  private subscription: { relay: SubscriberRelay; slot: ReplySlot; onRoleChange: () => void } | undefined;
   readonly id: number;
 
   constructor(
@@ -147,7 +141,7 @@ export class RedisSession {
   // Requests read but not answered: those with a reply slot, and those held back behind a
   // blocking pop, a nondeterministic write or a snapshot (which may wait for ever).
   private get waitingRequests(): number {
-    return this.slots.length + (this.deferred?.length ?? 0);
+    return this.replies.length + (this.deferred?.length ?? 0);
   }
 
   private dispatch(argv: Buffer[]): void {
@@ -601,7 +595,7 @@ export class RedisSession {
     this.propose(LogCommandKind.commands, parts, this.reserve());
   }
 
-  private propose(kind: LogCommandKind, parts: Buffer[], slot: Slot): void {
+  private propose(kind: LogCommandKind, parts: Buffer[], slot: ReplySlot): void {
     void this.proposeForReply(kind, parts).then((data) => this.fill(slot, data));
   }
 
@@ -925,7 +919,7 @@ export class RedisSession {
   // MU SNAPSHOT (state_transfer.ts): every key of this replica's backend, taken right
   // after one entry, streamed on this connection, which serves nothing else meanwhile.
   private serveSnapshot(): void {
-    if (this.slots.length > 0) {
+    if (this.replies.length > 0) {
       this.answer(reply.errorReply('ERR MU SNAPSHOT must be the only request in flight on its connection'));
       return;
     }
@@ -1029,12 +1023,11 @@ export class RedisSession {
     const onRoleChange = () => {
       if (front.replica.role.leaderId !== leaderId) this.close();
     };
-    slot.relay = link;
     this.upstream = { link, leaderId, onRoleChange };
     front.roleListeners.add(onRoleChange);
     front.counters.forwardedClients++;
     this.forwardUp(argv, link);
-    if (this.slots[0] === slot) link.startWriting();
+    this.replies.hold(slot, link);
     return true;
   }
 
@@ -1089,11 +1082,10 @@ export class RedisSession {
     const onRoleChange = () => {
       if (!this.front.replica.isLeader) this.close();
     };
-    slot.relay = relay;
     this.subscription = { relay, slot, onRoleChange };
     this.front.roleListeners.add(onRoleChange);
     relay.forward(argv);
-    if (this.slots[0] === slot) relay.startWriting();
+    this.replies.hold(slot, relay);
   }
 
   // A request on a subscribed connection. SUBSCRIBE and kin and PING go to the relay; the
@@ -1162,29 +1154,24 @@ export class RedisSession {
 
   // --- replies, in request order --------------------------------------------------------
 
-  private reserve(): Slot {
-    const slot: Slot = { data: undefined };
-    this.slots.push(slot);
-    return slot;
+  private reserve(): ReplySlot {
+    return this.replies.reserve();
   }
 
   private answer(data: Buffer): void {
     this.fill(this.reserve(), data);
   }
 
-  private fill(slot: Slot, data: Buffer): void {
-    if (slot.data !== undefined || this.closed) return;
-    slot.data = data;
-    if (this.slots[0] !== slot) return;
-    let ready = 0;
-    while (ready < this.slots.length && this.slots[ready]?.data !== undefined) ready++;
-    const out = this.slots.splice(0, ready);
-    this.socket.cork();
-    for (const done of out) this.socket.write(done.data as Buffer);
-    process.nextTick(() => this.socket.uncork());
-    this.slots[0]?.relay?.startWriting();
-    this.front.counters.replyBytes += out.reduce((sum, done) => sum + (done.data as Buffer).length, 0);
-    if (this.ending && this.slots.length === 0) {
+  private fill(slot: ReplySlot, data: Buffer): void {
+    if (this.closed) return;
+    const written = this.replies.fill(slot, data, (ready) => {
+      this.socket.cork();
+      for (const reply of ready) this.socket.write(reply);
+      process.nextTick(() => this.socket.uncork());
+      this.front.counters.replyBytes += ready.reduce((sum, reply) => sum + reply.length, 0);
+    });
+    if (!written) return;
+    if (this.ending && this.replies.length === 0) {
       this.socket.end(); // after the earlier replies and the error; 'close' follows
       return;
     }
