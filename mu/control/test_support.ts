@@ -18,26 +18,14 @@ import {
 } from './control_plane.js';
 import { FrameDecoder, type FrameMessage, encodeFrame } from './frame.js';
 import { cardAssociatedData } from './messages.js';
+import { freePorts } from '../testing/free_port.js';
+
+export { freePorts };
 
 export const HOST = '127.0.0.1';
 export const CLUSTER = 'test-cluster';
 export const SECRET = Buffer.from('0123456789abcdef0123456789abcdef', 'utf8');
 export const WRONG_SECRET = Buffer.from('fedcba9876543210fedcba9876543210', 'utf8');
-
-/** Ports that were free a moment ago: bound all at once on port 0, then released. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => net.createServer());
-  const ports: number[] = [];
-  for (const server of servers) {
-    server.listen(0, HOST);
-    await once(server, 'listening');
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port');
-    ports.push(address.port);
-  }
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  return ports;
-}
 
 export function peersOn(ports: number[]): PeerAddress[] {
   return ports.map((port, id) => ({ id, host: HOST, port }));

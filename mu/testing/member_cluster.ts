@@ -148,7 +148,12 @@ export class MemberCluster {
     fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
     const cluster = new MemberCluster(config.cluster, directory, configPath, size, options.verbose ?? process.env['MU_TEST_VERBOSE'] === '1', options.pollAfterSubmitUs);
     for (let id = 0; id < size; id++) cluster.launch(id);
-    await Promise.all(cluster.members.map((member) => member?.waitFor((event) => event.event === 'started', 'start-up', 60000)));
+    try {
+      await Promise.all(cluster.members.map((member) => member?.waitFor((event) => event.event === 'started', 'start-up', 60000)));
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
     return cluster;
   }
 

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
 import { MemcachedServerProcess } from '../../adapters/memcached/memcached_server_process.js';
 import { freePort } from '../../mu/testing/free_port.js';
+import { startAll, startInTurn } from '../../mu/testing/start_all.js';
 import { MemcachedReplica } from '../memcached/memcached_replica.js';
 import { validateRedisProxyConfig } from '../redis/config.js';
 
@@ -21,8 +22,7 @@ export class MemcachedCluster {
 
   static async start(options: { replicas?: number; memcached?: Record<string, unknown> } = {}): Promise<MemcachedCluster> {
     const count = options.replicas ?? 3;
-    const servers: MemcachedServerProcess[] = [];
-    for (let i = 0; i < count; i++) servers.push(await MemcachedServerProcess.start());
+    const servers = await startInTurn(count, () => MemcachedServerProcess.start());
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     const metricsPorts: number[] = [];
@@ -50,7 +50,11 @@ export class MemcachedCluster {
       },
       {},
     );
-    const replicas = await Promise.all(servers.map((_, id) => MemcachedReplica.start(config, id, { log: () => {} })));
+    const shmFiles = { stop: async () => fs.rmSync(`/dev/shm/mu-${clusterName}`, { recursive: true, force: true }) };
+    const replicas = await startAll(
+      servers.map((_, id) => MemcachedReplica.start(config, id, { log: () => {} })),
+      [...servers, shmFiles],
+    );
     return new MemcachedCluster(servers, replicas, proxyPorts, metricsPorts, clusterName);
   }
 

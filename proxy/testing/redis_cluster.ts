@@ -12,6 +12,7 @@ import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js
 import { validateRedisProxyConfig } from '../redis/config.js';
 import { RedisReplica } from '../redis/redis_replica.js';
 import { freePort } from '../../mu/testing/free_port.js';
+import { startAll, startInTurn } from '../../mu/testing/start_all.js';
 
 export { freePort };
 
@@ -34,10 +35,7 @@ export class RedisCluster {
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     const count = options.replicas ?? 3;
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-redis-cluster-'));
-    const servers: RedisServerProcess[] = [];
-    for (let i = 0; i < count; i++) {
-      servers.push(await RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
-    }
+    const servers = await startInTurn(count, () => RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     const metricsPorts: number[] = [];
@@ -67,8 +65,10 @@ export class RedisCluster {
       {},
     );
     const log = options.verbose === true ? undefined : () => {};
-    const replicas = await Promise.all(
+    const leftovers = { stop: async () => removeClusterFiles(directory, clusterName) };
+    const replicas = await startAll(
       servers.map((_, id) => RedisReplica.start(config, id, log === undefined ? {} : { log })),
+      [...servers, leftovers],
     );
     return new RedisCluster(servers, replicas, proxyPorts, metricsPorts, clusterName, directory);
   }
@@ -113,7 +113,11 @@ export class RedisCluster {
   async stop(): Promise<void> {
     await Promise.all(this.replicas.map((replica) => replica?.stop()));
     await Promise.all(this.servers.map((server) => server.stop()));
-    fs.rmSync(this.directory, { recursive: true, force: true });
-    fs.rmSync(path.join('/dev/shm', `mu-${this.clusterName}`), { recursive: true, force: true });
+    removeClusterFiles(this.directory, this.clusterName);
   }
+}
+
+function removeClusterFiles(directory: string, clusterName: string): void {
+  fs.rmSync(directory, { recursive: true, force: true });
+  fs.rmSync(path.join('/dev/shm', `mu-${clusterName}`), { recursive: true, force: true });
 }
