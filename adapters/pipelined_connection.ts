@@ -6,6 +6,8 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 
+import { connectOptionsOf, type Endpoint } from './endpoint.js';
+
 export type BackendErrorCode = 'CLOSED' | 'CONNECT' | 'PROTOCOL';
 
 export class BackendError extends Error {
@@ -23,12 +25,15 @@ export interface ReplySplitter {
   push(chunk: Buffer): Buffer[];
 }
 
-export interface ConnectOptions {
-  /** Default 127.0.0.1. */
-  host?: string;
-  port: number;
+/** A TCP port (on 127.0.0.1 unless `host` says otherwise) or a Unix socket `path`. */
+export type ConnectOptions = ({ host?: string; port: number; path?: undefined } | { path: string; host?: undefined; port?: undefined }) & {
   /** Default 5000. */
   connectTimeoutMs?: number;
+};
+
+/** The endpoint ConnectOptions name. */
+export function endpointOf(options: ConnectOptions): Endpoint {
+  return options.path !== undefined ? { path: options.path } : { host: options.host ?? '127.0.0.1', port: options.port };
 }
 
 export interface BackendEvents {
@@ -83,13 +88,12 @@ class Fifo<T> {
 
 /** A connected socket; rejects with BackendError('CONNECT') when the backend cannot be reached in time. */
 export function openSocket(options: ConnectOptions, label: string): Promise<net.Socket> {
-  const host = options.host ?? '127.0.0.1';
-  const { port } = options;
+  const endpoint = endpointOf(options);
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
     try {
-      socket = net.connect({ host, port, noDelay: true });
+      socket = net.connect(connectOptionsOf(endpoint));
     } catch (error) {
       reject(new BackendError('CONNECT', `${label}: cannot connect: ${(error as Error).message}`, { cause: error }));
       return;
@@ -109,7 +113,7 @@ export function openSocket(options: ConnectOptions, label: string): Promise<net.
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.removeListener('error', onError);
-      socket.setNoDelay(true);
+      if (endpoint.path === undefined) socket.setNoDelay(true);
       resolve(socket);
     });
   });

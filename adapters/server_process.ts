@@ -8,6 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { describeEndpoint, type Endpoint } from './endpoint.js';
+
 export interface ServerProcessOptions {
   /** Default: a free port. */
   port?: number;
@@ -15,6 +17,12 @@ export interface ServerProcessOptions {
   extraArgs?: string[];
   /** The directory in which the temporary directory is made (default os.tmpdir()); it is not removed. */
   dir?: string;
+  /**
+   * Listen on a Unix socket too (redis-server), or there only (memcached: its -s turns TCP
+   * off), and give that as `endpoint`: at this path, or with `true` in the temporary
+   * directory. Default false.
+   */
+  unixSocket?: boolean | string;
 }
 
 const START_TIMEOUT_MS = 10_000;
@@ -60,10 +68,13 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export interface ServerKind {
   name: string; // 'redis-server'
   binary: string;
-  args(port: number, dir: string, extraArgs: readonly string[]): string[];
-  // Resolves when the server on `port` answers and is the process `pid`; rejects with the
-  // problem otherwise. `abandon` fires when the child exits (give up at once).
-  probe(port: number, pid: number, timeoutMs: number, abandon: (giveUp: () => void) => () => void): Promise<void>;
+  // With a socket path, the server listens there (and, unless `unixOnly`, on `port` too).
+  args(port: number, dir: string, extraArgs: readonly string[], socketPath: string | undefined): string[];
+  // Whether listening on a Unix socket turns the TCP port off.
+  unixOnly: boolean;
+  // Resolves when the server at `endpoint` answers and is the process `pid`; rejects with
+  // the problem otherwise. `abandon` fires when the child exits (give up at once).
+  probe(endpoint: Endpoint, pid: number, timeoutMs: number, abandon: (giveUp: () => void) => () => void): Promise<void>;
 }
 
 export class ServerProcess {
@@ -74,9 +85,10 @@ export class ServerProcess {
     } catch {
       throw new Error(`${kind.binary} is missing (or not executable); install it: npm install runs scripts/install-system-deps.sh`);
     }
-    const attempts = options.port === undefined ? PORT_ATTEMPTS : 1;
+    const tcp = options.unixSocket === undefined || options.unixSocket === false || !kind.unixOnly;
+    const attempts = options.port === undefined && tcp ? PORT_ATTEMPTS : 1;
     for (let attempt = 1; ; attempt++) {
-      const port = options.port ?? (await freePort());
+      const port = tcp ? (options.port ?? (await freePort())) : 0;
       try {
         return await ServerProcess.startOn(kind, port, options);
       } catch (error) {
@@ -90,16 +102,17 @@ export class ServerProcess {
   private static async startOn(kind: ServerKind, port: number, options: ServerProcessOptions): Promise<ServerProcess> {
     const dir = await fs.mkdtemp(path.join(options.dir ?? os.tmpdir(), `mu-${kind.name}-`));
     const logPath = path.join(dir, `${kind.name}.log`);
+    const socketPath = typeof options.unixSocket === 'string' ? options.unixSocket : options.unixSocket === true ? path.join(dir, `${kind.name}.sock`) : undefined;
     // stdout and stderr both go to the log, so errors in the arguments, which a server
     // prints before it opens any log of its own, are kept too.
     const log = await fs.open(logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(kind.binary, kind.args(port, dir, options.extraArgs ?? []), { stdio: ['ignore', log.fd, log.fd] });
+      child = spawn(kind.binary, kind.args(port, dir, options.extraArgs ?? [], socketPath), { stdio: ['ignore', log.fd, log.fd] });
     } finally {
       await log.close();
     }
-    const server = new ServerProcess(kind, child, port, dir, logPath);
+    const server = new ServerProcess(kind, child, port, socketPath, dir, logPath);
     try {
       await server.waitUntilAnswering();
     } catch (error) {
@@ -109,7 +122,12 @@ export class ServerProcess {
     return server;
   }
 
+  /** The TCP port; 0 when the server listens on its Unix socket only. */
   readonly port: number;
+  /** The Unix socket the server listens on (with `unixSocket`). */
+  readonly socketPath: string | undefined;
+  /** Where clients reach it: the Unix socket when there is one, else the TCP port. */
+  readonly endpoint: Endpoint;
   readonly pid: number;
   /** Resolves with the exit code, or null when a signal ended it. */
   readonly exited: Promise<number | null>;
@@ -126,11 +144,14 @@ export class ServerProcess {
     private readonly kind: ServerKind,
     child: ChildProcess,
     port: number,
+    socketPath: string | undefined,
     dir: string,
     logPath: string,
   ) {
     this.child = child;
     this.port = port;
+    this.socketPath = socketPath;
+    this.endpoint = socketPath !== undefined ? { path: socketPath } : { host: '127.0.0.1', port };
     this.pid = child.pid ?? -1;
     this.dir = dir;
     this.logPath = logPath;
@@ -185,16 +206,16 @@ export class ServerProcess {
         const code = await this.exited;
         const how = this.spawnError !== undefined ? `could not be spawned (${this.spawnError.message})` : `exited (code ${code})`;
         throw new Error(
-          `${this.kind.name} on port ${this.port} ${how} before answering; last lines of ${this.logPath}:\n${await logTail(this.logPath)}`,
+          `${this.kind.name} at ${describeEndpoint(this.endpoint)} ${how} before answering; last lines of ${this.logPath}:\n${await logTail(this.logPath)}`,
         );
       }
       if (Date.now() > deadline) {
         throw new Error(
-          `${this.kind.name} on port ${this.port} did not answer within ${START_TIMEOUT_MS} ms (${lastProblem}); last lines of ${this.logPath}:\n${await logTail(this.logPath)}`,
+          `${this.kind.name} at ${describeEndpoint(this.endpoint)} did not answer within ${START_TIMEOUT_MS} ms (${lastProblem}); last lines of ${this.logPath}:\n${await logTail(this.logPath)}`,
         );
       }
       try {
-        await this.kind.probe(this.port, this.pid, PING_TIMEOUT_MS, (giveUp) => {
+        await this.kind.probe(this.endpoint, this.pid, PING_TIMEOUT_MS, (giveUp) => {
           this.child.once('exit', giveUp);
           return () => this.child.removeListener('exit', giveUp);
         });

@@ -122,7 +122,7 @@ export async function runMemcachedDemo(args: string[]): Promise<number> {
 
     const deadline = Date.now() + 30000;
     for (;;) {
-      const contents = await Promise.all(servers.map((server) => dump(server.port)));
+      const contents = await Promise.all(servers.map((server) => dump(server.endpoint)));
       if (contents.every((one) => one === contents[0])) {
         say(`all three memcached servers hold the same ${contents[0]?.split('\n').length} items, with the same CAS values`);
         break;

@@ -1,13 +1,14 @@
 // One pipelined connection to a memcached (text protocol): requests go out in call order,
 // each with the shape of the reply it expects; replies come back as raw bytes, matched
 // first-in first-out. Every send settles (pipelined_connection.ts).
-import { openSocket, PipelinedConnection, type ConnectOptions } from '../pipelined_connection.js';
+import { openSocket, PipelinedConnection, type ConnectOptions, endpointOf } from '../pipelined_connection.js';
+import { describeEndpoint } from '../endpoint.js';
 import { MemcachedReplyFramer, type ReplyShape } from './memcached_protocol.js';
 
-export interface MemcachedBackendOptions extends ConnectOptions {
-  /** A label for error messages (default `memcached <host>:<port>`). */
+export type MemcachedBackendOptions = ConnectOptions & {
+  /** A label for error messages (default `memcached <host>:<port>` or `memcached unix:<path>`). */
   name?: string;
-}
+};
 
 export class MemcachedBackend {
   private constructor(
@@ -16,7 +17,7 @@ export class MemcachedBackend {
   ) {}
 
   static async connect(options: MemcachedBackendOptions): Promise<MemcachedBackend> {
-    const label = options.name ?? `memcached ${options.host ?? '127.0.0.1'}:${options.port}`;
+    const label = options.name ?? `memcached ${describeEndpoint(endpointOf(options))}`;
     const framer = new MemcachedReplyFramer();
     return new MemcachedBackend(PipelinedConnection.over(await openSocket(options, label), label, framer), framer);
   }

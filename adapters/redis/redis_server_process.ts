@@ -1,5 +1,6 @@
 // A local redis-server child process, for the tests and the demo: no persistence, no
 // eviction, loopback only, its own temporary directory (its log included), removed on stop.
+import { describeEndpoint } from '../endpoint.js';
 import { ServerProcess, type ServerKind, type ServerProcessOptions } from '../server_process.js';
 import { RedisBackend } from './redis_backend.js';
 import { encodeCommand } from './resp.js';
@@ -14,9 +15,11 @@ const redisServer: ServerKind = {
   name: 'redis-server',
   binary: REDIS_SERVER_PATH,
   // redis logs to stdout (logfile ""), which goes to the log file.
-  args: (port, dir, extraArgs) => [
+  unixOnly: false,
+  args: (port, dir, extraArgs, socketPath) => [
     '--port', String(port),
     '--bind', '127.0.0.1',
+    ...(socketPath === undefined ? [] : ['--unixsocket', socketPath, '--unixsocketperm', '700']),
     '--save', '',
     '--appendonly', 'no',
     '--maxmemory-policy', 'noeviction',
@@ -26,8 +29,8 @@ const redisServer: ServerKind = {
     '--logfile', '',
     ...extraArgs,
   ],
-  async probe(port, pid, timeoutMs, abandon) {
-    const backend = await RedisBackend.connect({ port, connectTimeoutMs: timeoutMs, name: `redis-server :${port}` });
+  async probe(endpoint, pid, timeoutMs, abandon) {
+    const backend = await RedisBackend.connect({ ...endpoint, connectTimeoutMs: timeoutMs, name: `redis-server ${describeEndpoint(endpoint)}` });
     // Whatever answers the port may never reply: give up on this attempt after a while,
     // or at once when the child exits (closing rejects the sends in flight).
     const giveUp = (): void => void backend.close();
@@ -38,7 +41,7 @@ const redisServer: ServerKind = {
       if (reply !== PONG) throw new Error(`PING answered ${JSON.stringify(reply)}`);
       // Make sure the answer came from this child, not from whatever else holds the port.
       const info = (await backend.send(encodeCommand(['INFO', 'server']))).toString('latin1');
-      if (!info.includes(`\r\nprocess_id:${pid}\r\n`)) throw new Error(`another process answers on port ${port}`);
+      if (!info.includes(`\r\nprocess_id:${pid}\r\n`)) throw new Error(`another process answers at ${describeEndpoint(endpoint)}`);
     } finally {
       clearTimeout(timer);
       forget();

@@ -63,7 +63,7 @@ async function acknowledgedAtLeast(workload: Workload, count: number, timeoutMs 
 
 async function expectAllAcknowledgedOn(cluster: MemcachedProcesses, ids: number[], acknowledged: Map<string, string>): Promise<void> {
   for (const id of ids) {
-    const backend = await MemcachedBackend.connect({ port: (cluster.servers[id] as MemcachedServerProcess).port });
+    const backend = await MemcachedBackend.connect((cluster.servers[id] as MemcachedServerProcess).endpoint);
     const keys = [...acknowledged.keys()];
     const replies = await backend.sendMany(keys.map((key) => ({ request: Buffer.from(`get ${key}\r\n`), shape: 'values' as const })));
     await backend.close();
@@ -145,7 +145,7 @@ describe('faults through the memcached proxy (processes, shm, real memcached ser
     const contents = await cluster.converged([0, 1, 2]);
     expect(new Set(contents).size, 'all three hold the same items').to.equal(1);
     await expectAllAcknowledgedOn(cluster, [0, 1, 2], workload.acknowledged);
-    const direct = await MemcachedBackend.connect({ port: (cluster.servers[follower] as MemcachedServerProcess).port });
+    const direct = await MemcachedBackend.connect((cluster.servers[follower] as MemcachedServerProcess).endpoint);
     await direct.send(Buffer.from('set written-behind-the-proxy 0 0 1\r\nx\r\n'), 'line');
     await direct.close();
     const differing = await cluster.runCli(['check']);

@@ -5,6 +5,7 @@
 import type http from 'node:http';
 
 import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
+import { describeEndpoint } from '../../adapters/endpoint.js';
 import { ClusterMember } from '../../mu/member.js';
 import type { Replica } from '../../mu/replica.js';
 import { ApplyPipeline } from '../redis/apply_pipeline.js';
@@ -33,21 +34,20 @@ export async function openMemcachedBackend(
 ): Promise<{ backend: MemcachedBackend; itemSizeMax: number }> {
   const addresses = config.memcachedReplicas[nodeId];
   if (addresses === undefined) throw new Error(`replica ${nodeId} has no memcached/memcachedBackend addresses in the configuration`);
-  const { host, port } = addresses.backend;
-  const backend = await MemcachedBackend.connect({ host, port, name: `replica ${nodeId}'s memcached` });
+  const backend = await MemcachedBackend.connect({ ...addresses.backend, name: `replica ${nodeId}'s memcached` });
   try {
     const stats = (await backend.send(Buffer.from('stats\r\n'), 'stats')).toString('latin1');
     const settings = (await backend.send(Buffer.from('stats settings\r\n'), 'stats')).toString('latin1');
     const items = Number(/^STAT curr_items (\d+)\r$/m.exec(stats)?.[1] ?? '0');
     if (items > 0) {
       if (!config.flushBackendOnStart) {
-        throw new Error(`the memcached at ${host}:${port} holds ${items} items; a replica's backend holds the cluster's replicated state only: empty it, or set redis.flushBackendOnStart`);
+        throw new Error(`the memcached at ${describeEndpoint(addresses.backend)} holds ${items} items; a replica's backend holds the cluster's replicated state only: empty it, or set redis.flushBackendOnStart`);
       }
       await backend.send(Buffer.from('flush_all\r\n'), 'line');
       log('flushed the memcached (redis.flushBackendOnStart)');
     }
     if (/^STAT evictions on\r$/m.test(settings)) {
-      log(`note: the memcached at ${host}:${port} evicts when full (memcached -M turns that off); give it memory enough, or the replicas may hold different items`);
+      log(`note: the memcached at ${describeEndpoint(addresses.backend)} evicts when full (memcached -M turns that off); give it memory enough, or the replicas may hold different items`);
     }
     const itemSizeMax = Number(/^STAT item_size_max (\d+)\r$/m.exec(settings)?.[1] ?? defaultItemSizeMax);
     return { backend, itemSizeMax };
@@ -68,7 +68,7 @@ export async function startMemcachedFrontEnd(
   const addresses = config.memcachedReplicas[nodeId];
   if (addresses === undefined) throw new Error(`replica ${nodeId} has no memcached addresses in the configuration`);
   proposer.pipeline.attachMemcached(backend, () =>
-    MemcachedBackend.connect({ host: addresses.backend.host, port: addresses.backend.port, connectTimeoutMs: 2000, name: `memcached ${addresses.backend.host}:${addresses.backend.port} (digests)` }),
+    MemcachedBackend.connect({ ...addresses.backend, connectTimeoutMs: 2000, name: `memcached ${describeEndpoint(addresses.backend)} (digests)` }),
   );
   backend.onClose((error) => {
     if (error !== undefined) proposer.pipeline.lost(`the local memcached failed: ${error.message}`);
@@ -82,7 +82,7 @@ export async function startMemcachedFrontEnd(
     new PeerAuthenticator(config.cluster.secret, nodeId),
   );
   await front.listen();
-  log(`serving memcached clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port})`);
+  log(`serving memcached clients on ${addresses.listen.host}:${front.port} (backend ${describeEndpoint(addresses.backend)})`);
   return front;
 }
 

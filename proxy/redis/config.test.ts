@@ -87,4 +87,26 @@ describe('Redis proxy configuration', () => {
     expect(problems({ ...base, replicas: half })).to.include('replicas[2]: give both memcached and memcachedBackend, or neither');
     expect(problems({ ...base, replicas: [{ id: 0, control: '127.0.0.1:7400' }] })).to.include('replicas[0]: fronts nothing: give redis and redisBackend, or memcached and memcachedBackend, or both');
   });
+
+  it('takes a backend at host:port or at an absolute Unix socket path, and says what is wrong with others', () => {
+    const base = minimal();
+    const withBackends = (redisBackend: (id: number) => string, memcachedBackend: (id: number) => string) => ({
+      ...base,
+      replicas: (base['replicas'] as Array<Record<string, unknown>>).map((replica, id) => ({
+        ...replica,
+        redisBackend: redisBackend(id),
+        memcached: `127.0.0.1:${11300 + id}`,
+        memcachedBackend: memcachedBackend(id),
+      })),
+    });
+    const config = validateRedisProxyConfig(withBackends((id) => `/run/mu/redis-${id}.sock`, (id) => `/run/mu/memcached-${id}.sock`), environment);
+    expect(config.replicas[2]?.backend).to.deep.equal({ path: '/run/mu/redis-2.sock' });
+    expect(config.memcachedReplicas[0]?.backend).to.deep.equal({ path: '/run/mu/memcached-0.sock' });
+    const long = `/${'d'.repeat(107)}`;
+    expect(problems(withBackends((id) => (id === 0 ? 'run/redis.sock' : id === 1 ? long : '/run/mu/'), () => '[::1]:11211'))).to.deep.equal([
+      'replicas[0].redisBackend: must be host:port (IPv6 in brackets), or an absolute Unix socket path',
+      'replicas[1].redisBackend: a Unix socket path holds at most 107 bytes; this one has 108',
+      'replicas[2].redisBackend: names a directory, not a Unix socket',
+    ]);
+  });
 });

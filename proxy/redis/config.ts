@@ -9,13 +9,16 @@
 //                   "redis": "0.0.0.0:6380", "redisBackend": "127.0.0.1:6379",
 //                   "memcached": "0.0.0.0:11212", "memcachedBackend": "127.0.0.1:11211",
 //                   "metrics": "0.0.0.0:9121" }, ... ]     (metrics: optional)
+// A backend address may instead be an absolute Unix socket path ("/run/mu/redis.sock"):
+// the backend is local to its replica, and a Unix socket is the faster way in.
 import { Checker, ConfigError, parseAddress, readConfigDocument, validateClusterConfig, type ClusterConfig, type Json } from '../../mu/config.js';
+import { UNIX_SOCKET_PATH_MAX_BYTES, type Endpoint } from '../../adapters/endpoint.js';
 import { AccessControl } from './acl.js';
 import { frontEndDefaults, type FrontEndOptions, type ReadMode } from './front_end.js';
 
 export interface RedisReplicaAddresses {
   listen: { host: string; port: number };
-  backend: { host: string; port: number };
+  backend: Endpoint;
   metrics?: { host: string; port: number }; // Prometheus /metrics, when configured
 }
 
@@ -34,7 +37,7 @@ export interface RedisProxyConfig {
   memcached: MemcachedOptions;
   // Per replica id, its memcached front end's addresses; empty when the cluster fronts no
   // memcached.
-  memcachedReplicas: Array<{ listen: { host: string; port: number }; backend: { host: string; port: number }; metrics?: { host: string; port: number } }>;
+  memcachedReplicas: RedisReplicaAddresses[];
   users: Array<{ name: string; rules: string }>; // ACL-style users (acl.ts)
   flushBackendOnStart: boolean;
   replicas: RedisReplicaAddresses[]; // by id; empty when the cluster fronts no Redis
@@ -144,6 +147,13 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
       if (typeof parsed === 'string') return check.fail(`replicas[${position}].${key}`, parsed);
       return parsed;
     };
+    const backendAddress = (key: string): Endpoint | undefined => {
+      const text = check.string(replica[key], `replicas[${position}].${key}`);
+      if (text === undefined) return undefined;
+      const parsed = parseBackendAddress(text);
+      if (typeof parsed === 'string') return check.fail(`replicas[${position}].${key}`, parsed);
+      return parsed;
+    };
     // Each front end needs both of its addresses, or neither.
     const pair = (front: string, backendKey: string) => {
       if (replica[front] === undefined && replica[backendKey] === undefined) return undefined;
@@ -151,7 +161,7 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
         return check.fail(`replicas[${position}]`, `give both ${front} and ${backendKey}, or neither`);
       }
       const listen = address(front);
-      const backend = address(backendKey);
+      const backend = backendAddress(backendKey);
       return listen === undefined || backend === undefined ? undefined : { listen, backend };
     };
     const redis = pair('redis', 'redisBackend');
@@ -170,6 +180,17 @@ export function validateRedisProxyConfig(document: unknown, env: NodeJS.ProcessE
   }
   if (check.problems.length > 0) throw new ConfigError(check.problems);
   return { cluster, front, memcached, memcachedReplicas, users, flushBackendOnStart, replicas };
+}
+
+/** A backend's `host:port`, or an absolute Unix socket path; a problem's description when it is neither. */
+export function parseBackendAddress(text: string): Endpoint | string {
+  if (!text.startsWith('/')) {
+    const parsed = parseAddress(text);
+    return typeof parsed === 'string' ? `${parsed}, or an absolute Unix socket path` : parsed;
+  }
+  if (Buffer.byteLength(text) > UNIX_SOCKET_PATH_MAX_BYTES) return `a Unix socket path holds at most ${UNIX_SOCKET_PATH_MAX_BYTES} bytes; this one has ${Buffer.byteLength(text)}`;
+  if (text.endsWith('/')) return 'names a directory, not a Unix socket';
+  return { path: text };
 }
 
 // Where another host reaches replica `id` listening at `listen`: that address, or, when

@@ -14,6 +14,7 @@ import type { PeerAuthenticator } from './peer_auth.js';
 import { boundPort, listen } from './listener.js';
 import type { Proposer } from './proposer.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
+import type { Endpoint } from '../../adapters/endpoint.js';
 import { effectOf } from './effects.js';
 import { isStreamGroupCommand, runStreamGroupCommand } from './stream_group_effects.js';
 import { exactTrimEffect, isApproximateTrim } from './stream_trim_effects.js';
@@ -106,7 +107,7 @@ export class FrontEnd {
     readonly table: CommandTable,
     readonly databases: number,
     readonly backendVersion: string,
-    readonly backendAddress: { host: string; port: number },
+    readonly backendAddress: Endpoint,
     private readonly peers: PeerAddressBook,
     readonly access: AccessControl,
     readonly peerAuth: PeerAuthenticator,

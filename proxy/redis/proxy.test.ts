@@ -305,10 +305,8 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     ];
     for (const reply of await client.sendMany(setup)) expect(text(reply)).to.not.match(/^-/);
     const follower = (leader + 1) % 3;
-    const server = cluster.servers[follower] as RedisServerProcess;
-    const port = server.port;
-    await server.stop();
-    cluster.servers[follower] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    await (cluster.servers[follower] as RedisServerProcess).stop();
+    await cluster.startServer(follower);
     // Writes go on meanwhile; the follower must end up with them too.
     for (let i = 0; i < 20; i++) expect(text(await client.send(command('INCR', 'st:during')))).to.equal(`:${i + 1}\r\n`);
     const replica = cluster.replicas[follower] as RedisReplica;
@@ -403,10 +401,8 @@ describe('Redis front end (three replicas, shm, real redis-servers)', function (
     const follower = (leader + 2) % 3;
     const replica = cluster.replicas[follower] as RedisReplica;
     const completed = replica.resync.completed;
-    const server = cluster.servers[follower] as RedisServerProcess;
-    const port = server.port;
-    await server.stop();
-    cluster.servers[follower] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    await (cluster.servers[follower] as RedisServerProcess).stop();
+    await cluster.startServer(follower);
     const deadline = Date.now() + 20000;
     while (replica.pipeline.backendFailed !== undefined || replica.resync.completed === completed) {
       if (Date.now() > deadline) throw new Error(`not back in step: ${JSON.stringify(replica.resync.report())}`);
@@ -468,9 +464,7 @@ describe('Redis front end: a watching client whose replica stops leading', funct
     // The leader's redis-server restarts: the leader steps down while it gets back in step,
     // another replica takes over, and the old leader comes back as a follower.
     const old = cluster.replicas[first] as RedisReplica;
-    const server = cluster.servers[first] as RedisServerProcess;
-    const port = server.port;
-    await server.stop();
+    await (cluster.servers[first] as RedisServerProcess).stop();
     // A write makes the old leader find its backend gone.
     const poke = await cluster.connect(first);
     await poke.send(command('SET', 'poke', '1'));
@@ -482,7 +476,7 @@ describe('Redis front end: a watching client whose replica stops leading', funct
       await new Promise((resolve) => setTimeout(resolve, 20));
       second = cluster.replicas.findIndex((replica, id) => id !== first && replica?.member.replica.isLeader === true);
     }
-    cluster.servers[first] = await RedisServerProcess.start({ port, extraArgs: ['--enable-debug-command', 'local'] });
+    await cluster.startServer(first);
     while (old.pipeline.backendFailed !== undefined || old.resync.completed === 0) {
       if (Date.now() > deadline) throw new Error(`not back in step: ${JSON.stringify(old.resync.report())}`);
       await new Promise((resolve) => setTimeout(resolve, 20));

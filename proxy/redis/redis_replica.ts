@@ -2,6 +2,7 @@
 // its command table), its cluster member (engine and control plane), the apply pipeline
 // and the RESP front end.
 import { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { describeEndpoint } from '../../adapters/endpoint.js';
 import { parseReply } from '../../adapters/redis/parse_reply.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { ClusterMember } from '../../mu/member.js';
@@ -51,7 +52,7 @@ export class RedisReplica {
     const log = options.log ?? ((line: string) => console.error(`mu-proxy ${nodeId}: ${line}`));
     const addresses = config.replicas[nodeId];
     if (addresses === undefined) throw new Error(`replica ${nodeId} has no redis/redisBackend addresses in the configuration`);
-    const backend = await RedisBackend.connect({ host: addresses.backend.host, port: addresses.backend.port, name: `replica ${nodeId}` });
+    const backend = await RedisBackend.connect({ ...addresses.backend, name: `replica ${nodeId}` });
     let cache: { backend: MemcachedBackend; itemSizeMax: number } | undefined;
     try {
       if (config.memcachedReplicas[nodeId] !== undefined) cache = await openMemcachedBackend(config, nodeId, log);
@@ -68,7 +69,7 @@ export class RedisReplica {
       if (/^db\d+:keys=/m.test(keyspace)) {
         if (!config.flushBackendOnStart) {
           throw new Error(
-            `the backend at ${addresses.backend.host}:${addresses.backend.port} is not empty; a replica's backend holds the cluster's replicated state only: empty it, or set redis.flushBackendOnStart`,
+            `the backend at ${describeEndpoint(addresses.backend)} is not empty; a replica's backend holds the cluster's replicated state only: empty it, or set redis.flushBackendOnStart`,
           );
         }
         await query(backend, 'FLUSHALL');
@@ -119,7 +120,7 @@ export class RedisReplica {
       front.resyncReport = () => resync.report();
       front.log = log;
       await front.listen();
-      log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${addresses.backend.host}:${addresses.backend.port}, redis ${version}, ${table.size} commands)`);
+      log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${describeEndpoint(addresses.backend)}, redis ${version}, ${table.size} commands)`);
       const memcachedFront = cache === undefined ? undefined : await startMemcachedFrontEnd(config, nodeId, proposer, cache.backend, cache.itemSizeMax, log);
       const fronts: MetricsFront[] = [{ prefix: '', clients: () => front.clients, counters: front.counters }];
       if (memcachedFront !== undefined) fronts.push(memcachedFront.metricsFront());

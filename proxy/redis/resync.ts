@@ -5,6 +5,7 @@
 // for its redis-server to answer again, empties it, copies a snapshot from a healthy
 // replica (state_transfer.ts) and resumes the log right after the snapshot.
 import { RedisBackend } from '../../adapters/redis/redis_backend.js';
+import { describeEndpoint, type Endpoint } from '../../adapters/endpoint.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import type { Replica } from '../../mu/replica.js';
 import type { ApplyPipeline } from './apply_pipeline.js';
@@ -15,7 +16,7 @@ export interface ResyncOptions {
   replica: Replica;
   pipeline: ApplyPipeline;
   channel: BackendChannel;
-  backendAddress: { host: string; port: number };
+  backendAddress: Endpoint;
   // The other replicas' client addresses, by id.
   clientAddress: (id: number) => { host: string; port: number } | undefined;
   // The command that proves to a donor this replica is a member (MU PEER, peer_auth.ts).
@@ -98,8 +99,8 @@ export class Resynchroniser {
 
   // A connection to this replica's redis-server, checked and emptied.
   private async connectBackend(): Promise<RedisBackend> {
-    const { host, port } = this.options.backendAddress;
-    const backend = await RedisBackend.connect({ host, port, connectTimeoutMs: 1000, name: `backend ${host}:${port}` });
+    const address = this.options.backendAddress;
+    const backend = await RedisBackend.connect({ ...address, connectTimeoutMs: 1000, name: `backend ${describeEndpoint(address)}` });
     const policy = (await backend.send(encodeCommand(['CONFIG', 'GET', 'maxmemory-policy']))).toString('latin1');
     if (!policy.includes('noeviction')) {
       await backend.close();

@@ -1068,8 +1068,7 @@ export class RedisSession {
       return;
     }
     const relay = new SubscriberRelay({
-      host: this.front.backendAddress.host,
-      port: this.front.backendAddress.port,
+      backend: this.front.backendAddress,
       maxHeldBytes: this.front.options.maxOutputBytes,
       deliver: (frame) => this.deliverFrame(frame),
       failed: (reason) => {

@@ -13,6 +13,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 
+import { connectOptionsOf, type Endpoint } from '../../adapters/endpoint.js';
 import { encodeCommand, ReplyFramer } from '../../adapters/redis/resp.js';
 import { HeldFrames } from './held_frames.js';
 
@@ -26,8 +27,7 @@ const subscriptionKinds = new Map<string, 'regular' | 'shard'>([
 ]);
 
 export interface SubscriberRelayOptions {
-  host: string;
-  port: number;
+  backend: Endpoint;
   // Frames held while the client's earlier replies are still owed (see `startWriting`),
   // at most this many bytes; beyond, the relay fails.
   maxHeldBytes: number;
@@ -50,8 +50,7 @@ export class SubscriberRelay {
 
   constructor(private readonly options: SubscriberRelayOptions) {
     this.frames = new HeldFrames(options.deliver, options.maxHeldBytes);
-    this.socket = net.connect(options.port, options.host);
-    this.socket.setNoDelay(true);
+    this.socket = net.connect(connectOptionsOf(options.backend));
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error: Error) => this.fail(`the subscription connection to the backend failed: ${error.message}`));
     this.socket.on('close', () => this.fail('the backend closed the subscription connection'));

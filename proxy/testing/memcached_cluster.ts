@@ -1,9 +1,11 @@
-// Test support: a memcached proxy cluster in this process: N memcached servers (real, on
-// free ports) and N MemcachedReplica instances over shm, plus helpers to find the leader
-// and compare the backends' items.
+// Test support: a memcached proxy cluster in this process: N memcached servers (real, each
+// on a Unix socket, as a deployment would run them; MemcachedProcesses covers TCP) and N
+// MemcachedReplica instances over shm, plus helpers to find the leader and compare the
+// backends' items.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 
+import type { Endpoint } from '../../adapters/endpoint.js';
 import { MemcachedBackend } from '../../adapters/memcached/memcached_backend.js';
 import { MemcachedServerProcess } from '../../adapters/memcached/memcached_server_process.js';
 import { freePort } from '../../mu/testing/free_port.js';
@@ -22,7 +24,7 @@ export class MemcachedCluster {
 
   static async start(options: { replicas?: number; memcached?: Record<string, unknown> } = {}): Promise<MemcachedCluster> {
     const count = options.replicas ?? 3;
-    const servers = await startInTurn(count, () => MemcachedServerProcess.start());
+    const servers = await startInTurn(count, () => MemcachedServerProcess.start({ unixSocket: true }));
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     const metricsPorts: number[] = [];
@@ -44,7 +46,7 @@ export class MemcachedCluster {
           id,
           control: `127.0.0.1:${controlPorts[id]}`,
           memcached: `127.0.0.1:${proxyPorts[id]}`,
-          memcachedBackend: `127.0.0.1:${server.port}`,
+          memcachedBackend: server.socketPath as string,
           metrics: `127.0.0.1:${metricsPorts[id]}`,
         })),
       },
@@ -78,7 +80,7 @@ export class MemcachedCluster {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const all: string[] = [];
-      for (const server of this.servers) all.push(await dump(server.port));
+      for (const server of this.servers) all.push(await dump(server.endpoint));
       if (all.every((one) => one === all[0]) || Date.now() > deadline) return all;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -92,8 +94,8 @@ export class MemcachedCluster {
 }
 
 // One server's items, sorted: key, flags, CAS, expiry and value of every item.
-export async function dump(port: number): Promise<string> {
-  const backend = await MemcachedBackend.connect({ port });
+export async function dump(endpoint: Endpoint): Promise<string> {
+  const backend = await MemcachedBackend.connect(endpoint);
   try {
     const listing = (await backend.send(Buffer.from('lru_crawler metadump all\r\n'), 'listing')).toString('latin1');
     const keys = [...listing.matchAll(/^key=(\S+) exp=(-?\d+)/gm)].map((match) => [decodeURIComponent(match[1] as string), match[2] as string] as const);

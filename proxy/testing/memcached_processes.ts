@@ -101,7 +101,7 @@ export class MemcachedProcesses {
   async converged(ids: number[], timeoutMs = 30000): Promise<string[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const contents = await Promise.all(ids.map((id) => dump((this.servers[id] as MemcachedServerProcess).port)));
+      const contents = await Promise.all(ids.map((id) => dump((this.servers[id] as MemcachedServerProcess).endpoint)));
       if (contents.every((one) => one === contents[0]) || Date.now() > deadline) return contents;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

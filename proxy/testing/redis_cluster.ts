@@ -1,6 +1,7 @@
-// Test support: a Redis proxy cluster in this process: N redis-servers (real, on free
-// ports) and N RedisReplica instances over shm (each with its own engine thread), plus
-// helpers to find the leader and compare the backends' digests.
+// Test support: a Redis proxy cluster in this process: N redis-servers (real; the proxies
+// reach them on Unix sockets, as a deployment would, ProxyProcesses covers TCP; the tests
+// may also use their TCP ports) and N RedisReplica instances over shm (each with its own
+// engine thread), plus helpers to find the leader and compare the backends' digests.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -35,7 +36,7 @@ export class RedisCluster {
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     const count = options.replicas ?? 3;
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-redis-cluster-'));
-    const servers = await startInTurn(count, () => RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
+    const servers = await startInTurn(count, (id) => RedisServerProcess.start({ unixSocket: serverSocket(directory, id), extraArgs: SERVER_ARGS }));
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     const metricsPorts: number[] = [];
@@ -58,7 +59,7 @@ export class RedisCluster {
           id,
           control: `127.0.0.1:${controlPorts[id]}`,
           redis: `127.0.0.1:${proxyPorts[id]}`,
-          redisBackend: `127.0.0.1:${server.port}`,
+          redisBackend: server.socketPath as string,
           metrics: `127.0.0.1:${metricsPorts[id]}`,
         })),
       },
@@ -71,6 +72,14 @@ export class RedisCluster {
       [...servers, leftovers],
     );
     return new RedisCluster(servers, replicas, proxyPorts, metricsPorts, clusterName, directory);
+  }
+
+  // A fresh redis-server for replica `id`, where the one it replaces listened (stop that one first).
+  async startServer(id: number): Promise<RedisServerProcess> {
+    const port = (this.servers[id] as RedisServerProcess).port;
+    const server = await RedisServerProcess.start({ port, unixSocket: serverSocket(this.directory, id), extraArgs: SERVER_ARGS });
+    this.servers[id] = server;
+    return server;
   }
 
   // The replica that leads once exactly one does and every replica has granted it its log.
@@ -115,6 +124,12 @@ export class RedisCluster {
     await Promise.all(this.servers.map((server) => server.stop()));
     removeClusterFiles(this.directory, this.clusterName);
   }
+}
+
+const SERVER_ARGS = ['--enable-debug-command', 'local'];
+
+function serverSocket(directory: string, id: number): string {
+  return path.join(directory, `redis-${id}.sock`);
 }
 
 function removeClusterFiles(directory: string, clusterName: string): void {
