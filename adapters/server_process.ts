@@ -22,7 +22,7 @@ export interface ServerProcessOptions {
    * off), and give that as `endpoint`: at this path, or with `true` in the temporary
    * directory. Default false.
    */
-  unixSocket?: boolean | string;
+  unixSocket?: boolean | string | undefined;
 }
 
 const START_TIMEOUT_MS = 10_000;

@@ -117,7 +117,7 @@ describe('docker/: compose files and image (no engine needed)', () => {
     expect(new Set(config.cluster.replicas.map((replica) => replica.host)).size).to.equal(3);
   });
 
-  it('docker-compose.shm.yml runs replicas 0, 1 and 2 on one host, sharing /dev/shm, on distinct ports', () => {
+  it('docker-compose.shm.yml runs replicas 0, 1 and 2 on one host, sharing /dev/shm, on distinct ports and sockets', () => {
     const compose = readCompose('docker-compose.shm.yml');
     const services = Object.values(compose.services);
     expect(services.map((service) => service.environment?.['MU_REPLICA_ID'])).to.deep.equal(['0', '1', '2']);
@@ -126,9 +126,9 @@ describe('docker/: compose files and image (no engine needed)', () => {
       expect(service['ipc']).to.equal('host');
       const config = loadMountedConfig(compose, service);
       expect(config.cluster.fabric).to.deep.equal({ backend: 'shm', shmRoot: '/dev/shm' });
-      const ports = config.replicas.flatMap((addresses) => [addresses.listen.port, addresses.backend.port, addresses.metrics?.port]);
+      const ports = config.replicas.flatMap((addresses) => [addresses.listen.port, addresses.backend.port ?? addresses.backend.path, addresses.metrics?.port]);
       ports.push(...config.cluster.replicas.map((replica) => replica.port));
-      expect(new Set(ports).size, `ports ${ports.join(' ')}`).to.equal(ports.length);
+      expect(new Set(ports).size, `ports and sockets ${ports.join(' ')}`).to.equal(ports.length);
     }
   });
 

@@ -142,8 +142,22 @@ wait_until() {
   done
 }
 
+# A backend address is host:port or an absolute Unix socket path (the faster way in for a
+# backend in the same container, and one nothing on the network can reach).
+is_socket_path() { [[ "$1" == /* ]]; }
+
 memcached_answers() {
-  local host=$1 port=$2 reply
+  local address=$1 host port reply
+  if is_socket_path "$address"; then
+    node -e '
+      const socket = require("node:net").connect(process.argv[1], () => socket.write("version\r\n"));
+      socket.setTimeout(2000, () => process.exit(1));
+      socket.on("error", () => process.exit(1));
+      socket.on("data", (reply) => process.exit(reply.toString().startsWith("VERSION") ? 0 : 1));
+    ' "$address"
+    return
+  fi
+  read -r host port <<<"$(split_address "$address")"
   exec 3<>"/dev/tcp/$host/$port" || return 1
   printf 'version\r\n' >&3
   read -r -t 2 reply <&3 || reply=
@@ -154,30 +168,47 @@ memcached_answers() {
 if [[ "$start_backends" == 1 ]]; then
   mkdir -p "$data_dir"
   if [[ -n "$redis_backend" ]]; then
-    read -r host port <<<"$(split_address "$redis_backend")"
+    if is_socket_path "$redis_backend"; then
+      # Only this container's processes (the same user) may connect: 700.
+      mkdir -p "$(dirname "$redis_backend")"
+      listen=(--port 0 --unixsocket "$redis_backend" --unixsocketperm 700)
+      reach=(-s "$redis_backend")
+    else
+      read -r host port <<<"$(split_address "$redis_backend")"
+      listen=(--bind "$host" --port "$port")
+      reach=(-h "$host" -p "$port")
+    fi
     mkdir -p "$data_dir/redis-$id"
     # No persistence: a restarted replica must come back empty (the proxy refuses a
     # non-empty backend). noeviction: the proxy checks it. DEBUG from local connections:
     # `mu-proxy check` compares the replicas with DEBUG DIGEST.
     # shellcheck disable=SC2086 # MU_REDIS_ARGS is a list of words on purpose
-    redis-server --bind "$host" --port "$port" --save '' --appendonly no \
+    redis-server "${listen[@]}" --save '' --appendonly no \
       --maxmemory-policy noeviction --protected-mode yes --daemonize no \
       --enable-debug-command local --dir "$data_dir/redis-$id" --logfile '' \
       ${MU_REDIS_ARGS:-} &
     children+=($!)
-    wait_until "redis-server at $redis_backend" redis-cli -h "$host" -p "$port" ping
+    wait_until "redis-server at $redis_backend" redis-cli "${reach[@]}" ping
     say "redis-server up at $redis_backend (pid ${children[-1]})"
   fi
   if [[ -n "$memcached_backend" ]]; then
-    read -r host port <<<"$(split_address "$memcached_backend")"
+    if is_socket_path "$memcached_backend"; then
+      mkdir -p "$(dirname "$memcached_backend")"
+      listen=(-s "$memcached_backend" -a 0700)
+    else
+      read -r host port <<<"$(split_address "$memcached_backend")"
+      listen=(-l "$host" -p "$port")
+    fi
     user=()
     if ((EUID == 0)); then
-      # memcached will not run as root unless told which user to be.
-      if id memcache >/dev/null 2>&1; then user=(-u memcache); else user=(-u root); fi
+      # memcached will not run as root unless told which user to be. It drops to that
+      # user before it creates a Unix socket, so on a socket it stays root (as the
+      # container's redis-server does): the socket's directory is root's.
+      if id memcache >/dev/null 2>&1 && ! is_socket_path "$memcached_backend"; then user=(-u memcache); else user=(-u root); fi
     fi
-    memcached -l "$host" -p "$port" -U 0 -m "$memcached_memory_mb" -M "${user[@]}" &
+    memcached "${listen[@]}" -U 0 -m "$memcached_memory_mb" -M "${user[@]}" &
     children+=($!)
-    wait_until "memcached at $memcached_backend" memcached_answers "$host" "$port"
+    wait_until "memcached at $memcached_backend" memcached_answers "$memcached_backend"
     say "memcached up at $memcached_backend (pid ${children[-1]})"
   fi
 fi

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 import { expect } from 'chai';
 
+import { connectOptionsOf, describeEndpoint, type Endpoint } from '../adapters/endpoint.js';
 import { RedisBackend } from '../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../adapters/redis/resp.js';
 import { freePort } from '../mu/testing/free_port.js';
@@ -28,9 +29,9 @@ function run(env: Record<string, string>): { status: number | null; stderr: stri
   return { status: result.status, stderr: result.stderr };
 }
 
-function portAnswers(port: number): Promise<boolean> {
+function answers(endpoint: Endpoint): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect(connectOptionsOf(endpoint));
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -39,8 +40,9 @@ function portAnswers(port: number): Promise<boolean> {
   });
 }
 
-async function send(port: number, argv: string[]): Promise<string> {
-  const client = await RedisBackend.connect({ host: '127.0.0.1', port, connectTimeoutMs: 5000 });
+async function send(at: number | Endpoint, argv: string[]): Promise<string> {
+  const endpoint = typeof at === 'number' ? { host: '127.0.0.1', port: at } : at;
+  const client = await RedisBackend.connect({ ...endpoint, connectTimeoutMs: 5000 });
   try {
     return (await client.send(encodeCommand(argv))).toString('latin1');
   } finally {
@@ -91,12 +93,13 @@ describe('docker/entrypoint.sh', function () {
     expect(verbs.stderr).to.include(expected);
   });
 
-  it('three of them make a cluster over shm: writes replicate, and SIGTERM stops the proxy and its redis-server', async () => {
-    const ports = { control: [] as number[], redis: [] as number[], backend: [] as number[] };
+  it('three of them make a cluster over shm (one redis-server on a Unix socket): writes replicate, and SIGTERM stops the proxy and its redis-server', async () => {
+    const ports = { control: [] as number[], redis: [] as number[] };
+    const backends: Endpoint[] = [];
     for (let id = 0; id < 3; id++) {
       ports.control.push(await freePort());
       ports.redis.push(await freePort());
-      ports.backend.push(await freePort());
+      backends.push(id === 2 ? { path: path.join(directory, 'sockets', 'redis-2.sock') } : { host: '127.0.0.1', port: await freePort() });
     }
     fs.writeFileSync(path.join(directory, 'secret'), crypto.randomBytes(24).toString('hex'), { mode: 0o600 });
     const configPath = path.join(directory, 'cluster.json');
@@ -112,7 +115,7 @@ describe('docker/entrypoint.sh', function () {
           id,
           control: `127.0.0.1:${ports.control[id]}`,
           redis: `127.0.0.1:${ports.redis[id]}`,
-          redisBackend: `127.0.0.1:${ports.backend[id]}`,
+          redisBackend: describeEndpoint(backends[id] as Endpoint).replace(/^unix:/, ''),
         })),
       }),
     );
@@ -149,7 +152,7 @@ describe('docker/entrypoint.sh', function () {
     // Every backend holds the write: each replica applied it.
     for (let id = 0; id < 3; id++) {
       await until(`the write on replica ${id}'s redis-server`, 30000, async () =>
-        (await send(ports.backend[id] as number, ['GET', 'deployed'])) === '$3\r\nyes\r\n' ? true : undefined,
+        (await send(backends[id] as Endpoint, ['GET', 'deployed'])) === '$3\r\nyes\r\n' ? true : undefined,
       );
     }
     // A stopped container: the entrypoint exits 0 once its proxy and its backend are gone.
@@ -157,8 +160,8 @@ describe('docker/entrypoint.sh', function () {
     const exited = new Promise<number | null>((resolve) => stopped.once('exit', resolve));
     stopped.kill('SIGTERM');
     expect(await exited).to.equal(0);
-    expect(await portAnswers(ports.redis[follower] as number)).to.equal(false);
-    expect(await portAnswers(ports.backend[follower] as number)).to.equal(false);
+    expect(await answers({ host: '127.0.0.1', port: ports.redis[follower] as number })).to.equal(false);
+    expect(await answers(backends[follower] as Endpoint)).to.equal(false);
     // Two of three still make a majority.
     expect(await send(ports.redis[leader] as number, ['SET', 'after', 'stop'])).to.equal('+OK\r\n');
   });

@@ -40,7 +40,7 @@ describe('Redis proxy configuration', () => {
     expect(config.front.requirepass).to.equal('change-me');
     expect(config.replicas[2]).to.deep.equal({
       listen: { host: '0.0.0.0', port: 6380 },
-      backend: { host: '127.0.0.1', port: 6379 },
+      backend: { path: '/run/mu-proxy/redis.sock' },
       metrics: { host: '0.0.0.0', port: 9121 },
     });
     expect(config.cluster.fabric).to.deep.equal({ backend: 'verbs', device: 'mlx5_0', port: 1, gidIndex: 3 });

@@ -4,11 +4,15 @@
 //   direct        one redis-server, no proxy
 //   proxy x1      mu-proxy with one replica (one redis-server behind it)
 //   proxy x3      mu-proxy with three replicas, measured at its leader
+//   proxy3tcp     the same, its proxies reaching their redis-servers over TCP, not Unix sockets
 //   redis+WAIT    a redis-server with two replicas (--replicaof); each operation is
 //                 SET then WAIT 2 0, sent together, and counts once both replies are in
 //   twemproxy     nutcracker in front of one redis-server
 //   nodepass      a Node process copying bytes to one redis-server and back (node_passthrough.ts):
 //                 the floor for any proxy on Node, for reference
+// Clients reach every system over TCP. The proxies (mu-proxy, twemproxy, nodepass) reach
+// their own redis-server on a Unix socket, as a replica's local backend is best run;
+// proxy3tcp shows what that is worth.
 // For each: a single-client closed loop (one SET at a time, each round trip timed; p50,
 // p90, p99), a closed loop of 50 clients of our own (ops/s; the only throughput figure
 // that applies to redis+WAIT) and redis-benchmark -t set -c 50 -P 1 (requests/s; not for
@@ -17,7 +21,7 @@
 // errors is marked '!<n>err' and a target that uses it says INVALID; notes list them.
 //
 //   node --import tsx proxy/testing/bench_redis.ts [--requests 5000] [--clients 50]
-//        [--ops <requests*4>] [--warmup 500] [--systems direct,proxy1,proxy3,wait,twemproxy]
+//        [--ops <requests*4>] [--warmup 500] [--systems direct,proxy1,proxy3,proxy3tcp,wait,twemproxy]
 //        [--twemproxy-connections 1]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,7 +51,7 @@ const clients = positiveInt('--clients', 50);
 const concurrentOps = positiveInt('--ops', requests * 4);
 const warmup = Number(flag('--warmup', '500'));
 const twemproxyConnections = positiveInt('--twemproxy-connections', 1);
-const ALL_SYSTEMS = ['direct', 'proxy1', 'proxy3', 'wait', 'twemproxy', 'nodepass'] as const;
+const ALL_SYSTEMS = ['direct', 'proxy1', 'proxy3', 'proxy3tcp', 'wait', 'twemproxy', 'nodepass'] as const;
 type SystemId = (typeof ALL_SYSTEMS)[number];
 const selected = flag('--systems', ALL_SYSTEMS.join(','))
   .split(',')
@@ -66,6 +70,7 @@ const LABELS: Record<SystemId, string> = {
   direct: 'direct redis-server',
   proxy1: 'proxy x1',
   proxy3: 'proxy x3 (leader)',
+  proxy3tcp: 'proxy x3, TCP to redis-servers',
   wait: 'redis+2 replicas, SET+WAIT 2 0',
   twemproxy: 'twemproxy -> redis-server',
   nodepass: 'node passthrough -> redis-server',
@@ -233,10 +238,10 @@ async function startDirect(): Promise<Running> {
   return { port: async () => server.port, withWait: false, describe: `redis-server :${server.port}`, stop: () => server.stop() };
 }
 
-async function startProxy(replicas: number): Promise<Running> {
+async function startProxy(replicas: number, backendsOver: 'tcp' | 'unix' = 'unix'): Promise<Running> {
   // A 100 ms detection window: the benchmark loads both cores fully, and it measures the
   // steady state, not failover (a 20 ms window tripped under this load).
-  const cluster = await ProxyProcesses.start(replicas, { readIntervalUs: 5000, failureReads: 20 });
+  const cluster = await ProxyProcesses.start(replicas, { readIntervalUs: 5000, failureReads: 20 }, backendsOver);
   try {
     const leader = await cluster.leader();
     const port = cluster.proxyPorts[leader]!;
@@ -250,7 +255,7 @@ async function startProxy(replicas: number): Promise<Running> {
         return cluster.proxyPorts[now]!;
       },
       withWait: false,
-      describe: `${replicas} mu-proxy process(es) over shm, leader replica ${leader} at :${port}`,
+      describe: `${replicas} mu-proxy process(es) over shm, leader replica ${leader} at :${port}, redis-servers over ${backendsOver === 'unix' ? 'Unix sockets' : 'TCP'}`,
       stop: () => cluster.stop(),
     };
   } catch (error) {
@@ -295,7 +300,7 @@ async function startRedisWithReplicas(): Promise<Running> {
 }
 
 async function startTwemproxy(): Promise<Running> {
-  const server = await RedisServerProcess.start();
+  const server = await RedisServerProcess.start({ unixSocket: true });
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-bench-twemproxy-'));
   let child: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
@@ -324,7 +329,7 @@ async function startTwemproxy(): Promise<Running> {
         `  server_connections: ${twemproxyConnections}`,
         '  auto_eject_hosts: false',
         '  servers:',
-        `   - 127.0.0.1:${server.port}:1`,
+        `   - ${server.socketPath}:1`,
         '',
       ].join('\n'),
     );
@@ -346,7 +351,7 @@ async function startTwemproxy(): Promise<Running> {
     return {
       port: async () => port,
       withWait: false,
-      describe: `nutcracker :${port} (server_connections ${twemproxyConnections}) -> redis-server :${server.port}`,
+      describe: `nutcracker :${port} (server_connections ${twemproxyConnections}) -> redis-server ${server.socketPath}`,
       stop,
     };
   } catch (error) {
@@ -356,10 +361,10 @@ async function startTwemproxy(): Promise<Running> {
 }
 
 async function startNodePassthrough(): Promise<Running> {
-  const server = await RedisServerProcess.start();
+  const server = await RedisServerProcess.start({ unixSocket: true });
   const port = await freePort();
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_passthrough.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), String(server.port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), server.socketPath as string], { stdio: ['pipe', 'pipe', 'inherit'] });
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -370,7 +375,7 @@ async function startNodePassthrough(): Promise<Running> {
   };
   try {
     await waitForPing(port, 'node passthrough');
-    return { port: async () => port, withWait: false, describe: `node passthrough :${port} -> redis-server :${server.port}`, stop };
+    return { port: async () => port, withWait: false, describe: `node passthrough :${port} -> redis-server ${server.socketPath}`, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -387,6 +392,8 @@ function start(id: SystemId): Promise<Running> {
       return startProxy(1);
     case 'proxy3':
       return startProxy(3);
+    case 'proxy3tcp':
+      return startProxy(3, 'tcp');
     case 'wait':
       return startRedisWithReplicas();
     case 'twemproxy':
@@ -480,6 +487,9 @@ target(
   manyErrors(proxy3, wait),
 );
 target('3-replica p50 / 1-replica p50', ratio(proxy3?.latency.p50, proxy1?.latency.p50), 1.05, true, singleErrors(proxy3, proxy1));
+const proxy3tcp = results.get('proxy3tcp');
+const unixOverTcp = ratio(proxy3?.latency.p50, proxy3tcp?.latency.p50);
+if (unixOverTcp !== undefined) console.log(`${pad('3-replica p50, Unix sockets / TCP to redis-servers (for reference)', 64)} ${lpad(unixOverTcp.toFixed(3), 7)}`);
 const nodepass = results.get('nodepass');
 const proxyOverNode = ratio(proxy1?.latency.p50, nodepass?.latency.p50);
 if (proxyOverNode !== undefined) console.log(`${pad('1-replica p50 / node passthrough p50 (for reference)', 64)} ${lpad(proxyOverNode.toFixed(3), 7)}`);

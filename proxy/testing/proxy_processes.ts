@@ -12,6 +12,7 @@ import { RedisBackend } from '../../adapters/redis/redis_backend.js';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
 import { freePort } from './redis_cluster.js';
+import { startInTurn } from '../../mu/testing/start_all.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cliPath = path.join(root, 'proxy', 'cli.ts');
@@ -32,13 +33,16 @@ export class ProxyProcesses {
 
   // `detector`: the failure-detection window (reads every readIntervalUs, a peer suspected
   // after failureReads reads without progress); 20 ms by default, for failover tests.
+  // `backendsOver`: how the proxies reach their redis-servers (TCP by default; the tests of
+  // the in-process cluster cover Unix sockets).
   static async start(
     replicas = 3,
     detector: { readIntervalUs: number; failureReads: number } = { readIntervalUs: 2000, failureReads: 10 },
+    backendsOver: 'tcp' | 'unix' = 'tcp',
   ): Promise<ProxyProcesses> {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mu-proxy-processes-'));
-    const servers: RedisServerProcess[] = [];
-    for (let i = 0; i < replicas; i++) servers.push(await RedisServerProcess.start({ extraArgs: serverArgs }));
+    const socketOf = (id: number) => (backendsOver === 'unix' ? path.join(directory, `redis-${id}.sock`) : undefined);
+    const servers = await startInTurn(replicas, (id) => RedisServerProcess.start({ unixSocket: socketOf(id), extraArgs: serverArgs }));
     const proxyPorts: number[] = [];
     const controlPorts: number[] = [];
     for (let i = 0; i < replicas; i++) {
@@ -60,7 +64,7 @@ export class ProxyProcesses {
           id,
           control: `127.0.0.1:${controlPorts[id]}`,
           redis: `127.0.0.1:${proxyPorts[id]}`,
-          redisBackend: `127.0.0.1:${server.port}`,
+          redisBackend: server.socketPath ?? `127.0.0.1:${server.port}`,
         })),
       }),
     );
@@ -126,7 +130,7 @@ export class ProxyProcesses {
     old.kill(signal);
     await old.exited;
     await old.stop(); // removes its directory
-    const fresh = await RedisServerProcess.start({ port: old.port, extraArgs: serverArgs });
+    const fresh = await RedisServerProcess.start({ port: old.port, unixSocket: old.socketPath, extraArgs: serverArgs });
     this.servers[id] = fresh;
     return fresh;
   }
