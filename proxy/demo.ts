@@ -1,6 +1,6 @@
 // mu-proxy demo: what `npm run demo` shows (`-- --backend memcached`: the same with
-// memcached, demo_memcached.ts). On this host: three redis-servers on free
-// ports, three mu-proxy replicas in front of them over the shm fabric (separate
+// memcached, demo_memcached.ts). On this host: three redis-servers, each on a Unix
+// socket (and a free port, for a look with redis-cli), three mu-proxy replicas in front of them over the shm fabric (separate
 // processes), a short workload through the leader with latency percentiles, then the
 // leader is stopped (SIGSTOP) and the time until a write succeeds again is measured,
 // and finally every replica's DEBUG DIGEST is compared. --keep leaves it all running.
@@ -80,7 +80,7 @@ export async function runDemo(args: string[]): Promise<number> {
   try {
     say('starting three redis-servers');
     // DEBUG DIGEST (the consistency check) must be allowed from local connections.
-    for (let i = 0; i < 3; i++) servers.push(await RedisServerProcess.start({ extraArgs: ['--enable-debug-command', 'local'] }));
+    for (let i = 0; i < 3; i++) servers.push(await RedisServerProcess.start({ unixSocket: true, extraArgs: ['--enable-debug-command', 'local'] }));
     const controlPorts = [await freePort(), await freePort(), await freePort()];
     const proxyPorts = [await freePort(), await freePort(), await freePort()];
     const configPath = path.join(directory, 'cluster.json');
@@ -99,7 +99,7 @@ export async function runDemo(args: string[]): Promise<number> {
             id,
             control: `127.0.0.1:${controlPorts[id]}`,
             redis: `127.0.0.1:${proxyPorts[id]}`,
-            redisBackend: `127.0.0.1:${servers[id]?.port}`,
+            redisBackend: servers[id]?.socketPath,
           })),
         },
         null,

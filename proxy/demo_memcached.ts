@@ -1,5 +1,5 @@
 // `npm run demo -- --backend memcached`: the demo with memcached. Three memcached servers
-// on free ports, three mu-proxy replicas in front of them over the shm fabric (separate
+// on Unix sockets, three mu-proxy replicas in front of them over the shm fabric (separate
 // processes), sets through the leader with latency percentiles, the leader stopped
 // (SIGSTOP) and the time until a write succeeds again measured, then every replica's
 // items compared. --keep leaves it all running.
@@ -43,7 +43,7 @@ export async function runMemcachedDemo(args: string[]): Promise<number> {
   const cluster = `demo-${crypto.randomBytes(3).toString('hex')}`;
   try {
     say('starting three memcached servers');
-    for (let i = 0; i < 3; i++) servers.push(await MemcachedServerProcess.start());
+    for (let i = 0; i < 3; i++) servers.push(await MemcachedServerProcess.start({ unixSocket: true }));
     const controlPorts = [await freePort(), await freePort(), await freePort()];
     const proxyPorts = [await freePort(), await freePort(), await freePort()];
     const configPath = path.join(directory, 'cluster.json');
@@ -61,7 +61,7 @@ export async function runMemcachedDemo(args: string[]): Promise<number> {
             id,
             control: `127.0.0.1:${controlPorts[id]}`,
             memcached: `127.0.0.1:${proxyPorts[id]}`,
-            memcachedBackend: `127.0.0.1:${servers[id]?.port}`,
+            memcachedBackend: servers[id]?.socketPath,
           })),
         },
         null,
