@@ -39,7 +39,7 @@ describe('ACL users', () => {
   it('checks every key against the patterns, as Redis globs match', () => {
     const access = AccessControl.fromConfig(undefined, [{ name: 'app', rules: 'on nopass ~app:* ~cache:?? +@all' }]);
     const app = access.user('app');
-    const keys = (...names: string[]) => names.map((name) => Buffer.from(name));
+    const keys = (...names: string[]) => names.map((name) => ({ key: Buffer.from(name), read: true, write: true }));
     expect(app?.canAccessKeys(keys('app:1', 'cache:ab'))).to.equal(true);
     expect(app?.canAccessKeys(keys('app:1', 'other'))).to.equal(false);
     expect(app?.canAccessKeys(keys('cache:abc'))).to.equal(false);
@@ -72,6 +72,24 @@ describe('ACL users', () => {
     expect(access.user('default')?.canAccessChannels(channels('anything'), false)).to.equal(true);
   });
 
+  it('checks read and write key patterns against what the command does to each key', () => {
+    const access = AccessControl.fromConfig(undefined, [
+      { name: 'split', rules: 'on nopass %R~r:* %W~w:* ~rw:* +@all' },
+      { name: 'reads', rules: 'on nopass %R~* +@all' },
+      { name: 'merged', rules: 'on nopass %R~m:* %W~m:* +@all' },
+    ]);
+    const key = (name: string, read: boolean, write: boolean) => ({ key: Buffer.from(name), read, write });
+    const split = access.user('split');
+    expect([key('r:1', true, false), key('r:1', false, true), key('r:1', true, true)].map((k) => split?.canAccessKeys([k]))).to.deep.equal([true, false, false]);
+    expect([key('w:1', true, false), key('w:1', false, true), key('w:1', true, true)].map((k) => split?.canAccessKeys([k]))).to.deep.equal([false, true, false]);
+    expect(split?.canAccessKeys([key('rw:1', true, true), key('w:1', false, false), key('r:1', false, false)])).to.equal(true);
+    expect(split?.canAccessKeys([key('other', false, false)]), 'no pattern matches').to.equal(false);
+    expect(split?.readsAnyKey).to.equal(false);
+    expect(access.user('reads')?.readsAnyKey).to.equal(true);
+    expect(access.user('reads')?.canAccessKeys([key('x', false, true)])).to.equal(false);
+    expect(access.user('merged')?.canAccessKeys([key('m:1', true, true)])).to.equal(true);
+  });
+
   it('authenticates by password or SHA-256 digest, refuses disabled users, and derives the default user', () => {
     const digest = crypto.createHash('sha256').update('hashed').digest('hex');
     const access = AccessControl.fromConfig('topsecret', [
@@ -98,7 +116,13 @@ describe('ACL users', () => {
       }
       return 'accepted';
     };
-    expect(refused('on >pw %R~app:*')).to.match(/user 'u': read\/write key selectors/);
+    expect(refused('on >pw %R~app:* %W~app:* %rw~x %WR~y')).to.equal('accepted');
+    for (const bad of ['%X~app:*', '%RR~app:*', '%~app:*', '%R', '%Rapp']) {
+      expect(refused(`on >pw ${bad}`), bad).to.equal(`user 'u': '${bad}' is not a key pattern (~pattern, or %R~, %W~, %RW~ and a pattern)`);
+    }
+    expect(refused('on >pw allkeys ~app:*')).to.equal("user 'u': '~app:*' comes after all keys were granted (allkeys or ~*); start with resetkeys");
+    expect(refused('on >pw %RW~* %R~app:*')).to.match(/comes after all keys were granted/);
+    expect(refused('on >pw allkeys resetkeys %R~app:*')).to.equal('accepted');
     expect(refused('on >pw sometimes')).to.equal("user 'u': unknown rule 'sometimes'");
     expect(refused('on #abc')).to.match(/not a SHA-256 hex digest/);
     expect(refused('dup', 'pw')).to.equal("give requirepass or a user named 'default', not both");

@@ -4,24 +4,35 @@
 // A user is written as Redis' ACL SETUSER rules, in the configuration file:
 //   { "name": "app", "rules": "on >s3cret ~app:* +@all -@dangerous" }
 // Supported rules: on, off, >password, #<sha256 hex>, nopass, resetpass, ~pattern,
-// allkeys, resetkeys, +@category, -@category, +command, -command, +command|sub,
-// -command|sub, allcommands, nocommands, &pattern, allchannels, resetchannels, reset. Rules
-// apply in order, later ones overriding earlier ones, as in Redis. Channels as in Redis 7
-// (acl-pubsub-default resetchannels): a user given no channel rule may use no channel;
-// PUBLISH, SPUBLISH, SUBSCRIBE and SSUBSCRIBE need each channel to match a pattern,
-// PSUBSCRIBE each pattern to be one of the user's patterns, letter for letter. Read/write
-// key selectors (%R~, %W~) are not supported; a rule the proxy does not know is a
-// configuration error, never ignored.
+// %R~pattern, %W~pattern, %RW~pattern, allkeys, resetkeys, +@category, -@category,
+// +command, -command, +command|sub, -command|sub, allcommands, nocommands, &pattern,
+// allchannels, resetchannels, reset. Rules apply in order, later ones overriding earlier
+// ones, as in Redis. Keys as in Redis 7: ~pattern lets a command read and write the keys
+// it matches, %R~ only read them, %W~ only write them; what a command does to each key
+// comes from its key specs (key_access.ts). Channels as in Redis 7 (acl-pubsub-default
+// resetchannels): a user given no channel rule may use no channel; PUBLISH, SPUBLISH,
+// SUBSCRIBE and SSUBSCRIBE need each channel to match a pattern, PSUBSCRIBE each pattern
+// to be one of the user's patterns, letter for letter. Selectors (the parenthesised rule
+// sets of Redis 7) are not supported; a rule the proxy does not know is a configuration
+// error, never ignored.
 //
 // `requirepass` is the default user's password, as in Redis. Without it, and without a
 // user named "default", the default user needs no password and may do everything.
 import crypto from 'node:crypto';
 
 import type { CommandInfo } from './command_table.js';
+import type { KeyAccess } from './key_access.js';
 
 interface ChannelPattern {
   text: string;
   regexp: RegExp;
+}
+
+interface KeyPattern {
+  text: string;
+  regexp: RegExp;
+  read: boolean;
+  write: boolean;
 }
 
 interface CommandRule {
@@ -37,7 +48,7 @@ export class AclUser {
     private readonly passwordHashes: ReadonlySet<string>, // sha256 hex
     readonly nopass: boolean,
     private readonly commandRules: readonly CommandRule[],
-    private readonly keyPatterns: readonly RegExp[] | 'all',
+    private readonly keyPatterns: readonly KeyPattern[] | 'all',
     private readonly channelPatterns: readonly ChannelPattern[] | 'all',
   ) {
     this.unrestricted =
@@ -69,17 +80,21 @@ export class AclUser {
     return allowed;
   }
 
-  // Whether every key is allowed (Redis' "full key access", which SORT's BY and GET need).
-  get allKeys(): boolean {
-    return this.keyPatterns === 'all';
+  // Whether every key may be read (Redis' "full key access", which SORT's BY and GET
+  // need): all keys, or a read pattern of exactly '*'.
+  get readsAnyKey(): boolean {
+    const patterns = this.keyPatterns;
+    return patterns === 'all' || patterns.some((pattern) => pattern.read && pattern.text === '*');
   }
 
-  canAccessKeys(keys: ReadonlyArray<Buffer>): boolean {
+  // Whether each key may be used as the command uses it: a pattern that grants at least
+  // that access (read, write, or both) must match it, as ACLSelectorCheckKey decides.
+  canAccessKeys(keys: ReadonlyArray<KeyAccess>): boolean {
     const patterns = this.keyPatterns;
     if (patterns === 'all') return true;
-    return keys.every((key) => {
-      const text = key.toString('latin1');
-      return patterns.some((pattern) => pattern.test(text));
+    return keys.every((access) => {
+      const text = access.key.toString('latin1');
+      return patterns.some((pattern) => (pattern.read || !access.read) && (pattern.write || !access.write) && pattern.regexp.test(text));
     });
   }
 
@@ -190,13 +205,35 @@ function escape(c: string): string {
   return c.replace(/[.*+?^${}()|[\]\\/]/g, (m) => `\\${m}`);
 }
 
+// `~pattern` (read and write) or `%<R and/or W>~pattern`, as ACLSetSelector reads them.
+function parseKeyPattern(token: string): KeyPattern | undefined {
+  let read = true;
+  let write = true;
+  let offset = 1;
+  if (token.startsWith('%')) {
+    read = false;
+    write = false;
+    for (; offset < token.length; offset++) {
+      const flag = (token[offset] as string).toUpperCase();
+      if (flag === 'R' && !read) read = true;
+      else if (flag === 'W' && !write) write = true;
+      else if (token[offset] === '~') break;
+      else return undefined;
+    }
+    if (offset >= token.length || (!read && !write)) return undefined;
+    offset++;
+  }
+  const text = token.slice(offset);
+  return { text, regexp: globToRegExp(text), read, write };
+}
+
 function parseUser(name: string, rules: string): AclUser {
   if (!/^[^\s]+$/.test(name)) throw new Error(`user name '${name}' must be one word`);
   let enabled = false;
   let nopass = false;
   const hashes = new Set<string>();
   let commands: CommandRule[] = [];
-  let keys: RegExp[] | 'all' = [];
+  let keys: KeyPattern[] | 'all' = [];
   let channels: ChannelPattern[] | 'all' = [];
   for (const token of rules.split(/\s+/).filter((word) => word.length > 0)) {
     const lower = token.toLowerCase();
@@ -215,11 +252,24 @@ function parseUser(name: string, rules: string): AclUser {
       if (!/^#[0-9a-fA-F]{64}$/.test(token)) throw new Error(`user '${name}': '${token}' is not a SHA-256 hex digest`);
       hashes.add(token.slice(1).toLowerCase());
       nopass = false;
-    } else if (lower === 'allkeys' || token === '~*') keys = 'all';
+    } else if (lower === 'allkeys') keys = 'all';
     else if (lower === 'resetkeys') keys = [];
-    else if (token.startsWith('~')) {
-      if (keys !== 'all') keys.push(globToRegExp(token.slice(1)));
-    } else if (token.startsWith('%')) throw new Error(`user '${name}': read/write key selectors ('${token}') are not supported by mu-proxy`);
+    else if (token.startsWith('~') || token.startsWith('%')) {
+      const pattern = parseKeyPattern(token);
+      if (pattern === undefined) throw new Error(`user '${name}': '${token}' is not a key pattern (~pattern, or %R~, %W~, %RW~ and a pattern)`);
+      // As Redis: a pattern after all keys were granted is refused, not ignored.
+      if (keys === 'all') throw new Error(`user '${name}': '${token}' comes after all keys were granted (allkeys or ~*); start with resetkeys`);
+      if (pattern.read && pattern.write && pattern.text === '*') keys = 'all';
+      else {
+        // The same pattern twice: its permissions add up (Redis merges them too).
+        const same = keys.find((existing) => existing.text === pattern.text);
+        if (same === undefined) keys.push(pattern);
+        else {
+          same.read ||= pattern.read;
+          same.write ||= pattern.write;
+        }
+      }
+    }
     else if (lower === 'allchannels' || token === '&*') channels = 'all';
     else if (lower === 'resetchannels') channels = [];
     else if (token.startsWith('&')) {

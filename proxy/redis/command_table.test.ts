@@ -271,6 +271,54 @@ describe('CommandTable (redis-server 7.0)', () => {
     }
   });
 
+  it('keyAccesses() says what each key is used for, as the server\'s COMMAND GETKEYSANDFLAGS does', async () => {
+    const cases: string[][] = [
+      ...keyCases.map(([args]) => args),
+      ['SET', 'k', 'v'],
+      ['SET', 'k', 'v', 'GET'],
+      ['set', 'k', 'v', 'NX', 'get'],
+      ['SET', 'k', 'v', 'GETX'],
+      ['BITFIELD', 'b', 'GET', 'u8', '0'],
+      ['BITFIELD', 'b', 'OVERFLOW', 'SAT', 'GET', 'u8', '0', 'GET', 'i4', '8'],
+      ['BITFIELD', 'b', 'GET', 'u8', '0', 'INCRBY', 'u8', '0', '1'],
+      ['BITFIELD', 'b', 'GET', 'u8'],
+      ['BITFIELD_RO', 'b', 'GET', 'u8', '0'],
+      ['EVAL_RO', 'return 1', '1', 'k1'],
+      ['FCALL_RO', 'f', '1', 'k1'],
+      ['SORT_RO', 'l', 'BY', 'w_*'],
+      ['SORT', 'l'],
+      ['COPY', 'a', 'b'],
+      ['RENAME', 'a', 'b'],
+      ['GETDEL', 'a'],
+      ['APPEND', 'a', 'x'],
+      ['LPUSH', 'l', 'x'],
+      ['GET', 'a'],
+      ['GETEX', 'a', 'PX', '10'],
+      ['INCR', 'n'],
+      ['EXISTS', 'a', 'b'],
+      ['SMOVE', 's1', 's2', 'm'],
+      ['PFMERGE', 'd', 'h1', 'h2'],
+      ['SPUBLISH', 'channel', 'message'],
+    ];
+    const access = (read: boolean, write: boolean): string => `${read ? 'R' : ''}${write ? 'W' : ''}`;
+    for (const args of cases) {
+      const ours = table.keyAccesses(argv(...args)).map((entry) => `${entry.key.toString()}:${access(entry.read, entry.write)}`);
+      const theirs = ((await client.call('COMMAND', 'GETKEYSANDFLAGS', ...args).catch(() => [])) as Array<[string, string[]]>).map(([key, flags]) => {
+        const has = (flag: string) => flags.some((f) => f.toLowerCase() === flag);
+        return `${key}:${access(has('access'), has('insert') || has('delete') || has('update'))}`;
+      });
+      expect(ours, `${args.join(' ')} vs COMMAND GETKEYSANDFLAGS`).to.deep.equal(theirs);
+    }
+    // Pinned, so the comparison above cannot pass by both sides being empty.
+    const pinned = (...args: string[]) => table.keyAccesses(argv(...args)).map((entry) => `${entry.key.toString()}:${access(entry.read, entry.write)}`);
+    expect(pinned('SET', 'k', 'v')).to.deep.equal(['k:W']);
+    expect(pinned('SET', 'k', 'v', 'GET')).to.deep.equal(['k:RW']);
+    expect(pinned('COPY', 'a', 'b')).to.deep.equal(['a:R', 'b:W']);
+    expect(pinned('SORT', 'l', 'STORE', 'd')).to.deep.equal(['l:R', 'd:W']);
+    expect(pinned('BITFIELD', 'b', 'GET', 'u8', '0')).to.deep.equal(['b:R']);
+    expect(pinned('SPUBLISH', 'channel', 'message')).to.deep.equal([]);
+  });
+
   it('keys(): EVAL keys come from numkeys (COMMAND says first key 0), also without key specs', () => {
     const evalInfo = table.lookup(argv('EVAL', 's', '0'))?.info;
     expect(evalInfo).to.include({ firstKey: 0, lastKey: 0, step: 0 });

@@ -8,6 +8,7 @@
 // Depends on Node's standard library only (see README.md).
 
 import { commandName, optIs } from './redis_args.js';
+import { extractorKeyAccesses, READ_WRITE, variableKeyAccess, type KeyAccess, type KeyAccessKind } from './key_access.js';
 
 export type CommandClass =
   | 'read' // served from the local backend (after the ordering rules the session applies)
@@ -267,6 +268,11 @@ type FindKeys =
 interface KeySpec {
   readonly begin: BeginSearch;
   readonly find: FindKeys;
+  // What the command does with the keys this spec finds (its flags: ACCESS reads the value;
+  // INSERT, DELETE, UPDATE write it), for the ACL's read/write selectors.
+  readonly access: KeyAccessKind;
+  readonly notKey: boolean; // NOT_KEY: a channel or the like, not a key (no ACL key check)
+  readonly variableFlags: boolean; // VARIABLE_FLAGS: the access depends on the arguments
 }
 
 interface Entry {
@@ -380,6 +386,29 @@ export class CommandTable {
     if (extractor !== undefined) return extractor(argv);
     if (entry.specs.length > 0) return keysFromSpecs(entry.specs, argv);
     return keysFromRange(entry.info, argv);
+  }
+
+  /**
+   * The keys of argv with what the command does to each (read, write), as Redis' ACL
+   * checks them (getKeysFromCommandWithSpecs): the key specs' flags, skipping NOT_KEY
+   * specs; SET and BITFIELD, whose flags vary, as their getkeys procedures decide; the
+   * hand-kept extractors as their commands' specs flag them. Without key specs (a server
+   * before 7.0), every key counts as read and written.
+   */
+  keyAccesses(argv: ReadonlyArray<Buffer>): KeyAccess[] {
+    const entry = this.resolve(argv);
+    if (entry === undefined) return [];
+    const name = entry.info.name;
+    const extractor = KEY_EXTRACTORS.get(name);
+    if (extractor !== undefined) return extractorKeyAccesses(name, extractor(argv));
+    if (entry.specs.length === 0) return keysFromRange(entry.info, argv).map((key) => ({ key, ...READ_WRITE }));
+    const accesses: KeyAccess[] = [];
+    visitSpecKeys(entry.specs, argv, (position, spec) => {
+      if (spec.notKey) return;
+      const access = spec.variableFlags ? (variableKeyAccess(name, argv) ?? READ_WRITE) : spec.access;
+      accesses.push({ key: argv[position] as Buffer, ...access });
+    });
+    return accesses;
   }
 
   /** Every command and subcommand (containers before their subcommands), sorted by name. */
@@ -566,7 +595,9 @@ function parseKeySpec(value: unknown, where: string): KeySpec {
   } else {
     find = { type: 'unknown' };
   }
-  return { begin, find };
+  const flags = new Set(spec.has('flags') ? asTextList(spec.get('flags'), `${where} flags`).map((flag) => flag.toLowerCase()) : ['rw', 'access', 'update']);
+  const access = { read: flags.has('access'), write: flags.has('insert') || flags.has('delete') || flags.has('update') };
+  return { begin, find, access, notKey: flags.has('not_key'), variableFlags: flags.has('variable_flags') };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -575,8 +606,14 @@ function parseKeySpec(value: unknown, where: string): KeySpec {
 
 /** Redis's getKeysUsingKeySpecs, keeping what the valid specs give. */
 function keysFromSpecs(specs: readonly KeySpec[], argv: ReadonlyArray<Buffer>): Buffer[] {
-  const argc = argv.length;
   const keys: Buffer[] = [];
+  visitSpecKeys(specs, argv, (position) => keys.push(argv[position] as Buffer));
+  return keys;
+}
+
+/** Calls `found` with the position of each key the specs find, and the spec that found it. */
+function visitSpecKeys(specs: readonly KeySpec[], argv: ReadonlyArray<Buffer>, found: (position: number, spec: KeySpec) => void): void {
+  const argc = argv.length;
   for (const spec of specs) {
     let first = 0;
     const begin = spec.begin;
@@ -616,9 +653,8 @@ function keysFromSpecs(specs: readonly KeySpec[], argv: ReadonlyArray<Buffer>): 
       continue;
     }
     if (last >= argc || last < first || first >= argc) continue;
-    for (let i = first; i <= last; i += step) keys.push(argv[i] as Buffer);
+    for (let i = first; i <= last; i += step) found(i, spec);
   }
-  return keys;
 }
 
 /** The legacy first/last/step positions (servers without key specs). */

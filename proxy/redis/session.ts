@@ -315,7 +315,7 @@ export class RedisSession {
     const found = this.front.table.lookup(argv);
     if (found === undefined || !arityOk(found.info, argv.length)) return undefined; // the usual error follows
     if (!user.canRun(found.info)) return reply.errorReply(`NOPERM this user has no permissions to run the '${found.info.name}' command`);
-    if (!user.canAccessKeys(this.front.table.keys(argv))) return reply.errorReply('NOPERM this user has no permissions to access one of the keys used as arguments');
+    if (!user.canAccessKeys(this.front.table.keyAccesses(argv))) return reply.errorReply('NOPERM this user has no permissions to access one of the keys used as arguments');
     const channels = channelArguments(found.info.name, argv);
     if (channels !== undefined && !user.canAccessChannels(channels, found.info.name === 'psubscribe')) {
       return reply.errorReply('NOPERM this user has no permissions to access one of the channels used as arguments');
@@ -325,7 +325,7 @@ export class RedisSession {
     if (scriptRuns.has(found.info.name)) return scriptDenial;
     // SORT's BY and GET patterns name keys that are not arguments: Redis refuses them to a
     // user without access to every key, at run time (the backends would not).
-    if ((found.info.name === 'sort' || found.info.name === 'sort_ro') && !user.allKeys) return sortPatternDenial(argv, found.info.name === 'sort_ro');
+    if ((found.info.name === 'sort' || found.info.name === 'sort_ro') && !user.readsAnyKey) return sortPatternDenial(argv, found.info.name === 'sort_ro');
     return undefined;
   }
 
