@@ -102,6 +102,18 @@ describe('cluster members as processes (shm)', function () {
     cluster.members[old] = undefined;
   });
 
+  it('a majority starts without the third replica (its host is down), which joins when it comes and catches up from the log', async () => {
+    cluster = await MemberCluster.start({ launch: [0, 1] });
+    const leader = await cluster.leader([0, 1]);
+    expect(cluster.member(leader).events.some((event) => event.event === 'log' && /started without replica\(s\) 2/.test(String(event['line'])))).to.equal(true);
+    expect((await burst(cluster, leader, 'early', 300)).every((event) => event.event === 'acked')).to.equal(true);
+    const late = cluster.launch(2);
+    await late.waitFor((event) => event.event === 'started', 'the late replica', 60000);
+    expect((await burst(cluster, leader, 'late', 100)).every((event) => event.event === 'acked')).to.equal(true);
+    await eventually(async () => (await late.applied()).length === 400, 'the late replica catches up', 30000);
+    expectSameHistory(await Promise.all([0, 1, 2].map((id) => cluster!.member(id).applied())));
+  });
+
   it('SIGKILL of a follower and a restart: it reconnects and catches up from the log', async () => {
     cluster = await MemberCluster.start();
     const leader = await cluster.leader();

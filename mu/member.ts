@@ -1,8 +1,10 @@
 // A replica as one member of a configured cluster: its engine (Replica) and its control
 // plane, wired together. Start-up: create the engine, publish its card through the
-// control plane, wait for every peer's card, connect, start. Afterwards a peer that
-// restarts announces a new incarnation and card; the member reconnects the engine to it,
-// and the peer rejoins through the leader.
+// control plane, wait for the peers' cards (every one for a moment, then a majority is
+// enough: a cluster must come back after a restart while one of its hosts is still down),
+// connect, start. Afterwards a peer that restarts, or that was missing at start-up,
+// announces its card; the member connects the engine to it, and the peer joins through
+// the leader.
 //
 // Wedged links (verbs only): after a long enough partition, an RC queue pair whose peer
 // kept its own end never comes back (the two ends' packet sequence numbers no longer
@@ -21,8 +23,10 @@ import { Replica, type ReplicaTuning } from './replica.js';
 
 export interface MemberOptions {
   log?: (line: string) => void;
-  // How long to wait for every peer's card at start-up.
+  // How long to wait at start-up for the cards of a majority (this replica's included).
   cardsTimeoutMs?: number;
+  // How long to wait at start-up for every card before starting with a majority.
+  allCardsGraceMs?: number;
   tuning?: ReplicaTuning;
   // Called when the links are wedged (see above); the default logs and exits with status
   // 75 (EX_TEMPFAIL) for the supervisor to restart this replica.
@@ -66,9 +70,10 @@ export class ClusterMember {
     const member = new ClusterMember(replica, control, incarnation, log);
     try {
       await control.start();
-      const cards = await control.waitForCards(options.cardsTimeoutMs ?? 30_000);
-      for (const card of cards) member.connectedIncarnations.set(card.id, card.incarnation);
-      replica.connect(cards.map((card) => card.card));
+      const cards = await startingCards(control, config.replicas.length, options.allCardsGraceMs ?? 2000, options.cardsTimeoutMs ?? 30_000);
+      for (const card of cards) if (card !== undefined) member.connectedIncarnations.set(card.id, card.incarnation);
+      replica.connect(cards.map((card) => card?.card ?? null));
+      const absent = cards.flatMap((card, id) => (card === undefined ? [id] : []));
       control.on('card', (card) => member.onPeerCard(card));
       replica.on('peer-reconnected', (peer, ok) =>
         log(ok ? `reconnected to replica ${peer}` : `could not reconnect to replica ${peer} (a newer card should follow)`),
@@ -78,6 +83,7 @@ export class ClusterMember {
       );
       replica.start();
       log(`started (incarnation ${incarnation}, ${config.replicas.length} replicas, fabric ${config.fabric.backend})`);
+      if (absent.length > 0) log(`started without replica(s) ${absent.join(', ')}: not heard from yet; each joins when its card comes`);
       if (config.fabric.backend === 'verbs' && config.engine.wedgedLinkRestartMs > 0) {
         const onWedged =
           options.onWedged ??
@@ -131,4 +137,38 @@ export class ClusterMember {
     this.replica.stop();
     await this.control.close();
   }
+}
+
+// The replicas' cards to start with, by id: every one if they all come within `graceMs`;
+// else, once a majority (this replica's included) is known within `timeoutMs`, those
+// known then (undefined for the others). Rejects naming the missing replicas when not
+// even a majority comes.
+async function startingCards(control: ControlPlane, replicaCount: number, graceMs: number, timeoutMs: number): Promise<Array<PeerCard | undefined>> {
+  try {
+    return await control.waitForCards(Math.min(graceMs, timeoutMs));
+  } catch {
+    // Not all of them: a majority will do (a closed control plane fails below too).
+  }
+  const majority = Math.floor(replicaCount / 2) + 1;
+  const known = await new Promise<Map<number, PeerCard>>((resolve, reject) => {
+    const check = (): boolean => {
+      const cards = control.knownCards();
+      if (cards.size < majority) return false;
+      finish();
+      resolve(cards);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      finish();
+      const missing = Array.from({ length: replicaCount }, (_, id) => id).filter((id) => !control.knownCards().has(id));
+      reject(new Error(`mu control: waited ${timeoutMs} ms for the cards of a majority and still lacks those of replicas ${missing.join(', ')}`));
+    }, Math.max(0, timeoutMs - graceMs));
+    const onCard = (): void => void check();
+    const finish = (): void => {
+      clearTimeout(timer);
+      control.removeListener('card', onCard);
+    };
+    if (!check()) control.on('card', onCard);
+  });
+  return Array.from({ length: replicaCount }, (_, id) => known.get(id));
 }

@@ -62,7 +62,8 @@ export interface NativeReplicaStatus {
 // for applied entries, the entry's command batch (see mu/events.ts).
 export interface NativeReplica {
   card(): Buffer;
-  connect(cards: Buffer[]): void;
+  // cards[i]: replica i's card, or null while it has not come (a majority must be there).
+  connect(cards: Array<Buffer | null>): void;
   // A peer restarted: its new card (applied on the engine thread; a peer-reconnected event follows).
   reconnectPeer(card: Buffer): void;
   requestStateTransfer(): void;

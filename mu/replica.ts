@@ -130,8 +130,10 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
     return this.handle.card();
   }
 
-  // cards[i] is replica i's card, this one's included.
-  connect(cards: Buffer[]): void {
+  // cards[i] is replica i's card, this one's included; null for a peer not heard from yet
+  // (down, or slower to start): a majority is enough, and a missing peer is connected when
+  // its card comes (reconnectPeer), as a restarted one is.
+  connect(cards: Array<Buffer | null>): void {
     this.handle.connect(cards);
   }
 

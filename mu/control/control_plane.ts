@@ -111,6 +111,11 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
     return peers;
   }
 
+  /** The cards known now (this replica's included), by replica id. */
+  knownCards(): Map<number, PeerCard> {
+    return this.book.snapshot();
+  }
+
   waitForCards(timeoutMs: number): Promise<PeerCard[]> {
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
       const problem = `waitForCards timeout must be a non-negative number of ms, got ${timeoutMs}`;

@@ -30,6 +30,8 @@ export interface MemberClusterOptions {
   idleStrategy?: 'backoff' | 'yield' | 'spin';
   pollAfterSubmitUs?: number;
   verbose?: boolean;
+  // The replicas launched by start() (default: all); the others can be launched later.
+  launch?: number[];
 }
 
 export class MemberProcess {
@@ -147,7 +149,7 @@ export class MemberCluster {
     const configPath = path.join(directory, 'cluster.json');
     fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
     const cluster = new MemberCluster(config.cluster, directory, configPath, size, options.verbose ?? process.env['MU_TEST_VERBOSE'] === '1', options.pollAfterSubmitUs);
-    for (let id = 0; id < size; id++) cluster.launch(id);
+    for (const id of options.launch ?? Array.from({ length: size }, (_, id) => id)) cluster.launch(id);
     try {
       await Promise.all(cluster.members.map((member) => member?.waitFor((event) => event.event === 'started', 'start-up', 60000)));
     } catch (error) {

@@ -39,7 +39,10 @@ const nodeId = Number(argument('--id'));
 const pollAt = process.argv.indexOf('--poll-us');
 const pollAfterSubmitUs = pollAt >= 0 ? Number(process.argv[pollAt + 1]) : undefined;
 const member = await ClusterMember.start(config, nodeId, {
-  log: (line) => console.error(`[replica ${nodeId}] ${line}`),
+  log: (line) => {
+    console.error(`[replica ${nodeId}] ${line}`);
+    send({ event: 'log', line });
+  },
   ...(pollAfterSubmitUs === undefined ? {} : { tuning: { pollAfterSubmitUs } }),
 });
 // Kept as views and turned into "index:data" strings only when asked: the listener runs

@@ -1,6 +1,7 @@
 #include "addon/engine_host.hpp"
 
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "engine/runtime/idle_strategy.hpp"
@@ -77,10 +78,13 @@ EngineHost::~EngineHost() { stop(); }
 std::vector<std::byte> EngineHost::card() const { return replica_->card().encode(); }
 
 void EngineHost::connect(std::span<const std::vector<std::byte>> cards) {
-  std::vector<engine::ReplicaCard> decoded;
+  // An empty card stands for a peer not heard from (see Replica::connect).
+  std::vector<std::optional<engine::ReplicaCard>> decoded;
   decoded.reserve(cards.size());
-  for (const auto& bytes : cards) decoded.push_back(engine::ReplicaCard::decode(bytes));
-  replica_->connect(decoded);
+  for (const auto& bytes : cards) {
+    decoded.push_back(bytes.empty() ? std::nullopt : std::optional(engine::ReplicaCard::decode(bytes)));
+  }
+  replica_->connect(std::span<const std::optional<engine::ReplicaCard>>(decoded));
   replica_->apply().set_application_ready(
       [this](std::size_t payload_bytes) { return events_.can_push(sizeof(EventHeader) + payload_bytes); });
   replica_->leader().accept_submissions(

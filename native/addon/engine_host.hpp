@@ -107,7 +107,8 @@ class EngineHost {
 
   fabric::NodeId node_id() const { return config_.replica.leader.self; }
   std::vector<std::byte> card() const;
-  // cards[i] is replica i's encoded card (this one's included). Throws
+  // cards[i] is replica i's encoded card (this one's included), or empty for a peer not heard
+  // from (a majority must be there: Replica::connect). Throws
   // std::invalid_argument with the reason when a card is malformed or out of place.
   void connect(std::span<const std::vector<std::byte>> cards);
   void start();

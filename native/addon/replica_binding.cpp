@@ -197,7 +197,12 @@ Napi::Value ReplicaBinding::connect(const Napi::CallbackInfo& info) {
   std::vector<std::vector<std::byte>> cards;
   for (std::uint32_t i = 0; i < array.Length(); ++i) {
     const Napi::Value value = array.Get(i);
-    if (!value.IsBuffer()) throw Napi::TypeError::New(env, "Replica.connect: every card must be a Buffer");
+    // null: that peer's card has not come (the engine starts with a majority of them).
+    if (value.IsNull()) {
+      cards.emplace_back();
+      continue;
+    }
+    if (!value.IsBuffer()) throw Napi::TypeError::New(env, "Replica.connect: every card must be a Buffer or null");
     const auto buffer = value.As<Napi::Buffer<std::uint8_t>>();
     const auto* bytes = reinterpret_cast<const std::byte*>(buffer.Data());
     cards.emplace_back(bytes, bytes + buffer.Length());

@@ -124,13 +124,44 @@ ReplicaCard Replica::card() const {
   return card;
 }
 
+namespace {
+
+// Where an absent peer's regions will be: nothing is ever posted toward them (the
+// connection ends to that peer stay unconnected, so a post fails before it looks at the
+// region), and reconnect_peer() replaces them with the peer's real regions.
+class AbsentRegion final : public fabric::RemoteRegion {
+ public:
+  explicit AbsentRegion(fabric::NodeId peer) { descriptor_.node_id = peer; }
+  const fabric::RegionDescriptor& descriptor() const override { return descriptor_; }
+
+ private:
+  fabric::RegionDescriptor descriptor_{};
+};
+
+}  // namespace
+
 void Replica::connect(std::span<const ReplicaCard> cards) {
+  std::vector<std::optional<ReplicaCard>> present(cards.begin(), cards.end());
+  connect(std::span<const std::optional<ReplicaCard>>(present));
+}
+
+void Replica::connect(std::span<const std::optional<ReplicaCard>> cards) {
   const std::uint32_t n = config_.leader.replica_count;
   const fabric::NodeId self = node_id();
-  if (cards.size() != n) throw std::invalid_argument("replica: need one card per replica");
+  if (cards.size() != n) throw std::invalid_argument("replica: need one card (or its absence) per replica");
   if (leader_) throw std::logic_error("replica: connect() called twice");
+  std::uint32_t present = 0;
+  for (const auto& card : cards) present += card.has_value() ? 1 : 0;
+  if (!cards[self].has_value() || present < n / 2 + 1) {
+    throw std::invalid_argument("replica: connect() needs the cards of a majority, this replica's included");
+  }
   for (fabric::NodeId peer = 0; peer < n; ++peer) {
-    const ReplicaCard& card = cards[peer];
+    if (!cards[peer].has_value()) {
+      remote_logs_.push_back(std::make_unique<AbsentRegion>(peer));
+      remote_backgrounds_.push_back(std::make_unique<AbsentRegion>(peer));
+      continue;
+    }
+    const ReplicaCard& card = *cards[peer];
     if (card.node_id != peer || card.to_log.size() != n) throw std::invalid_argument("replica: cards out of order");
     // Nobody writes this log until the permission manager grants it; background regions
     // are always open to every replica.

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -61,6 +62,11 @@ class Replica {
   // Connects to every replica (cards[i] from replica i, this one's included) and builds
   // the agents. Call once.
   void connect(std::span<const ReplicaCard> cards);
+  // The same with some peers' cards absent (they are down, or not heard from yet): a
+  // majority of the cards, this replica's included, is enough to start. An absent peer's
+  // connection ends stay unconnected (every post to it fails as not_connected, as to a
+  // crashed peer) until its card arrives through reconnect_peer().
+  void connect(std::span<const std::optional<ReplicaCard>> cards);
 
   // Replica `card.node_id` restarted (a new process: new regions, new connection ends):
   // reset and reconnect this replica's four ends toward it, attach its new regions and

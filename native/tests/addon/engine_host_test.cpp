@@ -30,7 +30,8 @@ struct Observed {
 
 class Cluster {
  public:
-  explicit Cluster(std::uint32_t replicas) : replicas_(replicas) {
+  // With connect false, the hosts are made and left unconnected and unstarted.
+  explicit Cluster(std::uint32_t replicas, bool connect = true) : replicas_(replicas) {
     static std::atomic<int> counter{0};
     name_ = "host-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
     for (std::uint32_t id = 0; id < replicas; ++id) {
@@ -38,6 +39,7 @@ class Cluster {
       hosts_.push_back(make_host(id));
       observed_.emplace_back();
     }
+    if (!connect) return;
     std::vector<std::vector<std::byte>> cards;
     for (auto& host : hosts_) cards.push_back(host->card());
     for (auto& host : hosts_) host->connect(cards);
@@ -227,6 +229,17 @@ TEST(EngineHost, ARestartedFollowerIsReconnectedAndCatchesUpFromTheLog) {
   EXPECT_EQ(cluster.observed(other).reconnected, std::vector<std::uint32_t>{1});
   EXPECT_EQ(cluster.observed(*leader).reconnected, std::vector<std::uint32_t>{1});
   EXPECT_EQ(cluster.leader(), leader) << "restarting a follower does not move leadership";
+}
+
+TEST(EngineHost, ConnectsWithTheCardsOfAMajorityAndRefusesFewer) {
+  Cluster cluster(3, false);
+  const std::vector<std::byte> none;
+  const std::vector<std::vector<std::byte>> only_own{cluster.host(0).card(), none, none};
+  EXPECT_THROW(cluster.host(0).connect(only_own), std::invalid_argument) << "one card of three is not a majority";
+  const std::vector<std::vector<std::byte>> missing_own{cluster.host(0).card(), none, cluster.host(2).card()};
+  EXPECT_THROW(cluster.host(1).connect(missing_own), std::invalid_argument) << "its own card must be there";
+  const std::vector<std::vector<std::byte>> majority{cluster.host(0).card(), cluster.host(1).card(), none};
+  EXPECT_NO_THROW(cluster.host(1).connect(majority));
 }
 
 TEST(EngineHost, ACommandLargerThanAnEntryIsRefusedAtSubmission) {
