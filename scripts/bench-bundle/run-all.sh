@@ -29,7 +29,8 @@ bench=./build/Release/mu-bench
 # The front ends first (their targets are ratios within one run), then the engine, then
 # the front ends again to show the spread between runs.
 step memcached 90 node --import tsx proxy/testing/bench_memcached.ts
-step redis 120 node --import tsx proxy/testing/bench_redis.ts
+step redis 150 node --import tsx proxy/testing/bench_redis.ts
+step backend-socket 60 node --import tsx proxy/testing/bench_backend_socket.ts
 step engine-latency 40 "$bench" latency --iterations 20000
 step engine-latency-spin 40 "$bench" latency --iterations 20000 --idle spin
 step fabric 30 ./build/Release/mu-fabric-bench
@@ -38,4 +39,4 @@ step engine-failover-stop 75 "$bench" failover --runs 10
 step engine-failover-kill 75 "$bench" failover --runs 10 --signal kill
 step engine-idle 40 "$bench" idle --seconds 25
 step memcached-again 90 node --import tsx proxy/testing/bench_memcached.ts
-step redis-again 120 node --import tsx proxy/testing/bench_redis.ts
+step redis-again 150 node --import tsx proxy/testing/bench_redis.ts
