@@ -33,6 +33,9 @@ export interface MemberOptions {
   onWedged?: (reason: string) => void;
 }
 
+// How long after a failed connection to a peer its card is tried again.
+const retryConnectMs = 1000;
+
 // How often the wedge watchdog looks.
 const wedgeCheckIntervalMs = 1000;
 
@@ -43,6 +46,7 @@ export class ClusterMember {
   private readonly connectedIncarnations = new Map<number, string>();
   private readonly log: (line: string) => void;
   private wedgeWatch: NodeJS.Timeout | undefined;
+  private readonly retries = new Set<NodeJS.Timeout>();
 
   private constructor(replica: Replica, control: ControlPlane, incarnation: string, log: (line: string) => void) {
     this.replica = replica;
@@ -75,9 +79,10 @@ export class ClusterMember {
       replica.connect(cards.map((card) => card?.card ?? null));
       const absent = cards.flatMap((card, id) => (card === undefined ? [id] : []));
       control.on('card', (card) => member.onPeerCard(card));
-      replica.on('peer-reconnected', (peer, ok) =>
-        log(ok ? `reconnected to replica ${peer}` : `could not reconnect to replica ${peer} (a newer card should follow)`),
-      );
+      replica.on('peer-reconnected', (peer, ok) => {
+        log(ok ? `reconnected to replica ${peer}` : `could not connect to replica ${peer}; trying its card again in ${retryConnectMs} ms`);
+        if (!ok) member.retryConnect(peer);
+      });
       replica.on('role', (change) =>
         log(`role ${change.role} (candidacy ${change.candidacy}, log granted to ${change.leaderId ?? 'nobody'})`),
       );
@@ -120,6 +125,19 @@ export class ClusterMember {
     this.wedgeWatch.unref();
   }
 
+  // A connection to `peer` failed (its host still booting, say): try its newest card again
+  // a little later, unless a newer card has connected meanwhile.
+  private retryConnect(peer: number): void {
+    this.connectedIncarnations.delete(peer);
+    const timer = setTimeout(() => {
+      this.retries.delete(timer);
+      const card = this.control.knownCards().get(peer);
+      if (card !== undefined) this.onPeerCard(card);
+    }, retryConnectMs);
+    timer.unref();
+    this.retries.add(timer);
+  }
+
   private onPeerCard(card: PeerCard): void {
     if (card.id === this.replica.nodeId) return;
     if (this.connectedIncarnations.get(card.id) === card.incarnation) return;
@@ -134,6 +152,8 @@ export class ClusterMember {
 
   async stop(): Promise<void> {
     clearInterval(this.wedgeWatch);
+    for (const timer of this.retries) clearTimeout(timer);
+    this.retries.clear();
     this.replica.stop();
     await this.control.close();
   }
@@ -146,8 +166,9 @@ export class ClusterMember {
 async function startingCards(control: ControlPlane, replicaCount: number, graceMs: number, timeoutMs: number): Promise<Array<PeerCard | undefined>> {
   try {
     return await control.waitForCards(Math.min(graceMs, timeoutMs));
-  } catch {
-    // Not all of them: a majority will do (a closed control plane fails below too).
+  } catch (error) {
+    if (control.closed || error instanceof RangeError) throw error;
+    // Not all of them within the grace: a majority will do.
   }
   const majority = Math.floor(replicaCount / 2) + 1;
   const known = await new Promise<Map<number, PeerCard>>((resolve, reject) => {

@@ -111,6 +111,11 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
     return peers;
   }
 
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
   /** The cards known now (this replica's included), by replica id. */
   knownCards(): Map<number, PeerCard> {
     return this.book.snapshot();

@@ -11,7 +11,9 @@ export async function startAll<T extends Stoppable>(starts: Array<Promise<T>>, a
   const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
   const started = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
   if (failure === undefined) return started;
-  await Promise.allSettled([...started, ...alsoStop].map((thing) => thing.stop()));
+  // The started ones first (they may use what alsoStop holds: a replica its backend).
+  await Promise.allSettled(started.map((thing) => thing.stop()));
+  await Promise.allSettled(alsoStop.map((thing) => thing.stop()));
   throw failure.reason;
 }
 

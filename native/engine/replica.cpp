@@ -192,6 +192,9 @@ void Replica::connect(std::span<const std::optional<ReplicaCard>> cards) {
   std::vector<fabric::Connection*> background_access;
   for (auto& end : from_background_) background_access.push_back(end.get());
   background_->set_background_access(std::move(background_access));
+  for (fabric::NodeId peer = 0; peer < n; ++peer) {
+    if (!cards[peer].has_value()) background_->peer_absent(peer);
+  }
 }
 
 void Replica::reconnect_peer(const ReplicaCard& card) {
@@ -205,14 +208,24 @@ void Replica::reconnect_peer(const ReplicaCard& card) {
   // Attach first: a card whose regions cannot be attached changes nothing.
   auto log = fabric_->attach_remote_region(card.log);
   auto background = fabric_->attach_remote_region(card.background);
-  from_leader_[peer]->reset();
-  from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
-  to_log_[peer]->reset();
-  to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
-  from_background_[peer]->reset();
-  from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
-  to_background_[peer]->reset();
-  to_background_[peer]->connect(card.from_background[self], fabric::access_none);
+  try {
+    from_leader_[peer]->reset();
+    from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
+    to_log_[peer]->reset();
+    to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
+    from_background_[peer]->reset();
+    from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
+    to_background_[peer]->reset();
+    to_background_[peer]->connect(card.from_background[self], fabric::access_none);
+  } catch (...) {
+    // All four ends or none: left unconnected, posts toward the peer fail as they would
+    // toward a dead one, and the caller tries the card again.
+    from_leader_[peer]->reset();
+    to_log_[peer]->reset();
+    from_background_[peer]->reset();
+    to_background_[peer]->reset();
+    throw;
+  }
   retired_regions_.push_back(std::move(remote_logs_[peer]));
   retired_regions_.push_back(std::move(remote_backgrounds_[peer]));
   remote_logs_[peer] = std::move(log);

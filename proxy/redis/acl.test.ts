@@ -117,7 +117,7 @@ describe('ACL users', () => {
       return 'accepted';
     };
     expect(refused('on >pw %R~app:* %W~app:* %rw~x %WR~y')).to.equal('accepted');
-    for (const bad of ['%X~app:*', '%RR~app:*', '%~app:*', '%R', '%Rapp']) {
+    for (const bad of ['%X~app:*', '%RR~app:*', '%~app:*', '%R', '%Rapp', '%R~']) {
       expect(refused(`on >pw ${bad}`), bad).to.equal(`user 'u': '${bad}' is not a key pattern (~pattern, or %R~, %W~, %RW~ and a pattern)`);
     }
     expect(refused('on >pw allkeys ~app:*')).to.equal("user 'u': '~app:*' comes after all keys were granted (allkeys or ~*); start with resetkeys");

@@ -222,6 +222,7 @@ function parseKeyPattern(token: string): KeyPattern | undefined {
     }
     if (offset >= token.length || (!read && !write)) return undefined;
     offset++;
+    if (offset >= token.length) return undefined; // '%R~' with no pattern, as Redis refuses it
   }
   const text = token.slice(offset);
   return { text, regexp: globToRegExp(text), read, write };

@@ -40,6 +40,7 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       peer_leading_(config.replica_count, false),
       peer_holder_read_ns_(config.replica_count, 0),
       link_broken_(config.replica_count, false),
+      link_absent_(config.replica_count, false),
       link_epoch_(config.replica_count, 0),
       link_retry_at_ns_(config.replica_count, 0),
       confirmed_since_ns_(config.replica_count, 0),
@@ -85,6 +86,8 @@ void BackgroundAgent::retry_link(fabric::NodeId peer) {
   // A link breaks when its peer dies, or restarts before this end was reconnected to the
   // new incarnation (the restarted side connects first). Cycle this end now and then: once
   // both ends are fresh, reads succeed again. Stale completions carry the old link epoch.
+  // A peer never heard from has no remote end to cycle toward: its first card does it.
+  if (link_absent_[peer]) return;
   if (link_retry_at_ns_[peer] == 0) {
     link_retry_at_ns_[peer] = now_ns_ + link_retry_interval_ns();
     return;
@@ -107,11 +110,18 @@ void BackgroundAgent::retry_link(fabric::NodeId peer) {
 
 std::uint64_t BackgroundAgent::link_retry_interval_ns() const { return 10 * config_.detector.read_interval_ns; }
 
+void BackgroundAgent::peer_absent(fabric::NodeId peer) {
+  assert(peer < config_.replica_count && peer != config_.self);
+  link_absent_[peer] = true;
+  link_broken_[peer] = true;
+}
+
 void BackgroundAgent::peer_restarted(fabric::NodeId peer, const fabric::RemoteRegion* background) {
   assert(peer < config_.replica_count && peer != config_.self);
   links_[peer].background = background;
   ++link_epoch_[peer];
   link_broken_[peer] = false;
+  link_absent_[peer] = false;
   link_retry_at_ns_[peer] = 0;
   read_outstanding_[peer] = false;
   peer_holder_[peer].reset();

@@ -102,6 +102,10 @@ class BackgroundAgent final : public Agent {
   // word must not be served as the new one's), what it said about holders and leading.
   // Completions still queued from the old connection are ignored (link epochs).
   void peer_restarted(fabric::NodeId peer, const fabric::RemoteRegion* background);
+  // Replica `peer` has not been heard from (Replica::connect without its card): its link
+  // has no remote end to cycle toward, so it stays broken, and is never retried, until
+  // peer_restarted() brings its first card.
+  void peer_absent(fabric::NodeId peer);
   // This replica's ends of the background connections (peers read and write through
   // them); one left in the error state by a peer's refused operation is cycled.
   void set_background_access(std::vector<fabric::Connection*> ends) { background_access_ = std::move(ends); }
@@ -164,6 +168,7 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint64_t> peer_holder_read_ns_;
   std::uint64_t leading_since_ns_ = 0;
   std::vector<bool> link_broken_;
+  std::vector<bool> link_absent_;  // per peer: no card yet (peer_absent), nothing to retry
   std::vector<std::uint32_t> link_epoch_;  // per peer, bumped when the link is cycled
   std::vector<std::uint64_t> link_retry_at_ns_;  // per broken link: when to cycle it (0 = not set)
   std::uint64_t links_retried_ = 0;

@@ -242,6 +242,34 @@ TEST(EngineHost, ConnectsWithTheCardsOfAMajorityAndRefusesFewer) {
   EXPECT_NO_THROW(cluster.host(1).connect(majority));
 }
 
+TEST(EngineHost, TwoOfThreeStartWithoutTheThirdLeadCommitAndLeaveItsLinkAlone) {
+  Cluster cluster(3, false);
+  const std::vector<std::byte> none;
+  const std::vector<std::vector<std::byte>> cards{cluster.host(0).card(), cluster.host(1).card(), none};
+  cluster.host(0).connect(cards);
+  cluster.host(1).connect(cards);
+  cluster.host(0).start();
+  cluster.host(1).start();
+  std::optional<std::size_t> leader;
+  ASSERT_TRUE(cluster.wait_for([&] { return (leader = cluster.leader()).has_value(); }));
+  for (int i = 0; i < 50; ++i) {
+    while (!cluster.host(*leader).submit(bytes_of("set k" + std::to_string(i) + " v"))) cluster.drain(0), cluster.drain(1);
+  }
+  const std::size_t other = 1 - *leader;
+  ASSERT_TRUE(cluster.wait_for([&] {
+    cluster.drain(0);
+    cluster.drain(1);
+    return cluster.observed(other).applied.size() == 50;
+  }));
+  // Ten link-retry intervals (10 detector reads each): the absent peer has no end to
+  // cycle toward, so none may have been retried.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (std::size_t id : {std::size_t{0}, std::size_t{1}}) {
+    EXPECT_NE(cluster.host(id).status().background_detail.find(" links retried 0 "), std::string::npos)
+        << cluster.host(id).status().background_detail;
+  }
+}
+
 TEST(EngineHost, ACommandLargerThanAnEntryIsRefusedAtSubmission) {
   Cluster cluster(3);
   EXPECT_FALSE(cluster.host(0).submit(std::vector<std::byte>(cluster.host(0).max_command_bytes() + 1)));
