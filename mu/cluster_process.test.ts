@@ -3,29 +3,8 @@
 // real signals: SIGSTOP, SIGCONT, SIGKILL and a restart of the same replica id.
 import { expect } from 'chai';
 
-import { MemberCluster, type MemberEvent } from './testing/member_cluster.js';
-
-// Agreement and order: every replica's applied "index:data" list is a prefix of the
-// longest one (several commands share an entry, so an index repeats).
-function expectSameHistory(histories: string[][]): void {
-  const longest = histories.reduce((a, b) => (a.length >= b.length ? a : b));
-  for (const history of histories) expect(history).to.deep.equal(longest.slice(0, history.length));
-}
-
-async function burst(cluster: MemberCluster, id: number, prefix: string, count: number, chunk = 50): Promise<MemberEvent[]> {
-  const member = cluster.member(id);
-  member.send({ op: 'burst', prefix, count, chunk });
-  await member.waitFor((event) => event.event === 'burst-done' && event['prefix'] === prefix, `burst ${prefix}`, 30000);
-  return member.events.filter((event) => typeof event['data'] === 'string' && (event['data'] as string).startsWith(`${prefix}-`));
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+import { MemberCluster } from './testing/member_cluster.js';
+import { burst, eventually, expectSameHistory } from './testing/member_checks.js';
 
 describe('cluster members as processes (shm)', function () {
   this.timeout(120000);

@@ -93,6 +93,7 @@ describe('cluster config', () => {
         idleStrategy: 'backoff',
         failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
         wedgedLinkRestartMs: 10_000,
+        unknownOutcomeMs: 5000,
       });
       expect(config.engine).to.deep.equal(engineDefaults);
     });
@@ -143,6 +144,7 @@ describe('cluster config', () => {
             idleStrategy: 'spin',
             failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
             wedgedLinkRestartMs: 0,
+            unknownOutcomeMs: 250,
           },
         }),
       );
@@ -155,6 +157,7 @@ describe('cluster config', () => {
         idleStrategy: 'spin',
         failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
         wedgedLinkRestartMs: 0,
+        unknownOutcomeMs: 250,
       });
     });
 

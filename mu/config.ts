@@ -40,6 +40,10 @@ export interface EngineConfig {
   // verbs only: a replica that sees no majority over RDMA for this long while its control
   // plane reaches a majority restarts (member.ts, "wedged links"); 0: never.
   wedgedLinkRestartMs: number;
+  // A command in flight when this replica's reign ended, whose fate it has not learned
+  // this long after (it cannot reach the next leader's log: a partition), settles as
+  // UNKNOWN (mu/replica.ts); 0: it waits until the fate is known.
+  unknownOutcomeMs: number;
 }
 
 export type FabricConfig =
@@ -72,6 +76,7 @@ export const engineDefaults: EngineConfig = {
   idleStrategy: 'backoff',
   failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
   wedgedLinkRestartMs: 10_000,
+  unknownOutcomeMs: 5000,
 };
 
 export const minSecretBytes = 16;
@@ -277,7 +282,7 @@ function validateReplicas(check: Checker, value: Json | undefined, extraFields: 
 function validateEngine(check: Checker, value: Json | undefined): EngineConfig | undefined {
   // Copies: the returned config must not share (mutable) objects with engineDefaults.
   if (value === undefined) return { ...engineDefaults, failureDetector: { ...engineDefaults.failureDetector } };
-  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector', 'wedgedLinkRestartMs']);
+  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector', 'wedgedLinkRestartMs', 'unknownOutcomeMs']);
   if (engine === undefined) return undefined;
   const pick = (key: string, fallback: number, low: number, high: number) =>
     engine[key] === undefined ? fallback : check.integer(engine[key], `engine.${key}`, low, high);
@@ -285,6 +290,7 @@ function validateEngine(check: Checker, value: Json | undefined): EngineConfig |
   const maxEntryBytes = pick('maxEntryBytes', engineDefaults.maxEntryBytes, 256, 1 << 20);
   const pipelineDepth = pick('pipelineDepth', engineDefaults.pipelineDepth, 1, 256);
   const wedgedLinkRestartMs = pick('wedgedLinkRestartMs', engineDefaults.wedgedLinkRestartMs, 0, 3_600_000);
+  const unknownOutcomeMs = pick('unknownOutcomeMs', engineDefaults.unknownOutcomeMs, 0, 3_600_000);
   let idleStrategy = engineDefaults.idleStrategy;
   if (engine['idleStrategy'] !== undefined) {
     const named = engine['idleStrategy'];
@@ -295,10 +301,10 @@ function validateEngine(check: Checker, value: Json | undefined): EngineConfig |
     check.fail('engine.logBytes', `must hold at least four of the largest entries (4 x ${maxEntryBytes} bytes)`);
   }
   const failureDetector = validateDetector(check, engine['failureDetector']);
-  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined || wedgedLinkRestartMs === undefined) {
+  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined || wedgedLinkRestartMs === undefined || unknownOutcomeMs === undefined) {
     return undefined;
   }
-  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector, wedgedLinkRestartMs };
+  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector, wedgedLinkRestartMs, unknownOutcomeMs };
 }
 
 function validateDetector(check: Checker, value: Json | undefined): FailureDetectorConfig | undefined {

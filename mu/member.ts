@@ -60,7 +60,7 @@ export class ClusterMember {
     if (!config.replicas.some((replica) => replica.id === nodeId)) {
       throw new Error(`replica id ${nodeId} is not in the cluster configuration (ids 0..${config.replicas.length - 1})`);
     }
-    const replica = new Replica(nativeReplicaOptions(config, nodeId), options.tuning);
+    const replica = new Replica(nativeReplicaOptions(config, nodeId), { unknownOutcomeMs: config.engine.unknownOutcomeMs, ...options.tuning });
     const incarnation = crypto.randomBytes(8).toString('hex');
     const control = new ControlPlane({
       selfId: nodeId,

@@ -12,6 +12,10 @@
 //               retry through the leader.
 //   LOST        this replica lost leadership while the command was in flight and it was
 //               not chosen; it never will be: safe to retry.
+//   UNKNOWN     this replica's reign ended while the command was in flight, and
+//               `unknownOutcomeMs` later it still cannot tell whether it was chosen (it
+//               cannot reach the next leader's log: a partition). It may yet be applied:
+//               not safe to retry blindly.
 //   BUSY, TOO_LARGE, STOPPED, NEEDS_STATE_TRANSFER: as named; nothing was written.
 import { EventEmitter } from 'node:events';
 
@@ -20,7 +24,7 @@ import { native, type NativeReplica, type NativeReplicaOptions, type NativeRepli
 
 export type { AppliedCommand, RoleName } from './events.js';
 
-export type ProposalErrorCode = 'NOT_LEADER' | 'LOST' | 'BUSY' | 'TOO_LARGE' | 'STOPPED' | 'NEEDS_STATE_TRANSFER';
+export type ProposalErrorCode = 'NOT_LEADER' | 'LOST' | 'UNKNOWN' | 'BUSY' | 'TOO_LARGE' | 'STOPPED' | 'NEEDS_STATE_TRANSFER';
 
 export class ProposalError extends Error {
   readonly code: ProposalErrorCode;
@@ -68,6 +72,9 @@ export interface ReplicaTuning {
   // on a busy machine; a commit takes ~1 us). Switched off by itself while it rarely
   // pays (see pollForOutcome). 0 disables. Default 20.
   pollAfterSubmitUs?: number;
+  // How long after its reign ended a command in flight may wait for its fate before it
+  // settles as UNKNOWN; 0: for ever. Default 5000.
+  unknownOutcomeMs?: number;
 }
 
 interface Pending {
@@ -96,6 +103,8 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   private readonly maxQueued: number;
   private readonly commandLimit: number;
   private readonly pollAfterSubmitUs: number;
+  private readonly unknownOutcomeMs: number;
+  private readonly unknownTimers = new Set<NodeJS.Timeout>();
   private pollsInWindow = 0;
   private pollHitsInWindow = 0;
   private pollsToSkip = 0;
@@ -123,6 +132,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
     this.maxQueued = tuning.maxQueuedProposals ?? 65536;
     this.commandLimit = this.handle.maxCommandBytes();
     this.pollAfterSubmitUs = tuning.pollAfterSubmitUs ?? 20;
+    this.unknownOutcomeMs = tuning.unknownOutcomeMs ?? 5000;
   }
 
   // What the other replicas need to reach this one (exchanged by the control plane).
@@ -197,6 +207,8 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    for (const timer of this.unknownTimers) clearTimeout(timer);
+    this.unknownTimers.clear();
     this.handle.stop();
     const error = () => new ProposalError('STOPPED', 'the replica was stopped before the command was applied');
     for (const pending of this.queue) pending.reject(error());
@@ -305,7 +317,10 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
         }
         break;
       case 'reign-ended':
-        break; // the fates-known event that follows is what settles proposals
+        // The fates-known event that follows settles these; when it cannot come (this
+        // replica reaches no majority), they settle as UNKNOWN after a while.
+        this.boundUnknownFates(event.lastTakenSequence);
+        break;
       case 'role':
         this.lastRole = { role: event.role, candidacy: event.candidacy, leaderId: event.holder, proposal: event.proposal };
         this.emit('role', this.lastRole);
@@ -323,6 +338,24 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
         this.emit('state-transfer-resumed', event.nextIndex, event.resumed);
         break;
     }
+  }
+
+  private boundUnknownFates(throughSequence: number): void {
+    if (this.unknownOutcomeMs <= 0) return;
+    const inFlight = [...this.outstanding.keys()].filter((sequence) => sequence <= throughSequence);
+    if (inFlight.length === 0) return;
+    const timer = setTimeout(() => {
+      this.unknownTimers.delete(timer);
+      for (const sequence of inFlight) {
+        this.settleWithError(
+          sequence,
+          'UNKNOWN',
+          `this replica stopped leading while the command was in flight and, ${this.unknownOutcomeMs} ms later, still cannot reach the cluster to learn whether it was applied; it may yet be`,
+        );
+      }
+    }, this.unknownOutcomeMs);
+    timer.unref();
+    this.unknownTimers.add(timer);
   }
 
   private settleWithError(sequence: number, code: ProposalErrorCode, message: string): void {

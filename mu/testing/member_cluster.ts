@@ -32,6 +32,8 @@ export interface MemberClusterOptions {
   verbose?: boolean;
   // The replicas launched by start() (default: all); the others can be launched later.
   launch?: number[];
+  // engine.unknownOutcomeMs (default: the engine's).
+  unknownOutcomeMs?: number;
 }
 
 export class MemberProcess {
@@ -139,6 +141,7 @@ export class MemberCluster {
         logBytes: options.logBytes ?? 8 << 20,
         maxEntryBytes: 64 << 10,
         idleStrategy: options.idleStrategy ?? 'backoff',
+        ...(options.unknownOutcomeMs === undefined ? {} : { unknownOutcomeMs: options.unknownOutcomeMs }),
         failureDetector: {
           readIntervalUs: options.readIntervalUs ?? defaultReadIntervalUs,
           failureReads: options.failureReads ?? 10,

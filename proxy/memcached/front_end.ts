@@ -120,6 +120,8 @@ export class MemcachedFrontEnd {
         return this.notLeaderReply();
       case 'LOST':
         return line('SERVER_ERROR mu-proxy: leadership changed while the command was in flight; it was not applied');
+      case 'UNKNOWN':
+        return line(`SERVER_ERROR mu-proxy: the outcome is unknown: ${error.message}`);
       case 'BUSY':
         return line('SERVER_ERROR mu-proxy: too many commands waiting to be replicated');
       default:

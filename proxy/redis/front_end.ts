@@ -195,6 +195,9 @@ export class FrontEnd {
         return this.notLeaderReply();
       case 'LOST':
         return reply.errorReply('TRYAGAIN mu-proxy: leadership changed while the command was in flight; it was not applied');
+      case 'UNKNOWN':
+        // Not TRYAGAIN: it may have been applied, and clients retry TRYAGAIN on their own.
+        return reply.errorReply(`TIMEOUT mu-proxy: the outcome is unknown: ${error.message}`);
       case 'BUSY':
         return reply.errorReply('TRYAGAIN mu-proxy: too many commands waiting to be replicated');
       case 'TOO_LARGE':

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { encodeCommand } from '../../adapters/redis/resp.js';
 import type { RedisBackend } from '../../adapters/redis/redis_backend.js';
 import { RedisServerProcess } from '../../adapters/redis/redis_server_process.js';
+import { cutOff, heal } from '../../mu/testing/partition.js';
 import { RedisCluster } from '../testing/redis_cluster.js';
 import type { RedisReplica } from './redis_replica.js';
 
@@ -681,5 +682,41 @@ describe('Redis front end with ACL users', function () {
     expect(replies[1]).to.equal('-NOAUTH mu-proxy: refused MU PEER (a stale or malformed token)\r\n');
     expect(replies[2]).to.equal('-NOAUTH Authentication required.\r\n');
     await connection.close();
+  });
+});
+
+describe('Redis front end: a leader cut off from the others over the fabric (shm fault injection)', function () {
+  this.timeout(60000);
+  let cluster: RedisCluster;
+
+  before(async () => {
+    cluster = await RedisCluster.start({ engine: { unknownOutcomeMs: 1000 } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('answers a write in flight with TIMEOUT (outcome unknown) instead of hanging, refuses later ones, and agrees with the others once healed', async () => {
+    const old = await cluster.leader();
+    const client = await cluster.connect(old);
+    expect(text(await client.send(command('SET', 'before', '1')))).to.equal('+OK\r\n');
+    const others = [0, 1, 2].filter((id) => id !== old);
+    cutOff(cluster.clusterName, old, others);
+    const started = Date.now();
+    const inFlight = text(await client.send(command('SET', 'during', '1')));
+    expect(inFlight).to.match(/^-TIMEOUT mu-proxy: the outcome is unknown: /);
+    expect(Date.now() - started).to.be.at.least(900);
+    // Deposed by now: a later write is refused at once (no leader it can reach, or one it
+    // names), never left waiting.
+    const later = text(await client.send(command('SET', 'later', '1')));
+    expect(later).to.match(/^-(CLUSTERDOWN|READONLY|TRYAGAIN|TIMEOUT) /);
+    await client.close();
+    heal(cluster.clusterName, old);
+    const successor = await cluster.leader();
+    const fresh = await cluster.connect(successor);
+    expect(text(await fresh.send(command('SET', 'after', '1')))).to.equal('+OK\r\n');
+    await fresh.close();
+    const digests = await cluster.digests(20000);
+    expect(new Set(digests).size, digests.join(' ')).to.equal(1);
   });
 });

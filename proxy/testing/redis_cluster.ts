@@ -20,6 +20,7 @@ export { freePort };
 export interface RedisClusterOptions {
   replicas?: number;
   redis?: Record<string, unknown>; // the config file's "redis" section
+  engine?: Record<string, unknown>; // merged over the "engine" section below
   verbose?: boolean;
 }
 
@@ -53,7 +54,7 @@ export class RedisCluster {
         fabric: { backend: 'shm' },
         // Several engines, redis-servers and mocha share two cores, and these tests are
         // about the front end, not failover: a 100 ms window keeps one leader throughout.
-        engine: { logBytes: 16 << 20, failureDetector: { readIntervalUs: 5000, failureReads: 20 } },
+        engine: { logBytes: 16 << 20, failureDetector: { readIntervalUs: 5000, failureReads: 20 }, ...options.engine },
         redis: options.redis ?? {},
         replicas: servers.map((server, id) => ({
           id,

@@ -263,6 +263,13 @@ CompletionStatus ShmConnection::check_target(const ShmRemoteRegion& region, std:
   const ConnectionSlot& target = *target_;
   // A dead or restarted peer does not answer: a NIC would exhaust its retries.
   if (!peer_->alive()) return CompletionStatus::peer_unreachable;
+  // A partition injected by a test cuts both directions, whichever side names it.
+  const std::uint64_t self_bit = std::uint64_t{1} << (node_->config().node_id % 64);
+  const std::uint64_t peer_bit = std::uint64_t{1} << (remote_.node_id % 64);
+  if ((node_->control().unreachable_peers.load(std::memory_order_relaxed) & peer_bit) != 0 ||
+      (peer_->control->unreachable_peers.load(std::memory_order_relaxed) & self_bit) != 0) {
+    return CompletionStatus::peer_unreachable;
+  }
   if (target.generation.load(std::memory_order_seq_cst) != target_generation_ ||
       load_state(target) != ConnectionState::connected ||
       target.peer_node.load(std::memory_order_relaxed) != node_->config().node_id ||

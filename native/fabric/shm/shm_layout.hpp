@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "fabric/endpoint.hpp"
@@ -22,7 +23,7 @@
 namespace mu::fabric::shm {
 
 inline constexpr std::uint64_t control_magic = 0x31'4c'52'54'43'55'4d'00ULL;  // "\0MUCTRL1"
-inline constexpr std::uint32_t control_version = 2;
+inline constexpr std::uint32_t control_version = 3;
 inline constexpr std::uint32_t max_connections_per_node = 256;
 inline constexpr std::uint32_t max_regions_per_node = 64;
 
@@ -62,10 +63,18 @@ struct ControlBlock {
   // connection slots and region descriptors, so nothing granted to a dead incarnation
   // passes to its successor.
   std::uint64_t incarnation;
+  // Fault injection for tests, a network partition on shm: bit j set means this node and
+  // node j cannot reach each other, and every operation between them fails as
+  // peer_unreachable, as across a cut link. Only test harnesses write it (at a fixed
+  // offset: mu/testing/partition.ts); it starts at 0.
+  std::atomic<std::uint64_t> unreachable_peers;
   alignas(64) pthread_mutex_t liveness;  // see liveness.hpp
   RegionSlot regions[max_regions_per_node];
   ConnectionSlot connections[max_connections_per_node];
 };
+
+// mu/testing/partition.ts writes unreachable_peers at this offset.
+static_assert(offsetof(ControlBlock, unreachable_peers) == 32);
 
 // A region key packs the slot (low 8 bits) and the slot's generation (the rest), so a
 // descriptor of a deregistered region never reaches a later region in the same slot.
