@@ -139,12 +139,18 @@ describe('docker/entrypoint.sh', function () {
       });
       replicas.push(child);
     }
-    const leader = await until('a leader', 120000, async () => {
+    // A leader that all three know: a replica that started late (a majority starts
+    // without it) learns the leader only once it has joined.
+    const leader = await until('a leader all three follow', 120000, async () => {
+      const statuses: Array<{ role?: string; leader?: number | null }> = [];
       for (let id = 0; id < 3; id++) {
-        const status = await send(ports.redis[id] as number, ['MU', 'STATUS']).catch(() => '');
-        if (status.includes('"role":"leader"')) return id;
+        const reply = await send(ports.redis[id] as number, ['MU', 'STATUS']).catch(() => '');
+        const json = /\{.*\}/s.exec(reply)?.[0];
+        statuses.push(json === undefined ? {} : (JSON.parse(json) as { role?: string; leader?: number | null }));
       }
-      return undefined;
+      const leaders = statuses.flatMap((status, id) => (status.role === 'leader' ? [id] : []));
+      if (leaders.length !== 1) return undefined;
+      return statuses.every((status) => status.leader === leaders[0]) ? leaders[0] : undefined;
     });
     const follower = (leader + 1) % 3;
     expect(await send(ports.redis[follower] as number, ['SET', 'deployed', 'yes'])).to.equal('+OK\r\n');

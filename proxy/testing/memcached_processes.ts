@@ -72,6 +72,11 @@ export class MemcachedProcesses {
 
   // The replica's role from the proxy's lines in `stats`; undefined when it does not answer.
   async role(id: number): Promise<string | undefined> {
+    return (await this.roleAndLeader(id))?.role;
+  }
+
+  // Replica `id`'s role and the leader it follows (-1: none), from its stats.
+  private async roleAndLeader(id: number): Promise<{ role: string | undefined; leader: number } | undefined> {
     try {
       const client = await MemcachedBackend.connect({ port: this.proxyPorts[id] as number, connectTimeoutMs: 300 });
       try {
@@ -79,7 +84,8 @@ export class MemcachedProcesses {
           client.send(Buffer.from('stats\r\n'), 'stats'),
           new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer')), 300)),
         ]);
-        return /^STAT mu_role (\S+)\r$/m.exec(stats.toString('latin1'))?.[1];
+        const lines = stats.toString('latin1');
+        return { role: /^STAT mu_role (\S+)\r$/m.exec(lines)?.[1], leader: Number(/^STAT mu_leader (-?\d+)\r$/m.exec(lines)?.[1] ?? -1) };
       } finally {
         await client.close();
       }
@@ -90,11 +96,15 @@ export class MemcachedProcesses {
 
   async leader(among = this.proxyPorts.map((_, id) => id), timeoutMs = 30000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
+    // One leader that every replica asked about and answering follows (a replica that
+    // started late learns the leader only once it has joined; a stopped one is skipped).
     while (Date.now() < deadline) {
-      for (const id of among) if ((await this.role(id)) === 'leader') return id;
+      const seen = await Promise.all(among.map((id) => this.roleAndLeader(id)));
+      const leaders = among.filter((_, i) => seen[i]?.role === 'leader');
+      if (leaders.length === 1 && seen.every((status) => status === undefined || status.leader === leaders[0])) return leaders[0] as number;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new Error(`no leader among replicas ${among.join(', ')}`);
+    throw new Error(`no settled leader among replicas ${among.join(', ')}`);
   }
 
   // The items of the given replicas' memcached servers once they agree (or as they are).
