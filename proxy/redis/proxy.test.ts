@@ -707,9 +707,11 @@ describe('Redis front end: a leader cut off from the others over the fabric (shm
     expect(inFlight).to.match(/^-TIMEOUT mu-proxy: the outcome is unknown: /);
     expect(Date.now() - started).to.be.at.least(900);
     // Deposed by now: a later write is refused at once (no leader it can reach, or one it
-    // names), never left waiting.
+    // names), never left waiting; so is a linearizable read, which would need a barrier.
     const later = text(await client.send(command('SET', 'later', '1')));
     expect(later).to.match(/^-(CLUSTERDOWN|READONLY|TRYAGAIN|TIMEOUT) /);
+    const read = text(await client.send(command('GET', 'before')));
+    expect(read).to.match(/^-(CLUSTERDOWN|READONLY|TRYAGAIN|TIMEOUT) /);
     await client.close();
     heal(cluster.clusterName, old);
     const successor = await cluster.leader();
