@@ -14,8 +14,11 @@
 // their own redis-server on a Unix socket, as a replica's local backend is best run;
 // proxy3tcp shows what that is worth.
 // For each: a single-client closed loop (one SET at a time, each round trip timed; p50,
-// p90, p99), a closed loop of 50 clients of our own (ops/s; the only throughput figure
-// that applies to redis+WAIT) and redis-benchmark -t set -c 50 -P 1 (requests/s; not for
+// p90, p99), a closed loop of 50 clients of our own (ops/s, the only throughput figure
+// that applies to redis+WAIT; and the CPU time per operation of the main threads of the
+// processes in front of the redis-servers (mu-proxy's event loops, nutcracker, the Node
+// passthrough), and of all the system's processes and threads, which a noisy machine
+// disturbs far less than latency) and redis-benchmark -t set -c 50 -P 1 (requests/s; not for
 // redis+WAIT, which it cannot drive). Then the ratios the targets need, PASS/FAIL. Replies
 // other than +OK (and :2 for WAIT) are counted: a figure measured while some replies were
 // errors is marked '!<n>err' and a target that uses it says INVALID; notes list them.
@@ -230,12 +233,36 @@ interface Running {
   port(): Promise<number>;
   withWait: boolean;
   describe: string;
+  /** The system's processes: those in front of the redis-servers, and the redis-servers. */
+  pids(): { proxy: number[]; servers: number[] };
   stop(): Promise<void>;
+}
+
+// CPU time (user + system) the processes have used, in microseconds, from /proc: every
+// thread's, or with `mainThread` only the main thread's (for mu-proxy, the event loop
+// that runs the front end; its engine thread idles by its own strategy, busy or not). A
+// process that is gone counts 0. CPU per operation is far steadier than latency on a
+// shared machine: it measures the work, not the waiting.
+const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+function cpuMicros(pids: number[], mainThread = false): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) in parentheses: utime and
+      // stime are the 14th and 15th of the line, the 12th and 13th after ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return (ticks * 1e6) / ticksPerSecond;
 }
 
 async function startDirect(): Promise<Running> {
   const server = await RedisServerProcess.start();
-  return { port: async () => server.port, withWait: false, describe: `redis-server :${server.port}`, stop: () => server.stop() };
+  return { port: async () => server.port, withWait: false, describe: `redis-server :${server.port}`, pids: () => ({ proxy: [], servers: [server.pid] }), stop: () => server.stop() };
 }
 
 async function startProxy(replicas: number, backendsOver: 'tcp' | 'unix' = 'unix'): Promise<Running> {
@@ -255,6 +282,7 @@ async function startProxy(replicas: number, backendsOver: 'tcp' | 'unix' = 'unix
         return cluster.proxyPorts[now]!;
       },
       withWait: false,
+      pids: () => ({ proxy: cluster.proxies.flatMap((child) => (child?.pid === undefined ? [] : [child.pid])), servers: cluster.servers.map((server) => server.pid) }),
       describe: `${replicas} mu-proxy process(es) over shm, leader replica ${leader} at :${port}, redis-servers over ${backendsOver === 'unix' ? 'Unix sockets' : 'TCP'}`,
       stop: () => cluster.stop(),
     };
@@ -290,6 +318,7 @@ async function startRedisWithReplicas(): Promise<Running> {
     return {
       port: async () => master.port,
       withWait: true,
+      pids: () => ({ proxy: [], servers: servers.map((server) => server.pid) }),
       describe: `master :${master.port}, replicas :${servers[1]!.port} :${servers[2]!.port} (connected_slaves:2, master_link_status:up)`,
       stop,
     };
@@ -351,6 +380,7 @@ async function startTwemproxy(): Promise<Running> {
     return {
       port: async () => port,
       withWait: false,
+      pids: () => ({ proxy: child?.pid === undefined ? [] : [child.pid], servers: [server.pid] }),
       describe: `nutcracker :${port} (server_connections ${twemproxyConnections}) -> redis-server ${server.socketPath}`,
       stop,
     };
@@ -375,7 +405,13 @@ async function startNodePassthrough(): Promise<Running> {
   };
   try {
     await waitForPing(port, 'node passthrough');
-    return { port: async () => port, withWait: false, describe: `node passthrough :${port} -> redis-server ${server.socketPath}`, stop };
+    return {
+      port: async () => port,
+      withWait: false,
+      pids: () => ({ proxy: child.pid === undefined ? [] : [child.pid], servers: [server.pid] }),
+      describe: `node passthrough :${port} -> redis-server ${server.socketPath}`,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -404,6 +440,8 @@ function start(id: SystemId): Promise<Running> {
 interface Result {
   latency: Latency;
   opsPerSecond: number;
+  /** CPU microseconds per operation of the own many-client loop: the proxies' main threads', everything's. */
+  cpuPerOp: { proxy: number; all: number };
   benchmark: BenchmarkResult | undefined;
   /** Unexpected replies in the single-client loop and in the own many-client loop. */
   singleOdd: Oddities;
@@ -428,10 +466,17 @@ try {
     const singleOdd = new Oddities();
     const latency = await singleClient(await running.port(), running.withWait, singleOdd);
     const manyOdd = new Oddities();
+    const { proxy: proxyPids, servers: serverPids } = running.pids();
+    const cpuBefore = { proxyMain: cpuMicros(proxyPids, true), all: cpuMicros([...proxyPids, ...serverPids]) };
     const opsPerSecond = await manyClients(await running.port(), running.withWait, manyOdd);
+    const operations = concurrentOps + clients * 10; // with the warm-up
+    const cpuPerOp = {
+      proxy: (cpuMicros(proxyPids, true) - cpuBefore.proxyMain) / operations,
+      all: (cpuMicros([...proxyPids, ...serverPids]) - cpuBefore.all) / operations,
+    };
     const benchmark = running.withWait ? undefined : await redisBenchmark(await running.port());
     await running.port(); // notes a leader change during the last phase
-    results.set(id, { latency, opsPerSecond, benchmark, singleOdd, manyOdd });
+    results.set(id, { latency, opsPerSecond, cpuPerOp, benchmark, singleOdd, manyOdd });
     const current = running;
     running = undefined;
     await current.stop();
@@ -446,9 +491,9 @@ const lpad = (text: string, width: number): string => text.padStart(width);
 const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
 console.log('');
 console.log(
-  `${pad('system', 32)} | ${lpad('1-client p50', 12)} ${lpad('p90', 8)} ${lpad('p99', 8)} us | ${lpad(`${clients}-client ops/s (own)`, 22)} | ${lpad('redis-benchmark rps', 19)}`,
+  `${pad('system', 32)} | ${lpad('1-client p50', 12)} ${lpad('p90', 8)} ${lpad('p99', 8)} us | ${lpad(`${clients}-client ops/s (own)`, 22)} | ${lpad('CPU us/op: front, all', 21)} | ${lpad('redis-benchmark rps', 19)}`,
 );
-console.log('-'.repeat(32 + 3 + 12 + 9 + 9 + 6 + 22 + 3 + 19));
+console.log('-'.repeat(32 + 3 + 12 + 9 + 9 + 6 + 22 + 3 + 21 + 3 + 19));
 // A figure measured while some replies were errors (a refused SET is answered fast) is
 // marked with '!' and the error count; the targets that use it say INVALID.
 const flagged = (text: string, errors: number): string => (errors > 0 ? `!${errors}err ${text}` : text);
@@ -456,7 +501,7 @@ for (const [id, result] of results) {
   const { latency } = result;
   const single = result.singleOdd.count;
   console.log(
-    `${pad(LABELS[id], 32)} | ${lpad(flagged(fmt(latency.p50, 1), single), 12)} ${lpad(fmt(latency.p90, 1), 8)} ${lpad(fmt(latency.p99, 1), 8)}    | ${lpad(flagged(fmt(result.opsPerSecond), result.manyOdd.count), 22)} | ${lpad(result.benchmark === undefined ? 'n/a' : flagged(fmt(result.benchmark.rps), result.benchmark.errors), 19)}`,
+    `${pad(LABELS[id], 32)} | ${lpad(flagged(fmt(latency.p50, 1), single), 12)} ${lpad(fmt(latency.p90, 1), 8)} ${lpad(fmt(latency.p99, 1), 8)}    | ${lpad(flagged(fmt(result.opsPerSecond), result.manyOdd.count), 22)} | ${lpad(`${fmt(result.cpuPerOp.proxy, 1)}, ${fmt(result.cpuPerOp.all, 1)}`, 21)} | ${lpad(result.benchmark === undefined ? 'n/a' : flagged(fmt(result.benchmark.rps), result.benchmark.errors), 19)}`,
   );
 }
 
