@@ -126,8 +126,6 @@ export class ServerProcess {
   readonly port: number;
   /** The Unix socket the server listens on (with `unixSocket`). */
   readonly socketPath: string | undefined;
-  /** Where clients reach it: the Unix socket when there is one, else the TCP port. */
-  readonly endpoint: Endpoint;
   readonly pid: number;
   /** Resolves with the exit code, or null when a signal ended it. */
   readonly exited: Promise<number | null>;
@@ -151,7 +149,6 @@ export class ServerProcess {
     this.child = child;
     this.port = port;
     this.socketPath = socketPath;
-    this.endpoint = socketPath !== undefined ? { path: socketPath } : { host: '127.0.0.1', port };
     this.pid = child.pid ?? -1;
     this.dir = dir;
     this.logPath = logPath;
@@ -176,6 +173,11 @@ export class ServerProcess {
         resolve(code);
       });
     });
+  }
+
+  /** Where clients reach it: the Unix socket when there is one, else the TCP port. */
+  get endpoint(): Endpoint {
+    return this.socketPath !== undefined ? { path: this.socketPath } : { host: '127.0.0.1', port: this.port };
   }
 
   /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT, ...) to the server. */
