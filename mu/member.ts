@@ -4,7 +4,10 @@
 // enough: a cluster must come back after a restart while one of its hosts is still down),
 // connect, start. Afterwards a peer that restarts, or that was missing at start-up,
 // announces its card; the member connects the engine to it, and the peer joins through
-// the leader.
+// the leader. Each member tells the others which incarnation of theirs its engine is
+// connected to (the cards' links), and connects to a peer only while that peer's ends are
+// not connected to an earlier incarnation of it (mayConnectTo): a restarted replica waits
+// until the others have reconnected to it.
 //
 // Wedged links (verbs only): after a long enough partition, an RC queue pair whose peer
 // kept its own end never comes back (the two ends' packet sequence numbers no longer
@@ -48,7 +51,7 @@ export class ClusterMember {
   private wedgeWatch: NodeJS.Timeout | undefined;
   private readonly retries = new Set<NodeJS.Timeout>();
 
-  private constructor(replica: Replica, control: ControlPlane, incarnation: string, log: (line: string) => void) {
+  private constructor(replica: Replica, control: ControlPlane, incarnation: string, private readonly replicaCount: number, log: (line: string) => void) {
     this.replica = replica;
     this.control = control;
     this.incarnation = incarnation;
@@ -71,24 +74,31 @@ export class ClusterMember {
       incarnation,
       log: (line) => log(`control: ${line}`),
     });
-    const member = new ClusterMember(replica, control, incarnation, log);
+    const member = new ClusterMember(replica, control, incarnation, config.replicas.length, log);
     try {
       await control.start();
-      const cards = await startingCards(control, config.replicas.length, options.allCardsGraceMs ?? 2000, options.cardsTimeoutMs ?? 30_000);
-      for (const card of cards) if (card !== undefined) member.connectedIncarnations.set(card.id, card.incarnation);
+      const cards = await startingCards(control, nodeId, incarnation, config.replicas.length, options.allCardsGraceMs ?? 2000, options.cardsTimeoutMs ?? 30_000);
       replica.connect(cards.map((card) => card?.card ?? null));
+      for (const card of cards) if (card !== undefined && card.id !== nodeId) member.connectedIncarnations.set(card.id, card.incarnation);
+      member.announceLinks();
       const absent = cards.flatMap((card, id) => (card === undefined ? [id] : []));
       control.on('card', (card) => member.onPeerCard(card));
       replica.on('peer-reconnected', (peer, ok) => {
         log(ok ? `reconnected to replica ${peer}` : `could not connect to replica ${peer}; trying its card again in ${retryConnectMs} ms`);
-        if (!ok) member.retryConnect(peer);
+        if (ok) member.announceLinks();
+        else member.retryConnect(peer);
       });
+      // A card that arrived, or changed its links, between start-up's decision and the
+      // listener above.
+      for (const card of control.knownCards().values()) member.onPeerCard(card);
       replica.on('role', (change) =>
         log(`role ${change.role} (candidacy ${change.candidacy}, log granted to ${change.leaderId ?? 'nobody'})`),
       );
       replica.start();
       log(`started (incarnation ${incarnation}, ${config.replicas.length} replicas, fabric ${config.fabric.backend})`);
-      if (absent.length > 0) log(`started without replica(s) ${absent.join(', ')}: not heard from yet; each joins when its card comes`);
+      if (absent.length > 0) {
+        log(`started without replica(s) ${absent.join(', ')}: not heard from yet, or still connected to an earlier incarnation of this replica; each joins once it has connected to this one`);
+      }
       if (config.fabric.backend === 'verbs' && config.engine.wedgedLinkRestartMs > 0) {
         const onWedged =
           options.onWedged ??
@@ -129,6 +139,7 @@ export class ClusterMember {
   // a little later, unless a newer card has connected meanwhile.
   private retryConnect(peer: number): void {
     this.connectedIncarnations.delete(peer);
+    this.announceLinks();
     const timer = setTimeout(() => {
       this.retries.delete(timer);
       const card = this.control.knownCards().get(peer);
@@ -138,10 +149,18 @@ export class ClusterMember {
     this.retries.add(timer);
   }
 
+  // Tells the peers which of their incarnations this replica's ends are connected to, once
+  // the engine has connected them (mayConnectTo).
+  private announceLinks(): void {
+    const links = Array.from({ length: this.replicaCount }, (_, id) => this.connectedIncarnations.get(id) ?? '');
+    this.control.setLinks(links);
+  }
+
   private onPeerCard(card: PeerCard): void {
     if (card.id === this.replica.nodeId) return;
     if (this.connectedIncarnations.get(card.id) === card.incarnation) return;
-    this.log(`replica ${card.id} restarted (incarnation ${card.incarnation}): reconnecting`);
+    if (!mayConnectTo(card, this.replica.nodeId, this.incarnation)) return; // its ends still point at our previous incarnation
+    this.log(`replica ${card.id} (incarnation ${card.incarnation}) may be connected to: connecting`);
     this.connectedIncarnations.set(card.id, card.incarnation);
     try {
       this.replica.reconnectPeer(card.card);
@@ -159,37 +178,65 @@ export class ClusterMember {
   }
 }
 
-// The replicas' cards to start with, by id: every one if they all come within `graceMs`;
-// else, once a majority (this replica's included) is known within `timeoutMs`, those
-// known then (undefined for the others). Rejects naming the missing replicas when not
-// even a majority comes.
-async function startingCards(control: ControlPlane, replicaCount: number, graceMs: number, timeoutMs: number): Promise<Array<PeerCard | undefined>> {
-  try {
-    return await control.waitForCards(Math.min(graceMs, timeoutMs));
-  } catch (error) {
-    if (control.closed || error instanceof RangeError) throw error;
-    // Not all of them within the grace: a majority will do.
+// Whether this replica may connect its ends toward `card`'s replica now. On RDMA, an end
+// that posts toward a queue pair still connected to an earlier incarnation of this replica
+// is judged by that incarnation's packet sequence numbers: its writes may be acknowledged
+// and never executed, or refused until the queue pair fails (scripts/rdma-vm/README.md).
+// So a restarted replica waits until the peer has connected its ends to this incarnation
+// (the peer does when it learns this card) or has none connected ('').
+export function mayConnectTo(card: PeerCard, selfId: number, selfIncarnation: string): boolean {
+  if (card.id === selfId) return true;
+  const linked = card.links[selfId] ?? '';
+  return linked === '' || linked === selfIncarnation;
+}
+
+// The replicas' cards to start with, by id: every one if they all come, and may be
+// connected to (mayConnectTo), within `graceMs`; else, once a majority of them (this
+// replica's included) may within `timeoutMs`, those (undefined for the others, which join
+// later). Rejects naming the missing replicas when not even a majority comes.
+export async function startingCards(control: ControlPlane, selfId: number, incarnation: string, replicaCount: number, graceMs: number, timeoutMs: number): Promise<Array<PeerCard | undefined>> {
+  if (!Number.isFinite(graceMs) || graceMs < 0 || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new RangeError(`mu member: the start-up waits must be non-negative numbers of ms (grace ${graceMs}, timeout ${timeoutMs})`);
   }
+  if (control.closed) throw new Error('mu member: the control plane closed before start-up');
   const majority = Math.floor(replicaCount / 2) + 1;
+  const started = Date.now();
+  const usable = (): Map<number, PeerCard> => {
+    const cards = new Map<number, PeerCard>();
+    for (const [id, card] of control.knownCards()) if (mayConnectTo(card, selfId, incarnation)) cards.set(id, card);
+    return cards;
+  };
   const known = await new Promise<Map<number, PeerCard>>((resolve, reject) => {
-    const check = (): boolean => {
-      const cards = control.knownCards();
-      if (cards.size < majority) return false;
-      finish();
-      resolve(cards);
-      return true;
+    const check = (): void => {
+      const cards = usable();
+      const waited = Date.now() - started;
+      if (cards.size === replicaCount || (cards.size >= majority && waited >= Math.min(graceMs, timeoutMs))) {
+        finish();
+        resolve(cards);
+      }
     };
+    const graceTimer = setTimeout(check, Math.min(graceMs, timeoutMs));
     const timer = setTimeout(() => {
       finish();
-      const missing = Array.from({ length: replicaCount }, (_, id) => id).filter((id) => !control.knownCards().has(id));
-      reject(new Error(`mu control: waited ${timeoutMs} ms for the cards of a majority and still lacks those of replicas ${missing.join(', ')}`));
-    }, Math.max(0, timeoutMs - graceMs));
-    const onCard = (): void => void check();
+      const cards = control.knownCards();
+      const lacking = Array.from({ length: replicaCount }, (_, id) => id).filter((id) => !usable().has(id));
+      const why = lacking.map((id) => (cards.has(id) ? `${id} (still connected to an earlier incarnation of this replica)` : `${id} (no card)`));
+      reject(new Error(`mu control: waited ${timeoutMs} ms for the cards of a majority and still lacks those of replicas ${why.join(', ')}`));
+    }, timeoutMs);
+    const onCard = (): void => check();
+    const onClosed = setInterval(() => {
+      if (!control.closed) return;
+      finish();
+      reject(new Error('mu member: the control plane closed during start-up'));
+    }, 100);
     const finish = (): void => {
+      clearTimeout(graceTimer);
       clearTimeout(timer);
+      clearInterval(onClosed);
       control.removeListener('card', onCard);
     };
-    if (!check()) control.on('card', onCard);
+    control.on('card', onCard);
+    check();
   });
   return Array.from({ length: replicaCount }, (_, id) => known.get(id));
 }

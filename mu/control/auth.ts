@@ -6,7 +6,7 @@
 // purpose: the tests wrap it to prove that verification really goes through it.
 import crypto from 'node:crypto';
 
-export const PROTOCOL_VERSION = 'mu-control v1';
+export const PROTOCOL_VERSION = 'mu-control v2'; // v2: card messages carry links
 export const NONCE_BYTES = 32;
 export const MAC_BYTES = 32;
 export const MIN_SECRET_BYTES = 16;

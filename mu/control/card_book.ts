@@ -6,12 +6,19 @@ export interface PeerCard {
   id: number;
   incarnation: string;
   card: Buffer;
+  // links[i]: the incarnation of replica i that this replica's connection ends toward i are
+  // connected to, '' for none (messages.ts CardMessage); the newest the replica sent.
+  links: readonly string[];
 }
 
-/** learned: first card of that replica; restarted: a new incarnation replaced the old one. */
+/**
+ * learned: first card of that replica; restarted: a new incarnation replaced the old one;
+ * relinked: the same card, with links that changed.
+ */
 export type CardUpdate =
   | { kind: 'learned' }
   | { kind: 'restarted'; previousIncarnation: string }
+  | { kind: 'relinked' }
   | { kind: 'unchanged' }
   | { kind: 'conflict' };
 
@@ -25,10 +32,19 @@ export class CardBook {
   record(card: PeerCard): CardUpdate {
     const previous = this.known.get(card.id);
     if (previous !== undefined && previous.incarnation === card.incarnation) {
-      return previous.card.equals(card.card) ? { kind: 'unchanged' } : { kind: 'conflict' };
+      if (!previous.card.equals(card.card)) return { kind: 'conflict' };
+      if (sameLinks(previous.links, card.links)) return { kind: 'unchanged' };
+      this.known.set(card.id, card);
+      return { kind: 'relinked' };
     }
     this.known.set(card.id, card);
     return previous === undefined ? { kind: 'learned' } : { kind: 'restarted', previousIncarnation: previous.incarnation };
+  }
+
+  /** This replica's own links changed (its card stays). */
+  relinkSelf(id: number, links: readonly string[]): void {
+    const own = this.known.get(id);
+    if (own !== undefined) this.known.set(id, { ...own, links });
   }
 
   snapshot(): Map<number, PeerCard> {
@@ -51,4 +67,8 @@ export class CardBook {
     }
     return cards;
   }
+}
+
+function sameLinks(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((entry, i) => entry === b[i]);
 }

@@ -75,6 +75,33 @@ describe('control plane: card exchange', function () {
     expect(sink.lines.some((line) => /replica 2 restarted: incarnation 1002 -> 0x2b/.test(line))).to.equal(true);
   });
 
+  it('links: a replica that connects to another incarnation tells every peer, sealed with its card', async () => {
+    const sink = new LogSink();
+    const { planes } = await startCluster(3, sink);
+    await Promise.all(planes.map((plane) => plane.waitForCards(3000)));
+    const [zero, one, two] = planes;
+    if (zero === undefined || one === undefined || two === undefined) throw new Error('cluster of 3 expected');
+    expect(one.cards().get(0)?.links).to.deep.equal(['', '', '']);
+
+    const relinked = [nextCard(one, (card) => card.id === 0), nextCard(two, (card) => card.id === 0)];
+    zero.setLinks(['', '1001', '']);
+    for (const card of await Promise.all(relinked)) {
+      expect(card.links).to.deep.equal(['', '1001', '']);
+      expect(card.incarnation).to.equal('1000');
+    }
+    expect(zero.cards().get(0)?.links).to.deep.equal(['', '1001', '']);
+    // The same links again send nothing.
+    const quiet = nextCard(one, (card) => card.id === 0, 300).then(
+      () => 'sent',
+      () => 'nothing',
+    );
+    zero.setLinks(['', '1001', '']);
+    expect(await quiet).to.equal('nothing');
+    expect(() => zero.setLinks(['1000', '', ''])).to.throw(RangeError, /'' for replica 0 itself/);
+    expect(() => zero.setLinks(['', 'soon', ''])).to.throw(RangeError);
+    expect(() => zero.setLinks(['', ''])).to.throw(RangeError);
+  });
+
   it('waitForCards rejects after its timeout naming the replicas still missing', async () => {
     const ports = await freePorts(3);
     const plane = cleanup.plane(new ControlPlane(planeOptions(ports, 0, new LogSink())));

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 
 import { CardBook, type PeerCard } from './card_book.js';
+import { isIncarnation } from './messages.js';
 import { Dialer } from './dialer.js';
 import { type ControlPlaneOptions, type PeerAddress, type ResolvedOptions, resolveOptions } from './options.js';
 import { PeerSession, type SessionContext, type SessionHooks } from './session.js';
@@ -12,7 +13,10 @@ export type { ControlPlaneOptions, PeerAddress } from './options.js';
 export type { PeerCard } from './card_book.js';
 
 export type ControlPlaneEvents = {
-  /** A replica's card was learned for the first time, or its incarnation changed (restart). */
+  /**
+   * A replica's card was learned for the first time, its incarnation changed (restart), or
+   * its links changed (it connected to, or dropped, another replica's incarnation).
+   */
   card: [card: PeerCard];
   /** An incoming connection or a message was refused; the connection is closed. */
   refused: [reason: string, remote: string];
@@ -41,6 +45,7 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
   private readonly waiters = new Set<CardWaiter>();
   private readonly tally: ControlPlaneCounters = { refused: 0, authenticated: 0 };
   private unauthenticatedInbound = 0;
+  private links: readonly string[];
   private listening: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -48,13 +53,15 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
     super();
     this.options = resolveOptions(options);
     const { selfId, incarnation, card, clusterName, secret, handshakeTimeoutMs, replicaCount } = this.options;
-    this.book = new CardBook(replicaCount, { id: selfId, incarnation, card });
+    this.links = Array.from({ length: replicaCount }, () => '');
+    this.book = new CardBook(replicaCount, { id: selfId, incarnation, card, links: this.links });
     this.sessionContext = {
       selfId,
       clusterName,
       secret,
       handshakeTimeoutMs,
-      ownCard: () => ({ incarnation: this.options.incarnation, card: this.options.card }),
+      ownCard: () => ({ incarnation: this.options.incarnation, card: this.options.card, links: this.links }),
+      replicaCount,
       isPeer: (id) => Number.isInteger(id) && id >= 0 && id < replicaCount && id !== selfId,
     };
   }
@@ -103,7 +110,21 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
     return { ...this.tally };
   }
 
-  /** One card per replica in id order (self included) once all are known. */
+  /**
+   * What this replica's connection ends toward each replica are connected to: the
+   * incarnation of its card, or '' (none; this replica's own entry). Every peer holding
+   * our card gets it again with the new links.
+   */
+  setLinks(links: readonly string[]): void {
+    if (links.length !== this.options.replicaCount || links[this.options.selfId] !== '' || !links.every((entry) => entry === '' || isIncarnation(entry))) {
+      throw new RangeError(`mu control: links need one entry per replica, '' for replica ${this.options.selfId} itself`);
+    }
+    if (links.every((entry, i) => entry === this.links[i])) return;
+    this.links = [...links];
+    this.book.relinkSelf(this.options.selfId, this.links);
+    for (const session of this.sessions) session.resendOwnCard();
+  }
+
   /** The peers this replica has an authenticated connection with now, either way. */
   reachablePeers(): Set<number> {
     const peers = new Set<number>();
@@ -244,6 +265,8 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
         break;
       case 'restarted':
         this.log(`replica ${card.id} restarted: incarnation ${update.previousIncarnation} -> ${card.incarnation}`);
+        break;
+      case 'relinked':
         break;
     }
     this.emit('card', card);

@@ -14,7 +14,7 @@ describe('control messages', () => {
     });
     expect(parseMessage({ type: 'auth', cluster: 'c', dialer_id: 15, nonce: NONCE, mac: NONCE }).type).to.equal('auth');
     expect(parseMessage({ type: 'welcome', mac: NONCE }).type).to.equal('welcome');
-    expect(parseMessage({ type: 'card', id: 2, incarnation: '0xdeadbeef', card: 'AAEC' }).type).to.equal('card');
+    expect(parseMessage({ type: 'card', id: 2, incarnation: '0xdeadbeef', links: ['', '0x2a', ''], card: 'AAEC' })).to.include({ type: 'card', id: 2 });
   });
 
   it('refuses unknown types, missing or extra fields and out-of-range values with the field named', () => {
@@ -27,10 +27,15 @@ describe('control messages', () => {
       [{ type: 'auth', cluster: 'c', dialer_id: 1.5, nonce: NONCE, mac: NONCE }, /field dialer_id/],
       [{ type: 'auth', cluster: 'a|b', dialer_id: 1, nonce: NONCE, mac: NONCE }, /field cluster/],
       [{ type: 'challenge', cluster: 'c', listener_id: 0, nonce: 'abc' }, /field nonce/],
-      [{ type: 'card', id: 1, incarnation: 'soon', card: 'AA==' }, /field incarnation/],
-      [{ type: 'card', id: 1, incarnation: '1', card: 'not base64!' }, /field card/],
+      [{ type: 'card', id: 1, incarnation: 'soon', links: ['', ''], card: 'AA==' }, /field incarnation/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', ''], card: 'not base64!' }, /field card/],
       // Non-canonical base64 (stray padding bits) has more than one spelling: refused.
-      [{ type: 'card', id: 1, incarnation: '1', card: 'AB==' }, /field card/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', ''], card: 'AB==' }, /field card/],
+      [{ type: 'card', id: 1, incarnation: '1', card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: [], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', 'soon'], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', 7], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: Array.from({ length: 17 }, () => ''), card: 'AA==' }, /field links/],
     ];
     for (const [raw, reason] of cases) {
       expect(() => parseMessage(raw), JSON.stringify(raw)).to.throw(ProtocolError, reason);

@@ -31,11 +31,18 @@ export interface WelcomeMessage {
   mac: string;
 }
 
-/** Either way, after the handshake: `card` is base64 of the card sealed for this connection. */
+/**
+ * Either way, after the handshake: `card` is base64 of the card sealed for this connection.
+ * `links[i]` is the incarnation of replica i whose card the sender's connection ends
+ * toward i are connected to ('' when they are not connected; its own entry is ''). It
+ * travels in the clear but under the seal (associated data): it says nothing secret, and
+ * nobody can alter it. A replica sends its card again whenever its links change.
+ */
 export interface CardMessage {
   type: 'card';
   id: number;
   incarnation: string;
+  links: string[];
   card: string;
 }
 
@@ -64,7 +71,7 @@ const FIELDS: Record<ControlMessage['type'], readonly string[]> = {
   challenge: ['type', 'cluster', 'listener_id', 'nonce'],
   auth: ['type', 'cluster', 'dialer_id', 'nonce', 'mac'],
   welcome: ['type', 'mac'],
-  card: ['type', 'id', 'incarnation', 'card'],
+  card: ['type', 'id', 'incarnation', 'links', 'card'],
 };
 
 function isMessageType(value: unknown): value is ControlMessage['type'] {
@@ -79,6 +86,12 @@ function checkedField<T>(raw: FrameMessage, field: string, check: (value: unknow
 
 const isNonce = (value: unknown): value is string => typeof value === 'string' && isHex(value, NONCE_BYTES);
 const isMac = (value: unknown): value is string => typeof value === 'string' && isHex(value, MAC_BYTES);
+
+/** One entry per replica: an incarnation, or '' for none. */
+function isLinks(value: unknown): value is string[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_REPLICAS) return false;
+  return value.every((entry) => entry === '' || isIncarnation(entry));
+}
 
 /** Canonical base64 only (what Buffer produces), so a card has exactly one encoding. */
 function isSealedCardBase64(value: unknown): value is string {
@@ -115,12 +128,14 @@ export function parseMessage(raw: FrameMessage): ControlMessage {
         type,
         id: checkedField(raw, 'id', isReplicaId, 'a replica id'),
         incarnation: checkedField(raw, 'incarnation', isIncarnation, 'a decimal or hex 64-bit incarnation'),
+        links: checkedField(raw, 'links', isLinks, `an array of 1 to ${MAX_REPLICAS} incarnations or ''`),
         card: checkedField(raw, 'card', isSealedCardBase64, `canonical base64 of at most ${MAX_SEALED_CARD_BYTES} bytes`),
       };
   }
 }
 
 /** Associated data of a sealed card: the envelope fields cannot be swapped under the seal. */
-export function cardAssociatedData(id: number, incarnation: string): string {
-  return `card|${id}|${incarnation}`;
+export function cardAssociatedData(id: number, incarnation: string, links: readonly string[]): string {
+  // Incarnations hold no ',' or '|', so the joined list reads back one way only.
+  return `card|${id}|${incarnation}|${links.join(',')}`;
 }

@@ -49,7 +49,7 @@ describe('control plane: refusals', function () {
     peer.sendCard(ciphers, id, `${7000 + id}`, cardOf(id, 7));
     const reply = await peer.next();
     expect(reply).to.include({ type: 'card', id: 0, incarnation: '1000' });
-    const opened = ciphers.receive.open(cardAssociatedData(0, '1000'), Buffer.from(String(reply?.['card']), 'base64'));
+    const opened = ciphers.receive.open(cardAssociatedData(0, '1000', ['', '', '']), Buffer.from(String(reply?.['card']), 'base64'));
     expect(opened?.equals(cardOf(0))).to.equal(true);
     expect(zero.cards().get(id)?.card.equals(cardOf(id, 7))).to.equal(true);
   }
@@ -154,7 +154,7 @@ describe('control plane: refusals', function () {
 
   it('refuses a card sent before the handshake, and never answers it with ours', async () => {
     await startZero();
-    const early = encodeFrame({ type: 'card', id: 1, incarnation: '1', card: cardOf(1).toString('base64') });
+    const early = encodeFrame({ type: 'card', id: 1, incarnation: '1', links: ['', '', ''], card: cardOf(1).toString('base64') });
     const peer = await expectRefused(early, /unexpected card message while awaiting-auth/);
     expect(peer.received.map((message) => message['type'])).to.deep.equal(['challenge']);
     expect(zero.cards().has(1)).to.equal(false);
@@ -181,13 +181,35 @@ describe('control plane: refusals', function () {
     const peer = await connect();
     const ciphers = await peer.authenticateAs(1, SECRET);
     if (ciphers === undefined) throw new Error('not welcomed');
-    const sealed = ciphers.send.seal(cardAssociatedData(1, '5'), cardOf(1));
+    const sealed = ciphers.send.seal(cardAssociatedData(1, '5', ['', '', '']), cardOf(1));
     sealed[0] = (sealed[0] ?? 0) ^ 1;
     const refused = nextRefusal(zero, /card from replica 1 failed to open/);
-    peer.send({ type: 'card', id: 1, incarnation: '5', card: sealed.toString('base64') });
+    peer.send({ type: 'card', id: 1, incarnation: '5', links: ['', '', ''], card: sealed.toString('base64') });
     await refused;
     expect(await peer.closesWithin(1000)).to.equal(true);
     expect(zero.cards().has(1)).to.equal(false);
+  });
+
+  it('refuses a card whose links were altered on the wire, or that has not one link per replica', async () => {
+    await startZero();
+    const peer = await connect();
+    const ciphers = await peer.authenticateAs(1, SECRET);
+    if (ciphers === undefined) throw new Error('not welcomed');
+    const sealed = ciphers.send.seal(cardAssociatedData(1, '5', ['', '', '']), cardOf(1));
+    const refused = nextRefusal(zero, /card from replica 1 failed to open/);
+    peer.send({ type: 'card', id: 1, incarnation: '5', links: ['1000', '', ''], card: sealed.toString('base64') });
+    await refused;
+    expect(await peer.closesWithin(1000)).to.equal(true);
+    expect(zero.cards().has(1)).to.equal(false);
+
+    const short = await connect();
+    const shortCiphers = await short.authenticateAs(1, SECRET);
+    if (shortCiphers === undefined) throw new Error('not welcomed');
+    const refusedShort = nextRefusal(zero, /card from replica 1 has 2 links, not one per replica/);
+    short.sendCard(shortCiphers, 1, '5', cardOf(1), ['', '']);
+    await refusedShort;
+    expect(zero.cards().has(1)).to.equal(false);
+    await expectStillServes(2);
   });
 
   it('refuses a different card under an incarnation it already knows', async () => {

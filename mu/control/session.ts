@@ -21,9 +21,10 @@ export interface SessionContext {
   secret: Buffer;
   handshakeTimeoutMs: number;
   /** Read at send time, so a later card change would go out on new connections. */
-  ownCard(): { incarnation: string; card: Buffer };
+  ownCard(): { incarnation: string; card: Buffer; links: readonly string[] };
   /** A replica id of this cluster other than ours. */
   isPeer(id: number): boolean;
+  replicaCount: number;
 }
 
 export interface SessionHooks {
@@ -47,6 +48,7 @@ export class PeerSession {
   peerId: number | undefined;
   readonly remote: string;
   private state: SessionState;
+  private ownCardSent = false;
   private finished = false;
   private readonly decoder = new FrameDecoder();
   private readonly ownNonce = createNonce();
@@ -214,18 +216,25 @@ export class PeerSession {
     this.hooks.authenticated(this);
   }
 
+  // This replica's links changed: a peer that has its card gets it again, with them. (A
+  // session that has not sent its card yet sends the current links when it does.)
+  resendOwnCard(): void {
+    if (this.ownCardSent) this.sendOwnCard();
+  }
+
   private sendOwnCard(): void {
     if (this.ciphers === undefined) return;
-    const { incarnation, card } = this.context.ownCard();
-    const sealed = this.ciphers.send.seal(cardAssociatedData(this.context.selfId, incarnation), card);
-    this.send({ type: 'card', id: this.context.selfId, incarnation, card: sealed.toString('base64') });
+    this.ownCardSent = true;
+    const { incarnation, card, links } = this.context.ownCard();
+    const sealed = this.ciphers.send.seal(cardAssociatedData(this.context.selfId, incarnation, links), card);
+    this.send({ type: 'card', id: this.context.selfId, incarnation, links: [...links], card: sealed.toString('base64') });
   }
 
   private onCard(message: CardMessage): void {
     // A peer speaks only for itself: its card must carry the id it authenticated as.
     if (message.id !== this.peerId) return this.refuse(`replica ${this.peerId} sent a card for replica ${message.id}`);
     const sealed = Buffer.from(message.card, 'base64');
-    const opened = this.ciphers?.receive.open(cardAssociatedData(message.id, message.incarnation), sealed);
+    const opened = this.ciphers?.receive.open(cardAssociatedData(message.id, message.incarnation, message.links), sealed);
     if (opened === undefined) return this.refuse(`card from replica ${this.peerId} failed to open (altered or replayed)`);
     if (this.state === 'awaiting-card') {
       this.state = 'open';
@@ -234,6 +243,9 @@ export class PeerSession {
       // The listener answers the dialer's card with its own: the dialer fetches it this way.
       if (this.role === 'listener') this.sendOwnCard();
     }
-    this.hooks.card(this, { id: message.id, incarnation: message.incarnation, card: opened });
+    if (message.links.length !== this.context.replicaCount) {
+      return this.refuse(`card from replica ${this.peerId} has ${message.links.length} links, not one per replica`);
+    }
+    this.hooks.card(this, { id: message.id, incarnation: message.incarnation, card: opened, links: message.links });
   }
 }

@@ -187,9 +187,9 @@ export class RawPeer {
     return deriveChannelCiphers(secret, 'dialer', transcript);
   }
 
-  sendCard(ciphers: ChannelCiphers, id: number, incarnation: string, card: Buffer): void {
-    const sealed = ciphers.send.seal(cardAssociatedData(id, incarnation), card);
-    this.send({ type: 'card', id, incarnation, card: sealed.toString('base64') });
+  sendCard(ciphers: ChannelCiphers, id: number, incarnation: string, card: Buffer, links: string[] = ['', '', '']): void {
+    const sealed = ciphers.send.seal(cardAssociatedData(id, incarnation, links), card);
+    this.send({ type: 'card', id, incarnation, links, card: sealed.toString('base64') });
   }
 }
 
