@@ -149,8 +149,16 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
 
   // Replica `card`'s owner restarted (a new incarnation): reconnect to it. It then rejoins
   // through the leader and catches up from the log (see 'peer-reconnected').
-  reconnectPeer(card: Buffer): void {
-    this.handle.reconnectPeer(card);
+  //
+  // `hold`: the first half of a paired reset of the link to a live peer (its current card):
+  // this replica's ends are reset and connected again, and post nothing toward the peer
+  // until releaseLink(), once the peer has reset its own (mu/member.ts).
+  reconnectPeer(card: Buffer, hold = false): void {
+    this.handle.reconnectPeer(card, hold);
+  }
+
+  releaseLink(peer: number): void {
+    this.handle.releaseLink(peer);
   }
 
   // The application lost its state (its store failed or came back empty): this replica

@@ -140,13 +140,22 @@ std::size_t EngineHost::drain_events(const std::function<void(std::span<const st
   return events_.drain(visit, max_records);
 }
 
-void EngineHost::reconnect_peer(std::span<const std::byte> card) {
+void EngineHost::reconnect_peer(std::span<const std::byte> card, bool hold) {
   engine::ReplicaCard decoded = engine::ReplicaCard::decode(card);
   if (decoded.node_id == node_id() || decoded.node_id >= config_.replica.leader.replica_count) {
     throw std::invalid_argument("engine host: a restarted peer's card must name another replica of this cluster");
   }
+  const fabric::NodeId peer = decoded.node_id;
   std::lock_guard lock(reconnect_mutex_);
-  reconnects_.push_back(std::move(decoded));
+  reconnects_.push_back(LinkChange{std::move(decoded), peer, hold});
+}
+
+void EngineHost::release_link(std::uint32_t peer) {
+  if (peer == node_id() || peer >= config_.replica.leader.replica_count) {
+    throw std::invalid_argument("engine host: release_link names another replica of this cluster");
+  }
+  std::lock_guard lock(reconnect_mutex_);
+  reconnects_.push_back(LinkChange{std::nullopt, static_cast<fabric::NodeId>(peer), false});
 }
 
 void EngineHost::request_state_transfer() {
@@ -183,20 +192,24 @@ void EngineHost::apply_state_transfer_requests() {
 }
 
 void EngineHost::apply_reconnects() {
-  std::vector<engine::ReplicaCard> cards;
+  std::vector<LinkChange> changes;
   {
     std::unique_lock lock(reconnect_mutex_, std::try_to_lock);
     if (!lock.owns_lock() || reconnects_.empty()) return;
-    cards.swap(reconnects_);
+    changes.swap(reconnects_);
   }
-  for (const auto& card : cards) {
+  for (const auto& change : changes) {
+    if (!change.card) {
+      replica_->release_link(change.peer);
+      continue;
+    }
     std::uint32_t done = 1;
     try {
-      replica_->reconnect_peer(card);
+      replica_->reconnect_peer(*change.card, change.hold);
     } catch (const std::exception&) {
       done = 0;  // e.g. its regions are gone again (it restarted twice): a newer card follows
     }
-    emit(EventKind::peer_reconnected, done, card.node_id);
+    emit(EventKind::peer_reconnected, done, change.peer);
   }
 }
 

@@ -138,7 +138,12 @@ class EngineHost {
   // Replica `card`'s node restarted (the control plane learned a new incarnation). The
   // card is checked here (std::invalid_argument) and applied on the engine thread between
   // rounds; a peer_reconnected event says how it went.
-  void reconnect_peer(std::span<const std::byte> card);
+  // `hold`: reset the link to a live peer that is out of step, holding this replica's
+  // posting ends until release_link() (Replica::reconnect_peer); the card is the peer's
+  // current one.
+  void reconnect_peer(std::span<const std::byte> card, bool hold = false);
+  // The peer has reset its ends too; applied between rounds, in order with reconnects.
+  void release_link(std::uint32_t peer);
 
   // The application's store lost its state: the replica stops applying and takes no part
   // (ApplyAgent::request_state_transfer) from the engine thread's next round; a
@@ -191,7 +196,12 @@ class EngineHost {
   bool reported_state_transfer_ = false;
 
   std::mutex reconnect_mutex_;
-  std::vector<engine::ReplicaCard> reconnects_;  // from the owner, for the engine thread
+  struct LinkChange {
+    std::optional<engine::ReplicaCard> card;  // reconnect to it; none: release the link
+    fabric::NodeId peer = 0;
+    bool hold = false;
+  };
+  std::vector<LinkChange> reconnects_;  // from the owner, for the engine thread, in order
   std::mutex transfer_mutex_;                    // the two below: from the owner, for the engine thread
   bool transfer_requested_ = false;
   std::optional<engine::LogCursor> resume_at_;

@@ -133,6 +133,7 @@ Napi::Function ReplicaBinding::define(Napi::Env env) {
                          InstanceMethod<&ReplicaBinding::card>("card"),
                          InstanceMethod<&ReplicaBinding::connect>("connect"),
                          InstanceMethod<&ReplicaBinding::reconnect_peer>("reconnectPeer"),
+                         InstanceMethod<&ReplicaBinding::release_link>("releaseLink"),
                          InstanceMethod<&ReplicaBinding::request_state_transfer>("requestStateTransfer"),
                          InstanceMethod<&ReplicaBinding::resume_from_state_transfer>("resumeFromStateTransfer"),
                          InstanceMethod<&ReplicaBinding::start>("start"),
@@ -214,12 +215,31 @@ Napi::Value ReplicaBinding::connect(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// (card[, hold]): hold true resets the link to a live peer and holds it (EngineHost).
 Napi::Value ReplicaBinding::reconnect_peer(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsBuffer()) throw Napi::TypeError::New(env, "Replica.reconnectPeer: expected a card Buffer");
+  if (info.Length() < 1 || info.Length() > 2 || !info[0].IsBuffer() || (info.Length() == 2 && !info[1].IsBoolean())) {
+    throw Napi::TypeError::New(env, "Replica.reconnectPeer: expected a card Buffer and optionally a boolean hold");
+  }
   const auto buffer = info[0].As<Napi::Buffer<std::uint8_t>>();
+  const bool hold = info.Length() == 2 && info[1].As<Napi::Boolean>().Value();
   guarded(env, [&] {
-    live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()));
+    live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()), hold);
+    return 0;
+  });
+  return env.Undefined();
+}
+
+// (peer): the peer has reset its ends too: this replica posts toward it again.
+Napi::Value ReplicaBinding::release_link(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "Replica.releaseLink: expected a replica id");
+  const double peer = info[0].As<Napi::Number>().DoubleValue();
+  if (peer < 0 || peer > 0xffff || peer != static_cast<double>(static_cast<std::uint32_t>(peer))) {
+    throw Napi::RangeError::New(env, "Replica.releaseLink: the replica id must be a small non-negative integer");
+  }
+  guarded(env, [&] {
+    live_host(env).release_link(static_cast<std::uint32_t>(peer));
     return 0;
   });
   return env.Undefined();

@@ -26,6 +26,7 @@ class ReplicaBinding final : public Napi::ObjectWrap<ReplicaBinding> {
   Napi::Value card(const Napi::CallbackInfo& info);
   Napi::Value connect(const Napi::CallbackInfo& info);
   Napi::Value reconnect_peer(const Napi::CallbackInfo& info);
+  Napi::Value release_link(const Napi::CallbackInfo& info);
   Napi::Value request_state_transfer(const Napi::CallbackInfo& info);
   Napi::Value resume_from_state_transfer(const Napi::CallbackInfo& info);
   Napi::Value start(const Napi::CallbackInfo& info);

@@ -96,9 +96,9 @@ Replica::Replica(const ReplicaConfig& config, std::shared_ptr<fabric::Fabric> fa
   background_queue_ = fabric_->create_completion_queue(config_.background_queue_depth);
   passive_queue_ = fabric_->create_completion_queue(16);
   for (std::uint32_t peer = 0; peer < n; ++peer) {
-    to_log_.push_back(fabric_->create_connection(leader_queue_));
+    to_log_.push_back(std::make_unique<HoldableConnection>(fabric_->create_connection(leader_queue_)));
     from_leader_.push_back(fabric_->create_connection(passive_queue_));
-    to_background_.push_back(fabric_->create_connection(background_queue_));
+    to_background_.push_back(std::make_unique<HoldableConnection>(fabric_->create_connection(background_queue_)));
     from_background_.push_back(fabric_->create_connection(passive_queue_));
   }
 }
@@ -197,7 +197,7 @@ void Replica::connect(std::span<const std::optional<ReplicaCard>> cards) {
   }
 }
 
-void Replica::reconnect_peer(const ReplicaCard& card) {
+void Replica::reconnect_peer(const ReplicaCard& card, bool hold) {
   const std::uint32_t n = config_.leader.replica_count;
   const fabric::NodeId self = node_id();
   const fabric::NodeId peer = card.node_id;
@@ -230,8 +230,21 @@ void Replica::reconnect_peer(const ReplicaCard& card) {
   retired_regions_.push_back(std::move(remote_backgrounds_[peer]));
   remote_logs_[peer] = std::move(log);
   remote_backgrounds_[peer] = std::move(background);
+  to_log_[peer]->hold(hold);
+  to_background_[peer]->hold(hold);
   leader_->acceptor_restarted(peer, remote_logs_[peer].get());
   background_->peer_restarted(peer, remote_backgrounds_[peer].get());
+  background_->hold_link(peer, hold);
+}
+
+void Replica::release_link(fabric::NodeId peer) {
+  if (!leader_) throw std::logic_error("replica: release_link() before connect()");
+  if (peer >= config_.leader.replica_count || peer == node_id()) {
+    throw std::invalid_argument("replica: release_link() names another replica of this cluster");
+  }
+  to_log_[peer]->hold(false);
+  to_background_[peer]->hold(false);
+  background_->hold_link(peer, false);
 }
 
 }  // namespace mu::engine

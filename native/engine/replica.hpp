@@ -22,6 +22,7 @@
 #include "engine/replication/leader_agent.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
+#include "engine/holdable_connection.hpp"
 #include "fabric/fabric.hpp"
 
 namespace mu::engine {
@@ -73,7 +74,14 @@ class Replica {
   // tell the agents. Call on the agents' thread, between rounds. It then rejoins like a
   // late replica: it grants its log to the leader, which brings it up to date (or finds
   // it must wait for a state transfer, when the log was recycled past what it has).
-  void reconnect_peer(const ReplicaCard& card);
+  //
+  // `hold`: the ends that post toward the peer (the log and background links) stay held
+  // (holdable_connection.hpp) until release_link(): the first half of a paired reset of a
+  // link whose peer is alive but out of step, where `card` is the peer's current card.
+  void reconnect_peer(const ReplicaCard& card, bool hold = false);
+  // The peer has reset its ends toward this replica too: post toward it again.
+  void release_link(fabric::NodeId peer);
+  bool link_held(fabric::NodeId peer) const { return to_log_.at(peer)->held(); }
 
   fabric::NodeId node_id() const { return config_.leader.self; }
   LeaderAgent& leader() { return *leader_; }
@@ -98,9 +106,9 @@ class Replica {
   std::shared_ptr<fabric::CompletionQueue> leader_queue_;
   std::shared_ptr<fabric::CompletionQueue> background_queue_;
   std::shared_ptr<fabric::CompletionQueue> passive_queue_;  // for ends that never post
-  std::vector<std::unique_ptr<fabric::Connection>> to_log_;
+  std::vector<std::unique_ptr<HoldableConnection>> to_log_;
   std::vector<std::unique_ptr<fabric::Connection>> from_leader_;
-  std::vector<std::unique_ptr<fabric::Connection>> to_background_;
+  std::vector<std::unique_ptr<HoldableConnection>> to_background_;
   std::vector<std::unique_ptr<fabric::Connection>> from_background_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_backgrounds_;

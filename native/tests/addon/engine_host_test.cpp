@@ -231,6 +231,46 @@ TEST(EngineHost, ARestartedFollowerIsReconnectedAndCatchesUpFromTheLog) {
   EXPECT_EQ(cluster.leader(), leader) << "restarting a follower does not move leadership";
 }
 
+// A paired reset of the link between the leader and a live follower (what mu/member.ts
+// does when a link stays out of step): the leader resets its ends and holds them, so the
+// follower gets nothing while the other follower keeps the majority; the follower resets
+// its own ends; the leader releases; the follower catches up and nothing differs.
+TEST(EngineHost, APairedResetOfALiveFollowersLinkHoldsItThenItCatchesUp) {
+  Cluster cluster(3);
+  std::optional<std::size_t> leader;
+  ASSERT_TRUE(cluster.wait_for([&] { return (leader = cluster.leader()).has_value(); }));
+  const std::size_t follower = (*leader + 1) % 3;
+  const std::size_t other = (*leader + 2) % 3;
+  const auto submit_range = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      while (!cluster.host(*leader).submit(bytes_of("set k" + std::to_string(i) + " v"))) cluster.drain_all();
+    }
+  };
+  submit_range(0, 100);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 100; }));
+
+  cluster.host(*leader).reconnect_peer(cluster.host(follower).card(), /*hold=*/true);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(*leader).reconnected.size() == 1; }));
+  submit_range(100, 200);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(other).applied.size() == 200; }))
+      << "the other follower keeps the majority while the link is held";
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  cluster.drain_all();
+  EXPECT_EQ(cluster.observed(follower).applied.size(), 100u) << "nothing reaches a held link";
+  EXPECT_NE(cluster.host(*leader).status().background_detail.find(" links retried 0 "), std::string::npos)
+      << "a held link is not cycled on its own: " << cluster.host(*leader).status().background_detail;
+
+  cluster.host(follower).reconnect_peer(cluster.host(*leader).card());
+  cluster.host(*leader).release_link(static_cast<std::uint32_t>(follower));
+  submit_range(200, 300);
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 300; }, std::chrono::seconds(20)))
+      << "follower applied " << cluster.observed(follower).applied.size() << "; leader "
+      << cluster.host(*leader).status().leader_detail;
+  EXPECT_EQ(cluster.observed(follower).applied, cluster.observed(*leader).applied);
+  EXPECT_EQ(cluster.observed(other).applied, cluster.observed(*leader).applied);
+  EXPECT_EQ(cluster.observed(follower).reconnected, std::vector<std::uint32_t>{1});
+}
+
 TEST(EngineHost, ConnectsWithTheCardsOfAMajorityAndRefusesFewer) {
   Cluster cluster(3, false);
   const std::vector<std::byte> none;
