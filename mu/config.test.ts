@@ -92,7 +92,8 @@ describe('cluster config', () => {
         pipelineDepth: 8,
         idleStrategy: 'backoff',
         failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
-        wedgedLinkRestartMs: 10_000,
+        linkResetMs: 3000,
+        wedgedLinkRestartMs: 30_000,
         unknownOutcomeMs: 5000,
       });
       expect(config.engine).to.deep.equal(engineDefaults);
@@ -143,6 +144,7 @@ describe('cluster config', () => {
             pipelineDepth: 16,
             idleStrategy: 'spin',
             failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
+            linkResetMs: 1500,
             wedgedLinkRestartMs: 0,
             unknownOutcomeMs: 250,
           },
@@ -156,6 +158,7 @@ describe('cluster config', () => {
         pipelineDepth: 16,
         idleStrategy: 'spin',
         failureDetector: { readIntervalUs: 2000, heartbeatIntervalUs: 500, failureReads: 10 },
+        linkResetMs: 1500,
         wedgedLinkRestartMs: 0,
         unknownOutcomeMs: 250,
       });

@@ -37,8 +37,11 @@ export interface EngineConfig {
   pipelineDepth: number;
   idleStrategy: 'backoff' | 'yield' | 'spin';
   failureDetector: FailureDetectorConfig;
-  // verbs only: a replica that sees no majority over RDMA for this long while its control
-  // plane reaches a majority restarts (member.ts, "wedged links"); 0: never.
+  // A live peer (its control plane answers) not reached over the fabric for this long gets
+  // a paired reset of the link (mu/link_resets.ts); 0: never started here (answered still).
+  linkResetMs: number;
+  // verbs only, the last resort: a replica that sees no majority over RDMA for this long
+  // while its control plane reaches a majority restarts (member.ts, "wedged links"); 0: never.
   wedgedLinkRestartMs: number;
   // A command in flight when this replica's reign ended, whose fate it has not learned
   // this long after (it cannot reach the next leader's log: a partition), settles as
@@ -75,7 +78,8 @@ export const engineDefaults: EngineConfig = {
   pipelineDepth: 8,
   idleStrategy: 'backoff',
   failureDetector: { readIntervalUs: 100, heartbeatIntervalUs: 20, failureReads: 6 },
-  wedgedLinkRestartMs: 10_000,
+  linkResetMs: 3000,
+  wedgedLinkRestartMs: 30_000,
   unknownOutcomeMs: 5000,
 };
 
@@ -282,13 +286,14 @@ function validateReplicas(check: Checker, value: Json | undefined, extraFields: 
 function validateEngine(check: Checker, value: Json | undefined): EngineConfig | undefined {
   // Copies: the returned config must not share (mutable) objects with engineDefaults.
   if (value === undefined) return { ...engineDefaults, failureDetector: { ...engineDefaults.failureDetector } };
-  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector', 'wedgedLinkRestartMs', 'unknownOutcomeMs']);
+  const engine = check.object(value, 'engine', ['logBytes', 'maxEntryBytes', 'pipelineDepth', 'idleStrategy', 'failureDetector', 'linkResetMs', 'wedgedLinkRestartMs', 'unknownOutcomeMs']);
   if (engine === undefined) return undefined;
   const pick = (key: string, fallback: number, low: number, high: number) =>
     engine[key] === undefined ? fallback : check.integer(engine[key], `engine.${key}`, low, high);
   const logBytes = pick('logBytes', engineDefaults.logBytes, 64 << 10, 2 ** 36);
   const maxEntryBytes = pick('maxEntryBytes', engineDefaults.maxEntryBytes, 256, 1 << 20);
   const pipelineDepth = pick('pipelineDepth', engineDefaults.pipelineDepth, 1, 256);
+  const linkResetMs = pick('linkResetMs', engineDefaults.linkResetMs, 0, 3_600_000);
   const wedgedLinkRestartMs = pick('wedgedLinkRestartMs', engineDefaults.wedgedLinkRestartMs, 0, 3_600_000);
   const unknownOutcomeMs = pick('unknownOutcomeMs', engineDefaults.unknownOutcomeMs, 0, 3_600_000);
   let idleStrategy = engineDefaults.idleStrategy;
@@ -301,10 +306,10 @@ function validateEngine(check: Checker, value: Json | undefined): EngineConfig |
     check.fail('engine.logBytes', `must hold at least four of the largest entries (4 x ${maxEntryBytes} bytes)`);
   }
   const failureDetector = validateDetector(check, engine['failureDetector']);
-  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined || wedgedLinkRestartMs === undefined || unknownOutcomeMs === undefined) {
+  if (logBytes === undefined || maxEntryBytes === undefined || pipelineDepth === undefined || failureDetector === undefined || linkResetMs === undefined || wedgedLinkRestartMs === undefined || unknownOutcomeMs === undefined) {
     return undefined;
   }
-  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector, wedgedLinkRestartMs, unknownOutcomeMs };
+  return { logBytes, maxEntryBytes, pipelineDepth, idleStrategy, failureDetector, linkResetMs, wedgedLinkRestartMs, unknownOutcomeMs };
 }
 
 function validateDetector(check: Checker, value: Json | undefined): FailureDetectorConfig | undefined {

@@ -30,8 +30,8 @@ describe('cluster member: when a replica may connect to a peer', function () {
     if (zero === undefined || one === undefined || two === undefined) throw new Error('three planes expected');
     // Replica 0 is still connected to replica 1's previous incarnation (0xa); replica 2 has
     // connected to the new one.
-    zero.setLinks(['', '0xa', '']);
-    two.setLinks(['', '0xb', '']);
+    zero.setLinks(['', '0xa/0/0', '']);
+    two.setLinks(['', '0xb/0/0', '']);
     await Promise.all(planes.map((plane) => plane.start()));
 
     const started = Date.now();
@@ -40,7 +40,7 @@ describe('cluster member: when a replica may connect to a peer', function () {
     expect(cards.map((each) => each?.id)).to.deep.equal([undefined, 1, 2]);
 
     // Once replica 0 connects to the new incarnation, all three come at once.
-    zero.setLinks(['', '0xb', '']);
+    zero.setLinks(['', '0xb/0/0', '']);
     const again = Date.now();
     const all = await startingCards(one, 1, '0xb', 3, 3000, 5000);
     expect(all.map((each) => each?.id)).to.deep.equal([0, 1, 2]);
@@ -52,7 +52,7 @@ describe('cluster member: when a replica may connect to a peer', function () {
     const sink = new LogSink();
     const one = cleanup.plane(new ControlPlane(planeOptions(ports, 1, sink, { incarnation: '0xb' })));
     const zero = cleanup.plane(new ControlPlane(planeOptions(ports, 0, sink)));
-    zero.setLinks(['', '0xa', '']);
+    zero.setLinks(['', '0xa/0/0', '']);
     await Promise.all([zero.start(), one.start()]);
     let failure: Error | undefined;
     await startingCards(one, 1, '0xb', 3, 100, 600).catch((error: Error) => (failure = error));

@@ -9,19 +9,22 @@
 // not connected to an earlier incarnation of it (mayConnectTo): a restarted replica waits
 // until the others have reconnected to it.
 //
-// Wedged links (verbs only): after a long enough partition, an RC queue pair whose peer
-// kept its own end never comes back (the two ends' packet sequence numbers no longer
-// agree, and only a paired reset, or a new incarnation, realigns them). So a replica
-// that sees no majority over RDMA for engine.wedgedLinkRestartMs while its control plane
-// (TCP) reaches a majority restarts: only a replica outside the majority ever does, so
-// the majority goes on, and the restarted one rejoins as a new incarnation with fresh
-// queue pairs. The supervisor (the container's restart policy, systemd) starts it again.
+// Links out of step: after a partition, a pause or an error on one side, an RC queue pair
+// whose peer kept its own end may never come back on its own (the two ends' packet
+// sequence numbers no longer agree). A live peer (its control plane answers) not reached
+// over the fabric for engine.linkResetMs gets a paired reset of the link
+// (link_resets.ts). The last resort, on verbs: a replica that sees no majority over RDMA
+// for engine.wedgedLinkRestartMs while its control plane reaches a majority restarts; only
+// a replica outside the majority ever does, so the majority goes on, and the restarted one
+// rejoins as a new incarnation with fresh queue pairs. The supervisor (the container's
+// restart policy, systemd) starts it again.
 import crypto from 'node:crypto';
 
 import type { ClusterConfig } from './config.js';
 import { nativeReplicaOptions } from './config.js';
 import { ControlPlane } from './control/control_plane.js';
 import type { PeerCard } from './control/card_book.js';
+import { LinkResets, parseLinkEntry } from './link_resets.js';
 import { Replica, type ReplicaTuning } from './replica.js';
 
 export interface MemberOptions {
@@ -41,21 +44,32 @@ const retryConnectMs = 1000;
 
 // How often the wedge watchdog looks.
 const wedgeCheckIntervalMs = 1000;
+// How often the links to live peers are looked at (engine.linkResetMs).
+const linkCheckIntervalMs = 250;
 
 export class ClusterMember {
   readonly replica: Replica;
   readonly control: ControlPlane;
   readonly incarnation: string;
-  private readonly connectedIncarnations = new Map<number, string>();
+  private readonly links: LinkResets;
   private readonly log: (line: string) => void;
   private wedgeWatch: NodeJS.Timeout | undefined;
+  private linkWatch: NodeJS.Timeout | undefined;
   private readonly retries = new Set<NodeJS.Timeout>();
 
-  private constructor(replica: Replica, control: ControlPlane, incarnation: string, private readonly replicaCount: number, log: (line: string) => void) {
+  private constructor(replica: Replica, control: ControlPlane, incarnation: string, private readonly replicaCount: number, linkResetMs: number, log: (line: string) => void) {
     this.replica = replica;
     this.control = control;
     this.incarnation = incarnation;
     this.log = log;
+    this.links = new LinkResets(incarnation, linkResetMs, {
+      reset: (peer, hold) => {
+        const card = control.knownCards().get(peer);
+        if (card !== undefined) replica.reconnectPeer(card.card, hold);
+      },
+      release: (peer) => replica.releaseLink(peer),
+      log,
+    });
   }
 
   static async start(config: ClusterConfig, nodeId: number, options: MemberOptions = {}): Promise<ClusterMember> {
@@ -74,19 +88,27 @@ export class ClusterMember {
       incarnation,
       log: (line) => log(`control: ${line}`),
     });
-    const member = new ClusterMember(replica, control, incarnation, config.replicas.length, log);
+    const member = new ClusterMember(replica, control, incarnation, config.replicas.length, config.engine.linkResetMs, log);
     try {
       await control.start();
       const cards = await startingCards(control, nodeId, incarnation, config.replicas.length, options.allCardsGraceMs ?? 2000, options.cardsTimeoutMs ?? 30_000);
       replica.connect(cards.map((card) => card?.card ?? null));
-      for (const card of cards) if (card !== undefined && card.id !== nodeId) member.connectedIncarnations.set(card.id, card.incarnation);
+      for (const card of cards) {
+        if (card === undefined || card.id === nodeId) continue;
+        member.links.connecting(card.id, card.incarnation);
+        member.links.applied(card.id); // connect() is done when it returns
+      }
       member.announceLinks();
       const absent = cards.flatMap((card, id) => (card === undefined ? [id] : []));
       control.on('card', (card) => member.onPeerCard(card));
       replica.on('peer-reconnected', (peer, ok) => {
         log(ok ? `reconnected to replica ${peer}` : `could not connect to replica ${peer}; trying its card again in ${retryConnectMs} ms`);
-        if (ok) member.announceLinks();
-        else member.retryConnect(peer);
+        if (ok) {
+          member.links.applied(peer);
+          member.announceLinks();
+        } else {
+          member.retryConnect(peer);
+        }
       });
       // A card that arrived, or changed its links, between start-up's decision and the
       // listener above.
@@ -99,6 +121,7 @@ export class ClusterMember {
       if (absent.length > 0) {
         log(`started without replica(s) ${absent.join(', ')}: not heard from yet, or still connected to an earlier incarnation of this replica; each joins once it has connected to this one`);
       }
+      member.watchLinks();
       if (config.fabric.backend === 'verbs' && config.engine.wedgedLinkRestartMs > 0) {
         const onWedged =
           options.onWedged ??
@@ -114,6 +137,19 @@ export class ClusterMember {
       await control.close();
       throw error;
     }
+  }
+
+  // Starts paired resets of links to live peers that stay out of reach (link_resets.ts).
+  private watchLinks(): void {
+    this.linkWatch = setInterval(() => {
+      const alive = this.replica.status().peerAlive;
+      const reachable = this.control.reachablePeers();
+      const now = Date.now();
+      for (let peer = 0; peer < this.replicaCount; peer += 1) {
+        if (peer !== this.replica.nodeId) this.links.check(peer, alive[peer] ?? false, reachable.has(peer), now);
+      }
+    }, linkCheckIntervalMs);
+    this.linkWatch.unref();
   }
 
   private watchForWedgedLinks(replicaCount: number, limitMs: number, onWedged: (reason: string) => void): void {
@@ -138,7 +174,7 @@ export class ClusterMember {
   // A connection to `peer` failed (its host still booting, say): try its newest card again
   // a little later, unless a newer card has connected meanwhile.
   private retryConnect(peer: number): void {
-    this.connectedIncarnations.delete(peer);
+    this.links.disconnected(peer);
     this.announceLinks();
     const timer = setTimeout(() => {
       this.retries.delete(timer);
@@ -152,18 +188,21 @@ export class ClusterMember {
   // Tells the peers which of their incarnations this replica's ends are connected to, once
   // the engine has connected them (mayConnectTo).
   private announceLinks(): void {
-    const links = Array.from({ length: this.replicaCount }, (_, id) => this.connectedIncarnations.get(id) ?? '');
+    const links = Array.from({ length: this.replicaCount }, (_, id) => (id === this.replica.nodeId ? '' : this.links.entryFor(id)));
     this.control.setLinks(links);
   }
 
   private onPeerCard(card: PeerCard): void {
     if (card.id === this.replica.nodeId) return;
-    if (this.connectedIncarnations.get(card.id) === card.incarnation) return;
+    if (this.links.incarnationOf(card.id) === card.incarnation) {
+      this.links.onPeerEntry(card.id, card.incarnation, card.links[this.replica.nodeId] ?? '');
+      return;
+    }
     if (!mayConnectTo(card, this.replica.nodeId, this.incarnation)) return; // its ends still point at our previous incarnation
     this.log(`replica ${card.id} (incarnation ${card.incarnation}) may be connected to: connecting`);
-    this.connectedIncarnations.set(card.id, card.incarnation);
     try {
       this.replica.reconnectPeer(card.card);
+      this.links.connecting(card.id, card.incarnation);
     } catch (error) {
       this.log(`replica ${card.id}'s new card was refused: ${(error as Error).message}`);
     }
@@ -171,6 +210,7 @@ export class ClusterMember {
 
   async stop(): Promise<void> {
     clearInterval(this.wedgeWatch);
+    clearInterval(this.linkWatch);
     for (const timer of this.retries) clearTimeout(timer);
     this.retries.clear();
     this.replica.stop();
@@ -186,8 +226,8 @@ export class ClusterMember {
 // (the peer does when it learns this card) or has none connected ('').
 export function mayConnectTo(card: PeerCard, selfId: number, selfIncarnation: string): boolean {
   if (card.id === selfId) return true;
-  const linked = card.links[selfId] ?? '';
-  return linked === '' || linked === selfIncarnation;
+  const linked = parseLinkEntry(card.links[selfId] ?? '');
+  return linked === undefined || linked.incarnation === selfIncarnation;
 }
 
 // The replicas' cards to start with, by id: every one if they all come, and may be

@@ -43,4 +43,26 @@ describe('a network partition (shm fault injection)', function () {
     const committedCut = (histories[successor] as string[]).filter((entry) => entry.includes(':cut-'));
     expect(committedCut.length).to.be.at.most(codes.filter((code) => code === 'UNKNOWN').length);
   });
+
+  it('a link cut while both ends stay up gets a paired reset (one end holds until the other has reset); healed, the follower catches up', async () => {
+    cluster = await MemberCluster.start({ fabric: 'shm', linkResetMs: 500 });
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    expect((await burst(cluster, leader, 'before', 50)).every((event) => event.event === 'acked')).to.equal(true);
+    const logged = (id: number, pattern: RegExp) =>
+      (cluster as MemberCluster).member(id).waitFor((event) => event.event === 'log' && pattern.test(String(event['line'])), String(pattern), 20000);
+    // Either end may start it (both see the other go silent); each release follows an answer.
+    const started = Promise.race([logged(leader, /resetting the link \(reset 1\)/), logged(follower, /resetting the link \(reset 1\)/)]);
+    const released = Promise.race([logged(leader, /reset its end of the link too/), logged(follower, /reset its end of the link too/)]);
+    const answered = Promise.race([logged(leader, /reset its link to this one/), logged(follower, /reset its link to this one/)]);
+    cutOff(cluster.clusterName, follower, [leader]);
+    await Promise.all([started, answered, released]);
+    // The other follower keeps the majority throughout.
+    expect((await burst(cluster, leader, 'cut', 50)).every((event) => event.event === 'acked')).to.equal(true);
+    heal(cluster.clusterName, follower);
+    expect((await burst(cluster, leader, 'healed', 50)).every((event) => event.event === 'acked')).to.equal(true);
+    const member = (id: number) => (cluster as MemberCluster).member(id);
+    await eventually(async () => (await member(follower).applied()).length === 150, 'the follower catches up over the reset link', 30000);
+    expectSameHistory(await Promise.all([0, 1, 2].map((id) => member(id).applied())));
+  });
 });

@@ -84,21 +84,21 @@ describe('control plane: card exchange', function () {
     expect(one.cards().get(0)?.links).to.deep.equal(['', '', '']);
 
     const relinked = [nextCard(one, (card) => card.id === 0), nextCard(two, (card) => card.id === 0)];
-    zero.setLinks(['', '1001', '']);
+    zero.setLinks(['', '1001/0/0', '']);
     for (const card of await Promise.all(relinked)) {
-      expect(card.links).to.deep.equal(['', '1001', '']);
+      expect(card.links).to.deep.equal(['', '1001/0/0', '']);
       expect(card.incarnation).to.equal('1000');
     }
-    expect(zero.cards().get(0)?.links).to.deep.equal(['', '1001', '']);
+    expect(zero.cards().get(0)?.links).to.deep.equal(['', '1001/0/0', '']);
     // The same links again send nothing.
     const quiet = nextCard(one, (card) => card.id === 0, 300).then(
       () => 'sent',
       () => 'nothing',
     );
-    zero.setLinks(['', '1001', '']);
+    zero.setLinks(['', '1001/0/0', '']);
     expect(await quiet).to.equal('nothing');
-    expect(() => zero.setLinks(['1000', '', ''])).to.throw(RangeError, /'' for replica 0 itself/);
-    expect(() => zero.setLinks(['', 'soon', ''])).to.throw(RangeError);
+    expect(() => zero.setLinks(['1000/0/0', '', ''])).to.throw(RangeError, /'' for replica 0 itself/);
+    expect(() => zero.setLinks(['', '1001', ''])).to.throw(RangeError);
     expect(() => zero.setLinks(['', ''])).to.throw(RangeError);
   });
 

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 
 import { CardBook, type PeerCard } from './card_book.js';
-import { isIncarnation } from './messages.js';
+import { isLinkEntry } from './messages.js';
 import { Dialer } from './dialer.js';
 import { type ControlPlaneOptions, type PeerAddress, type ResolvedOptions, resolveOptions } from './options.js';
 import { PeerSession, type SessionContext, type SessionHooks } from './session.js';
@@ -116,7 +116,7 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
    * our card gets it again with the new links.
    */
   setLinks(links: readonly string[]): void {
-    if (links.length !== this.options.replicaCount || links[this.options.selfId] !== '' || !links.every((entry) => entry === '' || isIncarnation(entry))) {
+    if (links.length !== this.options.replicaCount || links[this.options.selfId] !== '' || !links.every(isLinkEntry)) {
       throw new RangeError(`mu control: links need one entry per replica, '' for replica ${this.options.selfId} itself`);
     }
     if (links.every((entry, i) => entry === this.links[i])) return;

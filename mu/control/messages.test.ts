@@ -14,7 +14,7 @@ describe('control messages', () => {
     });
     expect(parseMessage({ type: 'auth', cluster: 'c', dialer_id: 15, nonce: NONCE, mac: NONCE }).type).to.equal('auth');
     expect(parseMessage({ type: 'welcome', mac: NONCE }).type).to.equal('welcome');
-    expect(parseMessage({ type: 'card', id: 2, incarnation: '0xdeadbeef', links: ['', '0x2a', ''], card: 'AAEC' })).to.include({ type: 'card', id: 2 });
+    expect(parseMessage({ type: 'card', id: 2, incarnation: '0xdeadbeef', links: ['', '0x2a/1/0', ''], card: 'AAEC' })).to.include({ type: 'card', id: 2 });
   });
 
   it('refuses unknown types, missing or extra fields and out-of-range values with the field named', () => {
@@ -33,7 +33,9 @@ describe('control messages', () => {
       [{ type: 'card', id: 1, incarnation: '1', links: ['', ''], card: 'AB==' }, /field card/],
       [{ type: 'card', id: 1, incarnation: '1', card: 'AA==' }, /field links/],
       [{ type: 'card', id: 1, incarnation: '1', links: [], card: 'AA==' }, /field links/],
-      [{ type: 'card', id: 1, incarnation: '1', links: ['', 'soon'], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', 'soon/0/0'], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', '1'], card: 'AA==' }, /field links/],
+      [{ type: 'card', id: 1, incarnation: '1', links: ['', '1/01/0'], card: 'AA==' }, /field links/],
       [{ type: 'card', id: 1, incarnation: '1', links: ['', 7], card: 'AA==' }, /field links/],
       [{ type: 'card', id: 1, incarnation: '1', links: Array.from({ length: 17 }, () => ''), card: 'AA==' }, /field links/],
     ];

@@ -33,8 +33,9 @@ export interface WelcomeMessage {
 
 /**
  * Either way, after the handshake: `card` is base64 of the card sealed for this connection.
- * `links[i]` is the incarnation of replica i whose card the sender's connection ends
- * toward i are connected to ('' when they are not connected; its own entry is ''). It
+ * `links[i]` says what the sender's connection ends toward replica i are connected to:
+ * `incarnation/resets/answered` (mu/link_resets.ts: the incarnation of i's card, and the
+ * paired resets of that link), or '' when they are not connected (its own entry). It
  * travels in the clear but under the seal (associated data): it says nothing secret, and
  * nobody can alter it. A replica sends its card again whenever its links change.
  */
@@ -87,10 +88,18 @@ function checkedField<T>(raw: FrameMessage, field: string, check: (value: unknow
 const isNonce = (value: unknown): value is string => typeof value === 'string' && isHex(value, NONCE_BYTES);
 const isMac = (value: unknown): value is string => typeof value === 'string' && isHex(value, MAC_BYTES);
 
-/** One entry per replica: an incarnation, or '' for none. */
+/** `incarnation/resets/answered` (mu/link_resets.ts), or '' for not connected. */
+export function isLinkEntry(value: unknown): value is string {
+  if (value === '') return true;
+  if (typeof value !== 'string') return false;
+  const parts = value.split('/');
+  return parts.length === 3 && isIncarnation(parts[0]) && parts.slice(1).every((count) => /^(0|[1-9][0-9]{0,8})$/.test(count));
+}
+
+/** One entry per replica. */
 function isLinks(value: unknown): value is string[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > MAX_REPLICAS) return false;
-  return value.every((entry) => entry === '' || isIncarnation(entry));
+  return value.every(isLinkEntry);
 }
 
 /** Canonical base64 only (what Buffer produces), so a card has exactly one encoding. */
@@ -128,7 +137,7 @@ export function parseMessage(raw: FrameMessage): ControlMessage {
         type,
         id: checkedField(raw, 'id', isReplicaId, 'a replica id'),
         incarnation: checkedField(raw, 'incarnation', isIncarnation, 'a decimal or hex 64-bit incarnation'),
-        links: checkedField(raw, 'links', isLinks, `an array of 1 to ${MAX_REPLICAS} incarnations or ''`),
+        links: checkedField(raw, 'links', isLinks, `an array of 1 to ${MAX_REPLICAS} entries 'incarnation/resets/answered' or ''`),
         card: checkedField(raw, 'card', isSealedCardBase64, `canonical base64 of at most ${MAX_SEALED_CARD_BYTES} bytes`),
       };
   }

@@ -197,7 +197,7 @@ describe('control plane: refusals', function () {
     if (ciphers === undefined) throw new Error('not welcomed');
     const sealed = ciphers.send.seal(cardAssociatedData(1, '5', ['', '', '']), cardOf(1));
     const refused = nextRefusal(zero, /card from replica 1 failed to open/);
-    peer.send({ type: 'card', id: 1, incarnation: '5', links: ['1000', '', ''], card: sealed.toString('base64') });
+    peer.send({ type: 'card', id: 1, incarnation: '5', links: ['1000/0/0', '', ''], card: sealed.toString('base64') });
     await refused;
     expect(await peer.closesWithin(1000)).to.equal(true);
     expect(zero.cards().has(1)).to.equal(false);

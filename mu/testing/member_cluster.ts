@@ -34,6 +34,8 @@ export interface MemberClusterOptions {
   launch?: number[];
   // engine.unknownOutcomeMs (default: the engine's).
   unknownOutcomeMs?: number;
+  // engine.linkResetMs (default: the engine's).
+  linkResetMs?: number;
 }
 
 export class MemberProcess {
@@ -142,6 +144,7 @@ export class MemberCluster {
         maxEntryBytes: 64 << 10,
         idleStrategy: options.idleStrategy ?? 'backoff',
         ...(options.unknownOutcomeMs === undefined ? {} : { unknownOutcomeMs: options.unknownOutcomeMs }),
+        ...(options.linkResetMs === undefined ? {} : { linkResetMs: options.linkResetMs }),
         failureDetector: {
           readIntervalUs: options.readIntervalUs ?? defaultReadIntervalUs,
           failureReads: options.failureReads ?? 10,
