@@ -2,7 +2,7 @@
 # Three replicas on three emulated hosts over real verbs (Soft-RoCE), each started by
 # docker/entrypoint.sh exactly as the container starts it (redis-server + mu-proxy), with
 # a client writing through the proxies while: the leader's host loses its links and later
-# gets them back (the old leader then restarts itself: its queue pairs are wedged); a
+# gets them back (the links then come back out of step and are reset by both ends); a
 # follower is killed (the whole replica) and restarted empty. Passes
 # when writes continued after each fault, every acknowledged write reads back, and
 # `mu-proxy check` finds every replica's backend equal at one log index.
@@ -300,15 +300,20 @@ node "$here/multi-host-client.mjs" verify --targets "$(tcp_ip "${others[0]}"):63
 
 # The links come back: the old leader must find out it was deposed and take part again.
 # Its queue pairs failed during the outage while its peers kept theirs, so the RDMA links
-# stay wedged; it sees no majority over RDMA while its control plane reaches both peers,
-# and restarts itself (engine.wedgedLinkRestartMs, mu/member.ts) as a new incarnation.
+# come back out of step; each end that goes on not reaching a peer whose control plane
+# answers resets the link together with it (engine.linkResetMs, mu/link_resets.ts), in
+# place. The process restart (engine.wedgedLinkRestartMs) is only the last resort, and
+# must not have been needed.
 ip link set "tcp-h$old_leader" up
 ip link set "port-h$old_leader" up
 say "h$old_leader's links are back"
 rejoined() { settled_around "$old_leader"; }
 wait_for "replica $old_leader back in the cluster after its links came back" "$fault_timeout_s" rejoined
-grep -q 'its RDMA links are wedged' "$work/h$old_leader.log" &&
-  say "replica $old_leader restarted itself to rebuild its wedged RDMA links"
+if grep -q 'its RDMA links are wedged' "$work/h$old_leader.log"; then
+  fail "replica $old_leader had to restart itself to rejoin: the paired reset of its links did not bring them back"
+fi
+resets=$(cat "$work"/h*.log | grep -c 'resetting the link (reset' || true)
+say "replica $old_leader rejoined without a restart ($resets paired link reset(s) started, all hosts)"
 before=$(acknowledged)
 wait_for "writes with all three back" "$fault_timeout_s" acknowledged_at_least $((before + progress_writes))
 say "replica $old_leader is back in the cluster; replica $(leader_among "${hosts[@]}" || echo '?') leads ($(acknowledged) acknowledged)"
