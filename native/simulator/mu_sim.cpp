@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
 
   const auto started = std::chrono::steady_clock::now();
   const auto deadline = started + std::chrono::seconds(long_run_s);
-  std::uint64_t runs = 0, proposed = 0, acknowledged = 0, leader_changes = 0, pauses = 0, crashes = 0, lagging = 0;
+  std::uint64_t runs = 0, proposed = 0, acknowledged = 0, leader_changes = 0, pauses = 0, crashes = 0, lagging = 0, link_resets = 0;
   for (std::uint64_t seed = long_run_s ? static_cast<std::uint64_t>(started.time_since_epoch().count()) : first;;
        ++seed) {
     if (!long_run_s && seed > last) break;
@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
     leader_changes += result.leader_changes;
     pauses += result.pauses;
     crashes += result.crashes;
+    link_resets += result.link_resets;
     lagging += result.replicas_needing_state_transfer;
     if (!result.ok) {
       std::printf("mu-sim: seed %llu FAILED: %s\n  replay: mu-sim --seed %llu --trace --replicas %u --fault-steps %llu\n",
@@ -99,12 +100,13 @@ int main(int argc, char** argv) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf("mu-sim: %llu seeds passed in %.1f s (%u replicas, %llu fault steps each): %llu commands proposed, "
-              "%llu acknowledged, %llu leader changes, %llu pauses, %llu crashes, %llu replicas left needing a state "
-              "transfer\n",
+              "%llu acknowledged, %llu leader changes, %llu pauses, %llu crashes, %llu paired link resets, %llu replicas "
+              "left needing a state transfer\n",
               static_cast<unsigned long long>(runs), seconds, options.replica_count,
               static_cast<unsigned long long>(options.fault_steps), static_cast<unsigned long long>(proposed),
               static_cast<unsigned long long>(acknowledged), static_cast<unsigned long long>(leader_changes),
               static_cast<unsigned long long>(pauses), static_cast<unsigned long long>(crashes),
+              static_cast<unsigned long long>(link_resets),
               static_cast<unsigned long long>(lagging));
   return runs > 0 ? 0 : 2;
 }

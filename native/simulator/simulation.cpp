@@ -144,6 +144,8 @@ class Run {
         note(std::string("resume replica ") + std::to_string(id));
       }
     }
+    if (random_.chance(options_.link_reset_probability)) start_link_reset();
+    advance_link_resets(false);
     if (unavailable() < tolerated_failures(n) && random_.chance(options_.crash_probability)) {
       const auto id = static_cast<fabric::NodeId>(random_.below(n));
       if (runnable(id)) {
@@ -151,6 +153,73 @@ class Run {
         ++result_.crashes;
         note(std::string("crash replica ") + std::to_string(id));
       }
+    }
+  }
+
+  // A paired reset of the link between two live replicas, as mu/link_resets.ts runs it:
+  // a list of actions, each taken by one end at a random later step (an end that is
+  // paused acts once it resumes; one that crashed never does).
+  struct LinkAction {
+    fabric::NodeId actor;
+    fabric::NodeId peer;
+    enum class Kind { reset_and_hold, reset, release } kind;
+  };
+  struct LinkReset {
+    std::vector<LinkAction> actions;
+    std::size_t next = 0;
+    std::uint64_t due_step = 0;
+  };
+
+  bool link_busy(fabric::NodeId a, fabric::NodeId b) const {
+    for (const auto& reset : link_resets_) {
+      const auto& first = reset.actions.front();
+      if ((first.actor == a && first.peer == b) || (first.actor == b && first.peer == a)) return true;
+    }
+    return false;
+  }
+
+  void start_link_reset() {
+    const auto n = cluster_.size();
+    const auto a = static_cast<fabric::NodeId>(random_.below(n));
+    const auto b = static_cast<fabric::NodeId>((a + 1 + random_.below(n - 1)) % n);
+    if (!runnable(a) || cluster_.crashed(b) || link_busy(a, b)) return;
+    using Kind = LinkAction::Kind;
+    LinkReset reset;
+    if (random_.chance(0.3)) {
+      // Both started at once: each holds, each answers the other (still holding, its own
+      // reset not answered yet), each releases once answered.
+      reset.actions = {{a, b, Kind::reset_and_hold}, {b, a, Kind::reset_and_hold}, {a, b, Kind::reset_and_hold},
+                       {b, a, Kind::reset_and_hold}, {a, b, Kind::release}, {b, a, Kind::release}};
+    } else {
+      reset.actions = {{a, b, Kind::reset_and_hold}, {b, a, Kind::reset}, {a, b, Kind::release}};
+    }
+    reset.due_step = result_.steps;
+    link_resets_.push_back(reset);
+    ++result_.link_resets;
+    note(std::string("paired reset of the link ") + std::to_string(a) + "-" + std::to_string(b) + " starts");
+  }
+
+  // Takes every action that is due (all of them, in order, when `finish`).
+  void advance_link_resets(bool finish) {
+    for (auto it = link_resets_.begin(); it != link_resets_.end();) {
+      LinkReset& reset = *it;
+      while (reset.next < reset.actions.size() && (finish || result_.steps >= reset.due_step)) {
+        const LinkAction& action = reset.actions[reset.next];
+        if (cluster_.crashed(action.actor) || cluster_.crashed(action.peer)) {
+          reset.next = reset.actions.size();  // a crashed end never answers; its peer's hold no longer matters
+          break;
+        }
+        if (!runnable(action.actor) && !finish) break;
+        auto& actor = *cluster_.replica(action.actor).engine;
+        if (action.kind == LinkAction::Kind::release) {
+          actor.release_link(action.peer);
+        } else {
+          actor.reconnect_peer(cluster_.replica(action.peer).engine->card(), action.kind == LinkAction::Kind::reset_and_hold);
+        }
+        ++reset.next;
+        reset.due_step = result_.steps + 1 + random_.below(3000);
+      }
+      it = reset.next == reset.actions.size() ? link_resets_.erase(it) : it + 1;
     }
   }
 
@@ -281,6 +350,7 @@ class Run {
   void liveness_phase() {
     note("faults stop");
     for (fabric::NodeId id = 0; id < cluster_.size(); ++id) cluster_.replica(id).paused = false;
+    advance_link_resets(true);
     bool probe_proposed = false;
     fabric::NodeId probe_leader = 0;
     std::string probe;
@@ -345,6 +415,7 @@ class Run {
   std::optional<fabric::NodeId> last_leader_;
   std::optional<fabric::NodeId> commit_watch_leader_;
   std::uint64_t commit_watch_index_ = 0;
+  std::vector<LinkReset> link_resets_;
 };
 
 }  // namespace

@@ -19,6 +19,8 @@
 //   durability     every command acknowledged (applied at its proposer) is applied on
 //                  every live replica
 //   liveness       the probe commits within the bound
+// Paired resets of live links (the control plane's remedy for a link out of step) run
+// through the same steps: each end's reset, hold and release at its own random moment.
 // Besides faults at random moments, a leader is paused or crashed now and then right
 // after its commit point moves, while entries behind it are still in flight: the moment
 // where a wrong prepare (say, adopting the lowest proposal) would lose a chosen value.
@@ -46,6 +48,10 @@ struct SimulationOptions {
   // leader is paused or crashed with this probability.
   double fault_at_commit_probability = 0.02;
   double propose_probability = 0.05;
+  // A paired reset of the link between two live replicas starts (mu/link_resets.ts: the
+  // first resets its ends and holds them; later the other resets its own, or both started
+  // at once and each answers the other; then the holders release), at random moments.
+  double link_reset_probability = 2e-4;
   fabric::sim::SimFaults network{1, 8, 0.2, 4};
   // Small logs, so that runs wrap and recycle.
   std::uint64_t log_area_bytes = 16 * 1024;
@@ -64,6 +70,7 @@ struct SimulationResult {
   std::uint32_t crashes = 0;
   std::uint32_t replicas_needing_state_transfer = 0;  // at the end
   std::uint32_t state_transfers = 0;
+  std::uint32_t link_resets = 0;
 };
 
 // `trace`, when set, receives one line per notable event (faults, leader changes).
