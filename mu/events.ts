@@ -17,7 +17,8 @@ export type NativeEvent =
   | { kind: 'role'; role: RoleName; candidacy: CandidacyName; holder: number | null; proposal: number }
   | { kind: 'needs-state-transfer'; nextIndex: number }
   | { kind: 'fates-known'; throughSequence: number }
-  | { kind: 'peer-reconnected'; peer: number; ok: boolean }
+  // change: the number reconnectPeer / releaseLink returned for it
+  | { kind: 'peer-reconnected'; peer: number; ok: boolean; change: number }
   | { kind: 'state-transfer-resumed'; nextIndex: number; resumed: boolean };
 
 export type RoleName = 'follower' | 'recovering' | 'preparing' | 'leader' | 'deposed';
@@ -75,7 +76,7 @@ export function parseEvents(records: Buffer): NativeEvent[] {
         events.push({ kind: 'fates-known', throughSequence: value });
         break;
       case 7:
-        events.push({ kind: 'peer-reconnected', peer: value, ok: detail === 1 });
+        events.push({ kind: 'peer-reconnected', peer: value, ok: detail === 1, change: extra });
         break;
       case 8:
         events.push({ kind: 'state-transfer-resumed', nextIndex: value, resumed: detail === 1 });

@@ -3,38 +3,61 @@ import { expect } from 'chai';
 import { LinkResets, parseLinkEntry } from './link_resets.js';
 
 // Two replicas' LinkResets (0 and 1) and what each asked of its engine. The test plays
-// the engine (applied()) and the control plane (delivering entries) by hand, so every
-// interleaving is chosen.
+// the engine (carrying out queued changes, or failing them) and the control plane
+// (delivering one side's entry to the other) by hand, so every interleaving is chosen.
 class Side {
-  readonly resets: boolean[] = []; // the hold of each reset asked for, in order
-  releases = 0;
+  readonly changes: Array<{ change: number; kind: 'reset' | 'hold' | 'release' }> = [];
   readonly lines: string[] = [];
   readonly links: LinkResets;
+  private nextChange = 1;
+  private carriedOut = 0;
+  clockMs = 0;
 
   constructor(
     readonly id: number,
     readonly incarnation: string,
     resetAfterMs = 1000,
   ) {
-    this.links = new LinkResets(incarnation, resetAfterMs, {
-      reset: (_peer, hold) => this.resets.push(hold),
-      release: () => (this.releases += 1),
-      log: (line) => this.lines.push(line),
-    });
+    this.links = new LinkResets(
+      incarnation,
+      resetAfterMs,
+      {
+        reset: (_peer, hold) => this.queue(hold ? 'hold' : 'reset'),
+        release: () => this.queue('release'),
+        log: (line) => this.lines.push(line),
+      },
+      () => this.clockMs,
+      5000,
+    );
+  }
+
+  private queue(kind: 'reset' | 'hold' | 'release'): number {
+    const change = this.nextChange++;
+    this.changes.push({ change, kind });
+    return change;
   }
 
   get peer(): number {
     return 1 - this.id;
   }
 
-  // The engine carries out every queued reset.
-  applyAll(): void {
-    while (this.resets.length > this.appliedCount) {
-      this.appliedCount += 1;
-      this.links.applied(this.peer);
-    }
+  kinds(): string[] {
+    return this.changes.map((change) => change.kind);
   }
-  private appliedCount = 0;
+
+  // The engine carries out every queued change (or fails the next one).
+  applyAll(): Array<'retry' | 'shown' | 'nothing'> {
+    const outcomes: Array<'retry' | 'shown' | 'nothing'> = [];
+    while (this.carriedOut < this.changes.length) {
+      const { change } = this.changes[this.carriedOut++] as { change: number };
+      outcomes.push(this.links.applied(this.peer, change, true));
+    }
+    return outcomes;
+  }
+  failNext(): 'retry' | 'shown' | 'nothing' {
+    const { change } = this.changes[this.carriedOut++] as { change: number };
+    return this.links.applied(this.peer, change, false);
+  }
 
   entry(): string {
     return this.links.entryFor(this.peer);
@@ -43,16 +66,30 @@ class Side {
   hear(other: Side): void {
     this.links.onPeerEntry(this.peer, other.incarnation, other.entry());
   }
+
+  silentFor(ms: number): void {
+    this.links.check(this.peer, false, true);
+    this.clockMs += ms;
+    this.links.check(this.peer, false, true);
+  }
 }
 
 function connectedPair(): [Side, Side] {
   const a = new Side(0, 'aa');
   const b = new Side(1, 'bb');
-  for (const [side, other] of [[a, b] as const, [b, a] as const]) {
-    side.links.connecting(side.peer, other.incarnation);
-    side.links.applied(side.peer);
-  }
+  a.links.connectedAtStart(1, 'bb');
+  b.links.connectedAtStart(0, 'aa');
   return [a, b];
+}
+
+// a starts a reset, b answers, a releases: everything carried out.
+function completeReset(a: Side, b: Side): void {
+  a.silentFor(a.clockMs === 0 ? 1000 : 100_000);
+  a.applyAll();
+  b.hear(a);
+  b.applyAll();
+  a.hear(b);
+  a.applyAll();
 }
 
 describe('paired link resets', () => {
@@ -61,118 +98,163 @@ describe('paired link resets', () => {
     expect(parseLinkEntry('')).to.equal(undefined);
   });
 
-  it('one side resets and holds, the other answers, the first releases; nothing while alive or unreachable', () => {
+  it('one side resets and holds, the other answers, the first connects again; nothing while alive or unreachable', () => {
     const [a, b] = connectedPair();
     expect(a.entry()).to.equal('bb/0/0');
-    a.links.check(1, true, true, 0);
-    a.links.check(1, false, false, 100);
-    a.links.check(1, false, false, 5000);
-    expect(a.resets).to.deep.equal([], 'an unreachable peer cannot answer: no reset');
-    a.links.check(1, false, true, 5100); // silent since 100, and its control plane answers now
-    expect(a.resets).to.deep.equal([true], 'reset, held');
+    a.links.check(1, true, true);
+    a.links.check(1, false, false);
+    a.clockMs = 5000;
+    a.links.check(1, false, false);
+    expect(a.kinds()).to.deep.equal([], 'an unreachable peer cannot answer: no reset');
+    a.links.check(1, false, true); // silent since 0, and its control plane answers now
+    expect(a.kinds()).to.deep.equal(['hold']);
     expect(a.links.held(1)).to.equal(true);
 
     // Not told before the engine has done it.
+    expect(a.entry()).to.equal('bb/0/0');
     b.hear(a);
-    expect(b.resets).to.deep.equal([]);
-    a.applyAll();
+    expect(b.kinds()).to.deep.equal([]);
+    expect(a.applyAll()).to.deep.equal(['shown']);
     expect(a.entry()).to.equal('bb/1/0');
     b.hear(a);
-    expect(b.resets).to.deep.equal([false], 'the answer resets without holding');
+    expect(b.kinds()).to.deep.equal(['reset'], 'the answer resets and connects at once');
     a.hear(b);
-    expect(a.releases).to.equal(0, 'b has not carried out its reset yet');
+    expect(a.kinds()).to.deep.equal(['hold'], 'b has not carried out its reset yet');
     b.applyAll();
     expect(b.entry()).to.equal('aa/0/1');
     a.hear(b);
-    expect(a.releases).to.equal(1);
+    expect(a.kinds()).to.deep.equal(['hold', 'release']);
     expect(a.links.held(1)).to.equal(false);
+    expect(a.applyAll()).to.deep.equal(['nothing']);
     // Hearing the same entries again changes nothing.
     a.hear(b);
     b.hear(a);
-    expect([a.resets.length, b.resets.length, a.releases]).to.deep.equal([1, 1, 1]);
+    expect([a.changes.length, b.changes.length]).to.deep.equal([2, 1]);
   });
 
-  it('both start a reset at once: each answers the other, each releases once its own is answered', () => {
+  it('both start a reset at once: each answers the other (still held), each connects again once its own is answered', () => {
     const [a, b] = connectedPair();
     for (const side of [a, b]) {
-      side.links.check(side.peer, false, true, 0);
-      side.links.check(side.peer, false, true, 1000);
+      side.silentFor(1000);
       side.applyAll();
     }
-    expect(a.resets).to.deep.equal([true]);
-    expect(b.resets).to.deep.equal([true]);
     a.hear(b);
     b.hear(a);
-    expect(a.resets).to.deep.equal([true, true], 'the answer keeps the hold: its own reset is not answered yet');
-    expect(b.resets).to.deep.equal([true, true]);
-    expect(a.releases + b.releases).to.equal(0);
+    expect(a.kinds()).to.deep.equal(['hold', 'hold'], 'the answer keeps the ends unconnected: its own reset is not answered yet');
+    expect(b.kinds()).to.deep.equal(['hold', 'hold']);
     a.applyAll();
     b.applyAll();
     a.hear(b);
     b.hear(a);
-    expect([a.releases, b.releases]).to.deep.equal([1, 1]);
+    expect(a.kinds().at(-1)).to.equal('release');
+    expect(b.kinds().at(-1)).to.equal('release');
     expect([a.entry(), b.entry()]).to.deep.equal(['bb/1/1', 'aa/1/1']);
   });
 
   it('waits twice as long before each further reset that did not help, and starts over once the peer is reached', () => {
     const [a, b] = connectedPair();
-    const resetAndAnswer = (at: number): void => {
-      a.links.check(1, false, true, at);
-      a.applyAll();
-      b.hear(a);
-      b.applyAll();
-      a.hear(b);
-    };
-    a.links.check(1, false, true, 0);
-    resetAndAnswer(1000);
-    expect(a.resets).to.have.length(1);
-    a.links.check(1, false, true, 1100);
-    resetAndAnswer(2100);
-    expect(a.resets).to.have.length(1, 'the second wait is 2000 ms');
-    resetAndAnswer(3100);
-    expect(a.resets).to.have.length(2);
-    a.links.check(1, true, true, 3200); // reached: the wait starts over
-    a.links.check(1, false, true, 3300);
-    resetAndAnswer(4300);
-    expect(a.resets).to.have.length(3);
+    completeReset(a, b);
+    expect(a.kinds().filter((kind) => kind === 'hold')).to.have.length(1);
+    a.links.check(1, false, true);
+    a.clockMs += 1500;
+    a.links.check(1, false, true);
+    expect(a.kinds().filter((kind) => kind === 'hold')).to.have.length(1, 'the second wait is 2000 ms');
+    a.clockMs += 500;
+    a.links.check(1, false, true);
+    expect(a.kinds().filter((kind) => kind === 'hold')).to.have.length(2);
+    a.applyAll();
+    b.hear(a);
+    b.applyAll();
+    a.hear(b);
+    a.applyAll();
+    a.links.check(1, true, true); // reached: the wait starts over
+    a.links.check(1, false, true);
+    a.clockMs += 1000;
+    a.links.check(1, false, true);
+    expect(a.kinds().filter((kind) => kind === 'hold')).to.have.length(3);
   });
 
-  it('a peer that restarts (a new incarnation) is connected afresh: its old resets are forgotten', () => {
+  it('a held reset with no answer is started again after the hold timeout', () => {
+    const [a] = connectedPair();
+    a.silentFor(1000);
+    a.applyAll();
+    expect(a.entry()).to.equal('bb/1/0');
+    a.clockMs += 4999;
+    a.links.check(1, false, true);
+    expect(a.kinds()).to.deep.equal(['hold']);
+    a.clockMs += 1;
+    a.links.check(1, false, true);
+    expect(a.kinds()).to.deep.equal(['hold', 'hold']);
+    a.applyAll();
+    expect(a.entry()).to.equal('bb/2/0', 'a new count, so the peer sees the request again');
+  });
+
+  it("the answer's reset fails: the peer connects again as a held reset of its own, and both get answered", () => {
     const [a, b] = connectedPair();
-    a.links.check(1, false, true, 0);
-    a.links.check(1, false, true, 1000);
+    a.silentFor(1000);
     a.applyAll();
+    b.hear(a); // b answers reset 1 ...
+    expect(b.failNext()).to.equal('retry'); // ... but its engine could not connect
+    expect(b.entry()).to.equal('', 'b says its ends are not connected');
+    a.hear(b);
     expect(a.links.held(1)).to.equal(true);
-    const newB = new Side(1, 'cc');
-    a.links.connecting(1, 'cc');
-    expect(a.entry()).to.equal('bb/1/0', 'until the engine has connected to the new card, the old state is what is true');
+    // b's retry: connecting to the same incarnation again is a reset of the link too.
+    b.links.connect(0, 'aa', a.entry());
+    expect(b.kinds().slice(1)).to.deep.equal(['hold']);
+    b.applyAll();
+    expect(b.entry()).to.equal('aa/1/1', 'its own reset 1, and a answered up to 1 (already)');
+    a.hear(b); // a: answered, and b started reset 1 of its own: answer it, still releasing
     a.applyAll();
-    a.links.applied(1);
+    b.hear(a);
+    b.applyAll();
+    expect(a.links.held(1)).to.equal(false);
+    expect(b.links.held(0)).to.equal(false);
+    expect([a.entry(), b.entry()]).to.deep.equal(['bb/1/1', 'aa/1/1']);
+  });
+
+  it('after a failed change to the same incarnation the counts go on, so an old answer cannot release a new reset', () => {
+    const [a, b] = connectedPair();
+    completeReset(a, b);
+    completeReset(a, b);
+    expect([a.entry(), b.entry()]).to.deep.equal(['bb/2/0', 'aa/0/2']);
+    a.silentFor(100_000); // reset 3
+    expect(a.kinds().at(-1)).to.equal('hold');
+    expect(a.failNext()).to.equal('retry');
+    a.links.connect(1, 'bb', b.entry()); // the retry: reset 4, held
+    a.applyAll();
+    expect(a.entry()).to.equal('bb/4/0');
+    a.hear(b); // b still says answered 2
+    expect(a.links.held(1)).to.equal(true, 'answered 2 does not release reset 4');
+    b.hear(a);
+    b.applyAll();
+    a.hear(b);
+    expect(a.links.held(1)).to.equal(false);
+  });
+
+  it('each engine change is matched by its number; a failure that a later change overtook changes nothing', () => {
+    const [a] = connectedPair();
+    a.silentFor(1000); // change 1: hold
+    a.links.connect(1, 'cc', ''); // the peer restarted meanwhile: change 2, a fresh connection to cc
+    expect(a.failNext()).to.equal('nothing', 'change 1 failed, but change 2 decides');
+    expect(a.entry()).to.equal('bb/0/0');
+    expect(a.applyAll()).to.deep.equal(['shown']);
     expect(a.entry()).to.equal('cc/0/0');
     expect(a.links.held(1)).to.equal(false);
     // The old incarnation's entries are ignored.
-    a.links.onPeerEntry(1, 'bb', b.entry());
-    expect(a.releases).to.equal(0);
-    newB.links.connecting(0, 'aa');
-    newB.links.applied(0);
-    a.hear(newB);
-    expect(a.resets).to.have.length(1, 'nothing to answer');
+    a.links.onPeerEntry(1, 'bb', 'aa/5/0');
+    expect(a.changes).to.have.length(2);
   });
 
   it('with resetAfterMs 0 it starts none, but still answers', () => {
     const quiet = new Side(0, 'aa', 0);
     const other = new Side(1, 'bb');
-    quiet.links.connecting(1, 'bb');
-    quiet.links.applied(1);
-    other.links.connecting(0, 'aa');
-    other.links.applied(0);
-    quiet.links.check(1, false, true, 0);
-    quiet.links.check(1, false, true, 10_000_000);
-    expect(quiet.resets).to.deep.equal([]);
-    other.links.check(0, false, true, 0);
-    other.links.check(0, false, true, 1000);
+    quiet.links.connectedAtStart(1, 'bb');
+    other.links.connectedAtStart(0, 'aa');
+    quiet.silentFor(10_000_000);
+    expect(quiet.kinds()).to.deep.equal([]);
+    other.silentFor(1000);
     other.applyAll();
     quiet.hear(other);
-    expect(quiet.resets).to.deep.equal([false]);
+    expect(quiet.kinds()).to.deep.equal(['reset']);
   });
 });

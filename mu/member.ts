@@ -65,7 +65,8 @@ export class ClusterMember {
     this.links = new LinkResets(incarnation, linkResetMs, {
       reset: (peer, hold) => {
         const card = control.knownCards().get(peer);
-        if (card !== undefined) replica.reconnectPeer(card.card, hold);
+        if (card === undefined) throw new Error(`mu member: no card of replica ${peer} to reset the link with`);
+        return replica.reconnectPeer(card.card, hold);
       },
       release: (peer) => replica.releaseLink(peer),
       log,
@@ -93,22 +94,16 @@ export class ClusterMember {
       await control.start();
       const cards = await startingCards(control, nodeId, incarnation, config.replicas.length, options.allCardsGraceMs ?? 2000, options.cardsTimeoutMs ?? 30_000);
       replica.connect(cards.map((card) => card?.card ?? null));
-      for (const card of cards) {
-        if (card === undefined || card.id === nodeId) continue;
-        member.links.connecting(card.id, card.incarnation);
-        member.links.applied(card.id); // connect() is done when it returns
-      }
+      for (const card of cards) if (card !== undefined && card.id !== nodeId) member.links.connectedAtStart(card.id, card.incarnation);
       member.announceLinks();
       const absent = cards.flatMap((card, id) => (card === undefined ? [id] : []));
       control.on('card', (card) => member.onPeerCard(card));
-      replica.on('peer-reconnected', (peer, ok) => {
-        log(ok ? `reconnected to replica ${peer}` : `could not connect to replica ${peer}; trying its card again in ${retryConnectMs} ms`);
-        if (ok) {
-          member.links.applied(peer);
-          member.announceLinks();
-        } else {
-          member.retryConnect(peer);
-        }
+      replica.on('peer-reconnected', (peer, ok, change) => {
+        const outcome = member.links.applied(peer, change, ok);
+        if (ok) log(`connected to replica ${peer} (change ${change})`);
+        else log(`could not connect to replica ${peer} (change ${change})${outcome === 'retry' ? `; trying its card again in ${retryConnectMs} ms` : ''}`);
+        if (outcome !== 'nothing') member.announceLinks();
+        if (outcome === 'retry') member.retryConnect(peer);
       });
       // A card that arrived, or changed its links, between start-up's decision and the
       // listener above.
@@ -144,9 +139,8 @@ export class ClusterMember {
     this.linkWatch = setInterval(() => {
       const alive = this.replica.status().peerAlive;
       const reachable = this.control.reachablePeers();
-      const now = Date.now();
       for (let peer = 0; peer < this.replicaCount; peer += 1) {
-        if (peer !== this.replica.nodeId) this.links.check(peer, alive[peer] ?? false, reachable.has(peer), now);
+        if (peer !== this.replica.nodeId) this.links.check(peer, alive[peer] ?? false, reachable.has(peer));
       }
     }, linkCheckIntervalMs);
     this.linkWatch.unref();
@@ -174,8 +168,6 @@ export class ClusterMember {
   // A connection to `peer` failed (its host still booting, say): try its newest card again
   // a little later, unless a newer card has connected meanwhile.
   private retryConnect(peer: number): void {
-    this.links.disconnected(peer);
-    this.announceLinks();
     const timer = setTimeout(() => {
       this.retries.delete(timer);
       const card = this.control.knownCards().get(peer);
@@ -194,17 +186,17 @@ export class ClusterMember {
 
   private onPeerCard(card: PeerCard): void {
     if (card.id === this.replica.nodeId) return;
-    if (this.links.incarnationOf(card.id) === card.incarnation) {
-      this.links.onPeerEntry(card.id, card.incarnation, card.links[this.replica.nodeId] ?? '');
+    const entry = card.links[this.replica.nodeId] ?? '';
+    if (this.links.connectedTo(card.id, card.incarnation)) {
+      this.links.onPeerEntry(card.id, card.incarnation, entry);
       return;
     }
     if (!mayConnectTo(card, this.replica.nodeId, this.incarnation)) return; // its ends still point at our previous incarnation
     this.log(`replica ${card.id} (incarnation ${card.incarnation}) may be connected to: connecting`);
     try {
-      this.replica.reconnectPeer(card.card);
-      this.links.connecting(card.id, card.incarnation);
+      this.links.connect(card.id, card.incarnation, entry);
     } catch (error) {
-      this.log(`replica ${card.id}'s new card was refused: ${(error as Error).message}`);
+      this.log(`replica ${card.id}'s card was refused: ${(error as Error).message}`);
     }
   }
 

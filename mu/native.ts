@@ -65,8 +65,8 @@ export interface NativeReplica {
   // cards[i]: replica i's card, or null while it has not come (a majority must be there).
   connect(cards: Array<Buffer | null>): void;
   // A peer restarted: its new card (applied on the engine thread; a peer-reconnected event follows).
-  reconnectPeer(card: Buffer, hold?: boolean): void;
-  releaseLink(peer: number): void;
+  reconnectPeer(card: Buffer, hold?: boolean): number;
+  releaseLink(peer: number): number;
   requestStateTransfer(): void;
   resumeFromStateTransfer(nextIndex: number, position: number): void;
   start(onEvents: (records: Buffer) => void): void;

@@ -92,7 +92,8 @@ export interface ReplicaEventMap {
   applied: [entry: AppliedEntry];
   role: [change: RoleChange];
   'needs-state-transfer': [nextIndex: number];
-  'peer-reconnected': [peer: number, ok: boolean];
+  // change: the number reconnectPeer() or releaseLink() returned for it.
+  'peer-reconnected': [peer: number, ok: boolean, change: number];
   // After resumeFromStateTransfer: whether the replica resumed (false: it needed none).
   'state-transfer-resumed': [nextIndex: number, resumed: boolean];
 }
@@ -151,14 +152,15 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
   // through the leader and catches up from the log (see 'peer-reconnected').
   //
   // `hold`: the first half of a paired reset of the link to a live peer (its current card):
-  // this replica's ends are reset and connected again, and post nothing toward the peer
-  // until releaseLink(), once the peer has reset its own (mu/member.ts).
-  reconnectPeer(card: Buffer, hold = false): void {
-    this.handle.reconnectPeer(card, hold);
+  // this replica's ends are reset and left unconnected until releaseLink(), once the peer
+  // has reset its own (mu/link_resets.ts). Returns the change's number, which its
+  // 'peer-reconnected' event carries (changes are carried out in the order made).
+  reconnectPeer(card: Buffer, hold = false): number {
+    return this.handle.reconnectPeer(card, hold);
   }
 
-  releaseLink(peer: number): void {
-    this.handle.releaseLink(peer);
+  releaseLink(peer: number): number {
+    return this.handle.releaseLink(peer);
   }
 
   // The application lost its state (its store failed or came back empty): this replica
@@ -334,7 +336,7 @@ export class Replica extends EventEmitter<ReplicaEventMap> {
         this.emit('role', this.lastRole);
         break;
       case 'peer-reconnected':
-        this.emit('peer-reconnected', event.peer, event.ok);
+        this.emit('peer-reconnected', event.peer, event.ok, event.change);
         break;
       case 'needs-state-transfer':
         for (const sequence of [...this.outstanding.keys()]) {

@@ -140,22 +140,26 @@ std::size_t EngineHost::drain_events(const std::function<void(std::span<const st
   return events_.drain(visit, max_records);
 }
 
-void EngineHost::reconnect_peer(std::span<const std::byte> card, bool hold) {
+std::uint64_t EngineHost::reconnect_peer(std::span<const std::byte> card, bool hold) {
   engine::ReplicaCard decoded = engine::ReplicaCard::decode(card);
   if (decoded.node_id == node_id() || decoded.node_id >= config_.replica.leader.replica_count) {
     throw std::invalid_argument("engine host: a restarted peer's card must name another replica of this cluster");
   }
   const fabric::NodeId peer = decoded.node_id;
   std::lock_guard lock(reconnect_mutex_);
-  reconnects_.push_back(LinkChange{std::move(decoded), peer, hold});
+  const std::uint64_t number = next_change_number_++;
+  reconnects_.push_back(LinkChange{std::move(decoded), peer, hold, number});
+  return number;
 }
 
-void EngineHost::release_link(std::uint32_t peer) {
+std::uint64_t EngineHost::release_link(std::uint32_t peer) {
   if (peer == node_id() || peer >= config_.replica.leader.replica_count) {
     throw std::invalid_argument("engine host: release_link names another replica of this cluster");
   }
   std::lock_guard lock(reconnect_mutex_);
-  reconnects_.push_back(LinkChange{std::nullopt, static_cast<fabric::NodeId>(peer), false});
+  const std::uint64_t number = next_change_number_++;
+  reconnects_.push_back(LinkChange{std::nullopt, static_cast<fabric::NodeId>(peer), false, number});
+  return number;
 }
 
 void EngineHost::request_state_transfer() {
@@ -199,17 +203,17 @@ void EngineHost::apply_reconnects() {
     changes.swap(reconnects_);
   }
   for (const auto& change : changes) {
-    if (!change.card) {
-      replica_->release_link(change.peer);
-      continue;
-    }
     std::uint32_t done = 1;
     try {
-      replica_->reconnect_peer(*change.card, change.hold);
+      if (change.card) {
+        replica_->reconnect_peer(*change.card, change.hold);
+      } else {
+        replica_->release_link(change.peer);
+      }
     } catch (const std::exception&) {
       done = 0;  // e.g. its regions are gone again (it restarted twice): a newer card follows
     }
-    emit(EventKind::peer_reconnected, done, change.peer);
+    emit(EventKind::peer_reconnected, done, change.peer, change.number);
   }
 }
 

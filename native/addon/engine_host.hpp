@@ -59,7 +59,9 @@ enum class EventKind : std::uint32_t {
   needs_state_transfer = 5,  // value: the next index this replica would have applied
   fates_known = 6,           // value: every command up to this sequence not applied by now never will be
                              // (this replica applied past the index a reign_ended named)
-  peer_reconnected = 7,      // value: the peer; detail: 1 when done, 0 when its card was refused
+  peer_reconnected = 7,      // value: the peer; detail: 1 when done, 0 when it failed (a card refused,
+                             // or a held link that could not be connected on release); extra: the
+                             // change's number (what reconnect_peer / release_link returned)
   state_transfer_resumed = 8,  // value: the next index to apply; detail: 1 when resumed, 0 when
                                // refused (no state transfer was needed)
 };
@@ -141,9 +143,11 @@ class EngineHost {
   // `hold`: reset the link to a live peer that is out of step, holding this replica's
   // posting ends until release_link() (Replica::reconnect_peer); the card is the peer's
   // current one.
-  void reconnect_peer(std::span<const std::byte> card, bool hold = false);
-  // The peer has reset its ends too; applied between rounds, in order with reconnects.
-  void release_link(std::uint32_t peer);
+  // Returns the change's number, which its peer_reconnected event carries.
+  std::uint64_t reconnect_peer(std::span<const std::byte> card, bool hold = false);
+  // The peer has reset its ends too; applied between rounds, in order with reconnects; a
+  // peer_reconnected event says how it went.
+  std::uint64_t release_link(std::uint32_t peer);
 
   // The application's store lost its state: the replica stops applying and takes no part
   // (ApplyAgent::request_state_transfer) from the engine thread's next round; a
@@ -200,7 +204,9 @@ class EngineHost {
     std::optional<engine::ReplicaCard> card;  // reconnect to it; none: release the link
     fabric::NodeId peer = 0;
     bool hold = false;
+    std::uint64_t number = 0;
   };
+  std::uint64_t next_change_number_ = 1;  // under reconnect_mutex_
   std::vector<LinkChange> reconnects_;  // from the owner, for the engine thread, in order
   std::mutex transfer_mutex_;                    // the two below: from the owner, for the engine thread
   bool transfer_requested_ = false;

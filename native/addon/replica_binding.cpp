@@ -216,6 +216,7 @@ Napi::Value ReplicaBinding::connect(const Napi::CallbackInfo& info) {
 }
 
 // (card[, hold]): hold true resets the link to a live peer and holds it (EngineHost).
+// Returns the change's number, which the peer-reconnected event for it carries.
 Napi::Value ReplicaBinding::reconnect_peer(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() < 1 || info.Length() > 2 || !info[0].IsBuffer() || (info.Length() == 2 && !info[1].IsBoolean())) {
@@ -223,14 +224,13 @@ Napi::Value ReplicaBinding::reconnect_peer(const Napi::CallbackInfo& info) {
   }
   const auto buffer = info[0].As<Napi::Buffer<std::uint8_t>>();
   const bool hold = info.Length() == 2 && info[1].As<Napi::Boolean>().Value();
-  guarded(env, [&] {
-    live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()), hold);
-    return 0;
+  const std::uint64_t number = guarded(env, [&] {
+    return live_host(env).reconnect_peer(std::span(reinterpret_cast<const std::byte*>(buffer.Data()), buffer.Length()), hold);
   });
-  return env.Undefined();
+  return Napi::Number::New(env, static_cast<double>(number));
 }
 
-// (peer): the peer has reset its ends too: this replica posts toward it again.
+// (peer): the peer has reset its ends too: connect this replica's. Returns the change's number.
 Napi::Value ReplicaBinding::release_link(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "Replica.releaseLink: expected a replica id");
@@ -238,11 +238,8 @@ Napi::Value ReplicaBinding::release_link(const Napi::CallbackInfo& info) {
   if (peer < 0 || peer > 0xffff || peer != static_cast<double>(static_cast<std::uint32_t>(peer))) {
     throw Napi::RangeError::New(env, "Replica.releaseLink: the replica id must be a small non-negative integer");
   }
-  guarded(env, [&] {
-    live_host(env).release_link(static_cast<std::uint32_t>(peer));
-    return 0;
-  });
-  return env.Undefined();
+  const std::uint64_t number = guarded(env, [&] { return live_host(env).release_link(static_cast<std::uint32_t>(peer)); });
+  return Napi::Number::New(env, static_cast<double>(number));
 }
 
 Napi::Value ReplicaBinding::request_state_transfer(const Napi::CallbackInfo& info) {

@@ -96,9 +96,10 @@ Replica::Replica(const ReplicaConfig& config, std::shared_ptr<fabric::Fabric> fa
   background_queue_ = fabric_->create_completion_queue(config_.background_queue_depth);
   passive_queue_ = fabric_->create_completion_queue(16);
   for (std::uint32_t peer = 0; peer < n; ++peer) {
-    to_log_.push_back(std::make_unique<HoldableConnection>(fabric_->create_connection(leader_queue_)));
+    to_log_.push_back(fabric_->create_connection(leader_queue_));
     from_leader_.push_back(fabric_->create_connection(passive_queue_));
-    to_background_.push_back(std::make_unique<HoldableConnection>(fabric_->create_connection(background_queue_)));
+    to_background_.push_back(fabric_->create_connection(background_queue_));
+    held_cards_.emplace_back();
     from_background_.push_back(fabric_->create_connection(passive_queue_));
   }
 }
@@ -208,30 +209,17 @@ void Replica::reconnect_peer(const ReplicaCard& card, bool hold) {
   // Attach first: a card whose regions cannot be attached changes nothing.
   auto log = fabric_->attach_remote_region(card.log);
   auto background = fabric_->attach_remote_region(card.background);
-  try {
-    from_leader_[peer]->reset();
-    from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
-    to_log_[peer]->reset();
-    to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
-    from_background_[peer]->reset();
-    from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
-    to_background_[peer]->reset();
-    to_background_[peer]->connect(card.from_background[self], fabric::access_none);
-  } catch (...) {
-    // All four ends or none: left unconnected, posts toward the peer fail as they would
-    // toward a dead one, and the caller tries the card again.
-    from_leader_[peer]->reset();
-    to_log_[peer]->reset();
-    from_background_[peer]->reset();
-    to_background_[peer]->reset();
-    throw;
+  held_cards_[peer].reset();
+  if (hold) {
+    reset_ends(peer);
+    held_cards_[peer] = card;
+  } else {
+    connect_ends(peer, card);
   }
   retired_regions_.push_back(std::move(remote_logs_[peer]));
   retired_regions_.push_back(std::move(remote_backgrounds_[peer]));
   remote_logs_[peer] = std::move(log);
   remote_backgrounds_[peer] = std::move(background);
-  to_log_[peer]->hold(hold);
-  to_background_[peer]->hold(hold);
   leader_->acceptor_restarted(peer, remote_logs_[peer].get());
   background_->peer_restarted(peer, remote_backgrounds_[peer].get());
   background_->hold_link(peer, hold);
@@ -242,9 +230,36 @@ void Replica::release_link(fabric::NodeId peer) {
   if (peer >= config_.leader.replica_count || peer == node_id()) {
     throw std::invalid_argument("replica: release_link() names another replica of this cluster");
   }
-  to_log_[peer]->hold(false);
-  to_background_[peer]->hold(false);
+  if (!held_cards_[peer]) return;  // not held (a later reconnect_peer() connected it)
+  const ReplicaCard card = std::move(*held_cards_[peer]);
+  held_cards_[peer].reset();
+  connect_ends(peer, card);  // throws, leaving the ends unconnected, when the peer cannot be reached
   background_->hold_link(peer, false);
+}
+
+void Replica::reset_ends(fabric::NodeId peer) {
+  from_leader_[peer]->reset();
+  to_log_[peer]->reset();
+  from_background_[peer]->reset();
+  to_background_[peer]->reset();
+}
+
+void Replica::connect_ends(fabric::NodeId peer, const ReplicaCard& card) {
+  const fabric::NodeId self = node_id();
+  try {
+    reset_ends(peer);
+    // Nobody writes this log until the permission manager grants it; background regions
+    // are always open to every replica.
+    from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
+    to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
+    from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
+    to_background_[peer]->connect(card.from_background[self], fabric::access_none);
+  } catch (...) {
+    // All four ends or none: left unconnected, posts toward the peer fail as they would
+    // toward a dead one, and the caller tries the card again.
+    reset_ends(peer);
+    throw;
+  }
 }
 
 }  // namespace mu::engine

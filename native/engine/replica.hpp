@@ -22,7 +22,6 @@
 #include "engine/replication/leader_agent.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
-#include "engine/holdable_connection.hpp"
 #include "fabric/fabric.hpp"
 
 namespace mu::engine {
@@ -75,13 +74,16 @@ class Replica {
   // late replica: it grants its log to the leader, which brings it up to date (or finds
   // it must wait for a state transfer, when the log was recycled past what it has).
   //
-  // `hold`: the ends that post toward the peer (the log and background links) stay held
-  // (holdable_connection.hpp) until release_link(): the first half of a paired reset of a
-  // link whose peer is alive but out of step, where `card` is the peer's current card.
+  // `hold`: the first half of a paired reset of the link to a live peer whose card this
+  // is (mu/link_resets.ts): all four ends are reset and left unconnected until
+  // release_link() connects them, once the peer has reset its own. Unconnected, this
+  // replica posts nothing toward the peer, and nothing the peer sends lands here: so
+  // neither end's stream moves between the first reset and the second, and both start
+  // from the packet sequence numbers their cards name.
   void reconnect_peer(const ReplicaCard& card, bool hold = false);
-  // The peer has reset its ends toward this replica too: post toward it again.
+  // The peer has reset its ends too: connect this replica's, held since reconnect_peer().
   void release_link(fabric::NodeId peer);
-  bool link_held(fabric::NodeId peer) const { return to_log_.at(peer)->held(); }
+  bool link_held(fabric::NodeId peer) const { return held_cards_.at(peer).has_value(); }
 
   fabric::NodeId node_id() const { return config_.leader.self; }
   LeaderAgent& leader() { return *leader_; }
@@ -106,15 +108,21 @@ class Replica {
   std::shared_ptr<fabric::CompletionQueue> leader_queue_;
   std::shared_ptr<fabric::CompletionQueue> background_queue_;
   std::shared_ptr<fabric::CompletionQueue> passive_queue_;  // for ends that never post
-  std::vector<std::unique_ptr<HoldableConnection>> to_log_;
+  std::vector<std::unique_ptr<fabric::Connection>> to_log_;
   std::vector<std::unique_ptr<fabric::Connection>> from_leader_;
-  std::vector<std::unique_ptr<HoldableConnection>> to_background_;
+  std::vector<std::unique_ptr<fabric::Connection>> to_background_;
   std::vector<std::unique_ptr<fabric::Connection>> from_background_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_logs_;
   std::vector<std::unique_ptr<fabric::RemoteRegion>> remote_backgrounds_;
   // Regions of previous incarnations: an operation posted before a reconnect may still
   // name one, so they are kept until the replica goes (a few per restart).
   std::vector<std::unique_ptr<fabric::RemoteRegion>> retired_regions_;
+  void reset_ends(fabric::NodeId peer);
+  // Resets and connects the four ends toward `peer` to `card`'s endpoints: all or none.
+  void connect_ends(fabric::NodeId peer, const ReplicaCard& card);
+
+  // Per peer: the card whose endpoints a held link connects to on release.
+  std::vector<std::optional<ReplicaCard>> held_cards_;
   std::unique_ptr<ApplyAgent> apply_;
   std::unique_ptr<LeaderAgent> leader_;
   std::unique_ptr<BackgroundAgent> background_;

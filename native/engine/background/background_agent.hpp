@@ -107,9 +107,9 @@ class BackgroundAgent final : public Agent {
   // peer_restarted() brings its first card.
   void peer_absent(fabric::NodeId peer);
   // The link to `peer` is held (the first half of a paired reset, Replica::reconnect_peer):
-  // its ends refuse posts, which says nothing about the peer, so the detector counts it as
-  // silent and the link is not cycled on its own (that would undo the reset), until the
-  // hold ends.
+  // its ends stay unconnected, which says nothing about the peer, so the detector counts
+  // it as silent, nothing is posted and the link is not cycled on its own (that would
+  // undo the reset), until the hold ends.
   void hold_link(fabric::NodeId peer, bool held);
   // This replica's ends of the background connections (peers read and write through
   // them); one left in the error state by a peer's refused operation is cycled.

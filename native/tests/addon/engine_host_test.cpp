@@ -260,8 +260,12 @@ TEST(EngineHost, APairedResetOfALiveFollowersLinkHoldsItThenItCatchesUp) {
   EXPECT_NE(cluster.host(*leader).status().background_detail.find(" links retried 0 "), std::string::npos)
       << "a held link is not cycled on its own: " << cluster.host(*leader).status().background_detail;
 
+  // The follower answers; the leader releases only once the follower's reset is done.
   cluster.host(follower).reconnect_peer(cluster.host(*leader).card());
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).reconnected.size() == 1; }));
   cluster.host(*leader).release_link(static_cast<std::uint32_t>(follower));
+  ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(*leader).reconnected.size() == 2; }));
+  EXPECT_EQ(cluster.observed(*leader).reconnected, (std::vector<std::uint32_t>{1, 1})) << "the release is reported too";
   submit_range(200, 300);
   ASSERT_TRUE(cluster.wait_for([&] { return cluster.observed(follower).applied.size() == 300; }, std::chrono::seconds(20)))
       << "follower applied " << cluster.observed(follower).applied.size() << "; leader "
