@@ -174,6 +174,8 @@ describe('control plane: card exchange', function () {
     expect(make({ peers: twoPeers({ id: 2, host: HOST, port: 4002 }) })).to.throw(/peer ids must be 0\.\.1/);
     expect(make({ peers: twoPeers({ id: 1, host: HOST, port: 0 }) })).to.throw(/peer 1 has port 0/);
     expect(make({ handshakeTimeoutMs: 0 })).to.throw(/handshakeTimeoutMs/);
+    expect(make({ pingIntervalMs: 0 })).to.throw(/pingIntervalMs/);
+    expect(make({ pingIntervalMs: 1000, silenceTimeoutMs: 1500 })).to.throw(/silenceTimeoutMs \(1500\) must be at least twice pingIntervalMs/);
     expect(make({})).to.not.throw();
   });
 });

@@ -62,6 +62,9 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
       handshakeTimeoutMs,
       ownCard: () => ({ incarnation: this.options.incarnation, card: this.options.card, links: this.links }),
       replicaCount,
+      pingIntervalMs: this.options.pingIntervalMs,
+      silenceTimeoutMs: this.options.silenceTimeoutMs,
+      log: (line) => this.log(line),
       isPeer: (id) => Number.isInteger(id) && id >= 0 && id < replicaCount && id !== selfId,
     };
   }
@@ -125,10 +128,13 @@ export class ControlPlane extends EventEmitter<ControlPlaneEvents> {
     for (const session of this.sessions) session.resendOwnCard();
   }
 
-  /** The peers this replica has an authenticated connection with now, either way. */
+  /**
+   * The peers this replica has an open connection with, either way, that it heard from
+   * within the silence timeout (pings keep a healthy one talking).
+   */
   reachablePeers(): Set<number> {
     const peers = new Set<number>();
-    for (const session of this.sessions) if (session.peerId !== undefined) peers.add(session.peerId);
+    for (const session of this.sessions) if (session.peerId !== undefined && session.live) peers.add(session.peerId);
     return peers;
   }
 

@@ -14,6 +14,7 @@ describe('control messages', () => {
     });
     expect(parseMessage({ type: 'auth', cluster: 'c', dialer_id: 15, nonce: NONCE, mac: NONCE }).type).to.equal('auth');
     expect(parseMessage({ type: 'welcome', mac: NONCE }).type).to.equal('welcome');
+    expect(parseMessage({ type: 'ping' })).to.deep.equal({ type: 'ping' });
     expect(parseMessage({ type: 'card', id: 2, incarnation: '0xdeadbeef', links: ['', '0x2a/1/0', ''], card: 'AAEC' })).to.include({ type: 'card', id: 2 });
   });
 
@@ -23,6 +24,7 @@ describe('control messages', () => {
       [{ nonce: NONCE }, /unknown message type/],
       [{ type: 'welcome' }, /field mac/],
       [{ type: 'welcome', mac: NONCE, card: 'AA==' }, /unexpected fields card/],
+      [{ type: 'ping', id: 1 }, /unexpected fields id/],
       [{ type: 'auth', cluster: 'c', dialer_id: 16, nonce: NONCE, mac: NONCE }, /field dialer_id/],
       [{ type: 'auth', cluster: 'c', dialer_id: 1.5, nonce: NONCE, mac: NONCE }, /field dialer_id/],
       [{ type: 'auth', cluster: 'a|b', dialer_id: 1, nonce: NONCE, mac: NONCE }, /field cluster/],

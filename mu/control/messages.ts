@@ -47,7 +47,12 @@ export interface CardMessage {
   card: string;
 }
 
-export type ControlMessage = ChallengeMessage | AuthMessage | WelcomeMessage | CardMessage;
+/** Either way, on an open connection, every pingIntervalMs: silence means out of reach. */
+export interface PingMessage {
+  type: 'ping';
+}
+
+export type ControlMessage = ChallengeMessage | AuthMessage | WelcomeMessage | CardMessage | PingMessage;
 
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
@@ -73,6 +78,7 @@ const FIELDS: Record<ControlMessage['type'], readonly string[]> = {
   auth: ['type', 'cluster', 'dialer_id', 'nonce', 'mac'],
   welcome: ['type', 'mac'],
   card: ['type', 'id', 'incarnation', 'links', 'card'],
+  ping: ['type'],
 };
 
 function isMessageType(value: unknown): value is ControlMessage['type'] {
@@ -132,6 +138,8 @@ export function parseMessage(raw: FrameMessage): ControlMessage {
       };
     case 'welcome':
       return { type, mac: checkedField(raw, 'mac', isMac, `${MAC_BYTES} bytes of hex`) };
+    case 'ping':
+      return { type };
     case 'card':
       return {
         type,

@@ -26,6 +26,10 @@ export interface ControlPlaneOptions {
   maxReconnectDelayMs?: number;
   /** Incoming connections still in their handshake; more are closed at once. */
   maxUnauthenticatedConnections?: number;
+  /** How often an open connection sends a ping (so silence means a peer out of reach). */
+  pingIntervalMs?: number;
+  /** An open connection that hears nothing for this long is closed (and redialed). */
+  silenceTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -43,6 +47,8 @@ export interface ResolvedOptions {
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   maxUnauthenticatedConnections: number;
+  pingIntervalMs: number;
+  silenceTimeoutMs: number;
   log: (line: string) => void;
 }
 
@@ -50,6 +56,10 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 2000;
 export const DEFAULT_RECONNECT_DELAY_MS = 100;
 export const DEFAULT_MAX_RECONNECT_DELAY_MS = 2000;
 export const DEFAULT_MAX_UNAUTHENTICATED_CONNECTIONS = 64;
+// A cut link leaves TCP connections established for minutes (keepalive takes its time):
+// pings make silence visible within seconds, so "reachable" means heard from lately.
+export const DEFAULT_PING_INTERVAL_MS = 1000;
+export const DEFAULT_SILENCE_TIMEOUT_MS = 5000;
 
 function fail(problem: string): never {
   throw new Error(`mu control: invalid options: ${problem}`);
@@ -110,6 +120,14 @@ export function resolveOptions(options: ControlPlaneOptions): ResolvedOptions {
       DEFAULT_MAX_UNAUTHENTICATED_CONNECTIONS,
       'maxUnauthenticatedConnections',
     ),
+    ...pingTimes(options),
     log: options.log ?? ((line: string) => console.error(`mu control: ${line}`)),
   };
+}
+
+function pingTimes(options: ControlPlaneOptions): { pingIntervalMs: number; silenceTimeoutMs: number } {
+  const pingIntervalMs = positiveInteger(options.pingIntervalMs, DEFAULT_PING_INTERVAL_MS, 'pingIntervalMs');
+  const silenceTimeoutMs = positiveInteger(options.silenceTimeoutMs, Math.max(DEFAULT_SILENCE_TIMEOUT_MS, 3 * pingIntervalMs), 'silenceTimeoutMs');
+  if (silenceTimeoutMs < 2 * pingIntervalMs) fail(`silenceTimeoutMs (${silenceTimeoutMs}) must be at least twice pingIntervalMs (${pingIntervalMs})`);
+  return { pingIntervalMs, silenceTimeoutMs };
 }

@@ -212,6 +212,27 @@ describe('control plane: refusals', function () {
     await expectStillServes(2);
   });
 
+  it('pings an open connection, and closes one that falls silent: that peer stops counting as reachable', async () => {
+    await startZero({ pingIntervalMs: 50, silenceTimeoutMs: 300 });
+    const peer = await connect();
+    const ciphers = await peer.authenticateAs(1, SECRET);
+    if (ciphers === undefined) throw new Error('not welcomed');
+    peer.sendCard(ciphers, 1, '5', cardOf(1));
+    expect((await peer.next())?.['type']).to.equal('card');
+    expect((await peer.next())?.['type']).to.equal('ping');
+    expect(zero.reachablePeers().has(1)).to.equal(true);
+    // A ping keeps it open past the timeout.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    peer.send({ type: 'ping' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(zero.reachablePeers().has(1)).to.equal(true, 'heard from 200 ms ago');
+    // Then silence: closed, and no longer reachable.
+    expect(await peer.closesWithin(1000)).to.equal(true);
+    expect(zero.reachablePeers().has(1)).to.equal(false);
+    expect(sink.lines.some((line) => /replica 1 silent for \d+ ms .*: closing the connection/.test(line))).to.equal(true);
+    await expectStillServes(2);
+  });
+
   it('refuses a different card under an incarnation it already knows', async () => {
     await startZero();
     const first = await connect();

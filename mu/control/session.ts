@@ -25,6 +25,9 @@ export interface SessionContext {
   /** A replica id of this cluster other than ours. */
   isPeer(id: number): boolean;
   replicaCount: number;
+  pingIntervalMs: number;
+  silenceTimeoutMs: number;
+  log(line: string): void;
 }
 
 export interface SessionHooks {
@@ -55,6 +58,8 @@ export class PeerSession {
   private transcript: HandshakeTranscript | undefined;
   private ciphers: ChannelCiphers | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private lastHeardMs = Date.now();
 
   private constructor(
     readonly role: SessionRole,
@@ -113,6 +118,29 @@ export class PeerSession {
     this.finished = true;
     if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = undefined;
+    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+  }
+
+  /** Open (cards exchanged) and heard from within the silence timeout. */
+  get live(): boolean {
+    return this.state === 'open' && !this.finished && Date.now() - this.lastHeardMs < this.context.silenceTimeoutMs;
+  }
+
+  // From authentication on: a ping every interval, and an open connection silent for the
+  // timeout is closed (its dialer redials), so a peer cut off stops counting as reachable
+  // within seconds rather than when TCP gives up.
+  private startPinging(): void {
+    this.pingTimer = setInterval(() => {
+      const silentMs = Date.now() - this.lastHeardMs;
+      if (this.state === 'open' && silentMs >= this.context.silenceTimeoutMs) {
+        this.context.log(`replica ${this.peerId ?? '?'} silent for ${silentMs} ms on ${this.remote}: closing the connection`);
+        this.close();
+        return;
+      }
+      this.send({ type: 'ping' });
+    }, this.context.pingIntervalMs);
+    this.pingTimer.unref();
   }
 
   private send(message: ControlMessage): void {
@@ -121,6 +149,7 @@ export class PeerSession {
 
   private receive(chunk: Buffer): void {
     if (this.finished) return;
+    this.lastHeardMs = Date.now();
     let frames: FrameMessage[];
     try {
       frames = this.decoder.push(chunk);
@@ -152,6 +181,7 @@ export class PeerSession {
         return message.type === 'welcome' ? this.onWelcome(message) : unexpected();
       case 'awaiting-card':
       case 'open':
+        if (message.type === 'ping') return;
         return message.type === 'card' ? this.onCard(message) : unexpected();
     }
   }
@@ -213,6 +243,7 @@ export class PeerSession {
     this.transcript = transcript;
     this.ciphers = deriveChannelCiphers(this.context.secret, this.role, transcript);
     this.state = 'awaiting-card';
+    this.startPinging();
     this.hooks.authenticated(this);
   }
 
