@@ -153,6 +153,17 @@ describe('docker/entrypoint.sh', function () {
       return statuses.every((status) => status.leader === leaders[0]) ? leaders[0] : undefined;
     });
     const follower = (leader + 1) % 3;
+    // MU STATUS shows each link: what this replica's card says of it (connected to the
+    // peer's incarnation, and the paired resets so far), and that the peer's control
+    // plane answers.
+    type LinkReport = { link: string; held: boolean; resetsStarted: number; controlReachable: boolean } | null;
+    const links = (JSON.parse(/\{.*\}/s.exec(await send(ports.redis[leader] as number, ['MU', 'STATUS']))?.[0] ?? '{}') as { links?: LinkReport[] }).links;
+    expect(links?.[leader]).to.equal(null);
+    for (const peer of [follower, (leader + 2) % 3]) {
+      expect(links?.[peer]).to.include({ controlReachable: true });
+      expect(links?.[peer]?.held).to.be.a('boolean');
+      expect(links?.[peer]?.link).to.match(/^[0-9a-f]{16}\/\d+\/\d+$/);
+    }
     expect(await send(ports.redis[follower] as number, ['SET', 'deployed', 'yes'])).to.equal('+OK\r\n');
     expect(await send(ports.redis[(leader + 2) % 3] as number, ['GET', 'deployed'])).to.equal('$3\r\nyes\r\n');
     // Every backend holds the write: each replica applied it.

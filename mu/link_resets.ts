@@ -128,6 +128,13 @@ export class LinkResets {
     return 'shown';
   }
 
+  // For status reports: per peer, what this replica's card says of the link, whether it
+  // is held, and how many resets each side started (this incarnation pair).
+  report(peer: number): { link: string; held: boolean; resetsStarted: number; resetsAnswered: number } {
+    const link = this.links.get(peer);
+    return { link: this.entryFor(peer), held: link?.held ?? false, resetsStarted: link?.resets ?? 0, resetsAnswered: link?.answered ?? 0 };
+  }
+
   incarnationOf(peer: number): string | undefined {
     return this.links.get(peer)?.incarnation;
   }

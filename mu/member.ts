@@ -200,6 +200,16 @@ export class ClusterMember {
     }
   }
 
+  // Per peer (null for this replica): the link as this replica's card states it, whether a
+  // paired reset holds it, the resets each side started, and whether the peer's control
+  // plane answers.
+  linkReport(): Array<{ link: string; held: boolean; resetsStarted: number; resetsAnswered: number; controlReachable: boolean } | null> {
+    const reachable = this.control.reachablePeers();
+    return Array.from({ length: this.replicaCount }, (_, peer) =>
+      peer === this.replica.nodeId ? null : { ...this.links.report(peer), controlReachable: reachable.has(peer) },
+    );
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.wedgeWatch);
     clearInterval(this.linkWatch);

@@ -88,6 +88,8 @@ export class FrontEnd {
   };
   // Set by the replica: this replica's state transfer, for MU STATUS; and its log.
   resyncReport: (() => Record<string, unknown>) | undefined;
+  // The cluster member's links to its peers (mu/member.ts linkReport), when it has them.
+  linkReport: (() => unknown[]) | undefined;
   log: (line: string) => void = () => {};
   private readonly sessions = new Set<RedisSession>();
   // Called on every change of role: clients waiting in a blocking pop wake up (a deposed
@@ -353,6 +355,7 @@ export class FrontEnd {
       backendPending: this.channel.pending,
       peerAlive: status.peerAlive,
       peerScores: status.peerScores,
+      links: this.linkReport?.() ?? null,
       proposeToCommitUs: status.proposeToCommit,
       clients: this.clients,
       readMode: this.options.readMode,

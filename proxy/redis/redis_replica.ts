@@ -118,6 +118,7 @@ export class RedisReplica {
         peerAuth,
       );
       front.resyncReport = () => resync.report();
+      front.linkReport = () => member.linkReport();
       front.log = log;
       await front.listen();
       log(`serving Redis clients on ${addresses.listen.host}:${front.port} (backend ${describeEndpoint(addresses.backend)}, redis ${version}, ${table.size} commands)`);
