@@ -135,10 +135,6 @@ export class LinkResets {
     return { link: this.entryFor(peer), held: link?.held ?? false, resetsStarted: link?.resets ?? 0, resetsAnswered: link?.answered ?? 0 };
   }
 
-  incarnationOf(peer: number): string | undefined {
-    return this.links.get(peer)?.incarnation;
-  }
-
   // Whether the engine's ends toward `peer` are (being) connected to `incarnation`.
   connectedTo(peer: number, incarnation: string): boolean {
     const link = this.links.get(peer);

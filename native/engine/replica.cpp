@@ -164,12 +164,7 @@ void Replica::connect(std::span<const std::optional<ReplicaCard>> cards) {
     }
     const ReplicaCard& card = *cards[peer];
     if (card.node_id != peer || card.to_log.size() != n) throw std::invalid_argument("replica: cards out of order");
-    // Nobody writes this log until the permission manager grants it; background regions
-    // are always open to every replica.
-    from_leader_[peer]->connect(card.to_log[self], fabric::access_none);
-    to_log_[peer]->connect(card.from_leader[self], fabric::access_none);
-    from_background_[peer]->connect(card.to_background[self], fabric::access_remote_all);
-    to_background_[peer]->connect(card.from_background[self], fabric::access_none);
+    connect_ends(peer, card);
     remote_logs_.push_back(fabric_->attach_remote_region(card.log));
     remote_backgrounds_.push_back(fabric_->attach_remote_region(card.background));
   }

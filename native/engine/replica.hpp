@@ -83,7 +83,6 @@ class Replica {
   void reconnect_peer(const ReplicaCard& card, bool hold = false);
   // The peer has reset its ends too: connect this replica's, held since reconnect_peer().
   void release_link(fabric::NodeId peer);
-  bool link_held(fabric::NodeId peer) const { return held_cards_.at(peer).has_value(); }
 
   fabric::NodeId node_id() const { return config_.leader.self; }
   LeaderAgent& leader() { return *leader_; }

@@ -41,7 +41,6 @@ BackgroundAgent::BackgroundAgent(const BackgroundConfig& config, fabric::Fabric&
       peer_holder_read_ns_(config.replica_count, 0),
       link_broken_(config.replica_count, false),
       link_absent_(config.replica_count, false),
-      link_held_(config.replica_count, false),
       link_epoch_(config.replica_count, 0),
       link_retry_at_ns_(config.replica_count, 0),
       confirmed_since_ns_(config.replica_count, 0),
@@ -88,7 +87,7 @@ void BackgroundAgent::retry_link(fabric::NodeId peer) {
   // new incarnation (the restarted side connects first). Cycle this end now and then: once
   // both ends are fresh, reads succeed again. Stale completions carry the old link epoch.
   // A peer never heard from has no remote end to cycle toward: its first card does it.
-  if (link_absent_[peer] || link_held_[peer]) return;
+  if (link_absent_[peer]) return;
   if (link_retry_at_ns_[peer] == 0) {
     link_retry_at_ns_[peer] = now_ns_ + link_retry_interval_ns();
     return;
@@ -118,10 +117,13 @@ void BackgroundAgent::peer_absent(fabric::NodeId peer) {
 }
 
 void BackgroundAgent::hold_link(fabric::NodeId peer, bool held) {
+  if (held) {
+    peer_absent(peer);
+    return;
+  }
   assert(peer < config_.replica_count && peer != config_.self);
-  link_held_[peer] = held;
-  if (held) return;
   // Released: the peer has reset its ends too; read it from the next round on.
+  link_absent_[peer] = false;
   link_broken_[peer] = false;
   link_retry_at_ns_[peer] = 0;
   read_outstanding_[peer] = false;
@@ -229,10 +231,6 @@ int BackgroundAgent::read_heartbeats() {
   next_read_ns_ = now + config_.detector.read_interval_ns;
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {
     if (peer == config_.self) continue;
-    if (link_held_[peer]) {
-      detector_.observe(peer, std::nullopt);
-      continue;
-    }
     if (link_broken_[peer]) {
       detector_.observe(peer, std::nullopt);
       retry_link(peer);

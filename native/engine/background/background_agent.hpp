@@ -107,9 +107,9 @@ class BackgroundAgent final : public Agent {
   // peer_restarted() brings its first card.
   void peer_absent(fabric::NodeId peer);
   // The link to `peer` is held (the first half of a paired reset, Replica::reconnect_peer):
-  // its ends stay unconnected, which says nothing about the peer, so the detector counts
-  // it as silent, nothing is posted and the link is not cycled on its own (that would
-  // undo the reset), until the hold ends.
+  // like an absent peer's, its ends stay unconnected, so the detector counts it as silent,
+  // nothing is posted and the link is not cycled on its own (that would undo the reset),
+  // until the hold ends.
   void hold_link(fabric::NodeId peer, bool held);
   // This replica's ends of the background connections (peers read and write through
   // them); one left in the error state by a peer's refused operation is cycled.
@@ -173,8 +173,9 @@ class BackgroundAgent final : public Agent {
   std::vector<std::uint64_t> peer_holder_read_ns_;
   std::uint64_t leading_since_ns_ = 0;
   std::vector<bool> link_broken_;
-  std::vector<bool> link_absent_;  // per peer: no card yet (peer_absent), nothing to retry
-  std::vector<bool> link_held_;    // per peer: hold_link(), nothing to post or retry
+  // Per peer: its ends are unconnected on purpose (no card yet, peer_absent; or held,
+  // hold_link): the link counts as broken and is never retried.
+  std::vector<bool> link_absent_;
   std::vector<std::uint32_t> link_epoch_;  // per peer, bumped when the link is cycled
   std::vector<std::uint64_t> link_retry_at_ns_;  // per broken link: when to cycle it (0 = not set)
   std::uint64_t links_retried_ = 0;
