@@ -16,7 +16,7 @@ std::vector<std::byte> bytes_of(const std::string& text) {
 }
 
 SimCluster::SimCluster(const SimClusterOptions& options)
-    : network_(fabric::sim::SimNetwork::create(options.seed, options.faults, /*auto_step=*/false)) {
+    : network_(fabric::sim::SimNetwork::create(options.seed, options.faults, options.completes_in_round)) {
   const auto n = static_cast<fabric::NodeId>(options.replica_count);
   std::vector<ReplicaCard> cards;
   for (fabric::NodeId id = 0; id < n; ++id) {

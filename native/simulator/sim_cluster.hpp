@@ -33,6 +33,10 @@ struct SimClusterOptions {
   std::uint32_t replica_count = 3;
   std::uint64_t seed = 1;
   fabric::sim::SimFaults faults{};
+  // A completion queue's poll() steps the network while it has nothing to return (the
+  // fabric's auto_step); with equal delays an operation completes in the round that posted
+  // it, as on shm.
+  bool completes_in_round = false;
   LeaderConfig leader{};  // self and replica_count are filled in per replica
   // With the background plane, replicas elect and replace leaders by themselves; without
   // it, tests hand out permissions with grant_to().

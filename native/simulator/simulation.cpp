@@ -84,7 +84,7 @@ class Run {
     out << ", applied " << replica.applied.size() << (replica.apply->needs_state_transfer() ? " (needs state transfer)" : "");
     out << ", first uncommitted " << replica.leader->first_uncommitted_index() << ", pending "
         << replica.leader->pending_commands() << ", busy " << replica.leader->has_work_in_flight() << ", progress at "
-        << replica.leader->last_progress_ns() << ", heartbeat " << replica.background->heartbeat() << "; leader: "
+        << replica.background->leader_progress_ns() << ", heartbeat " << replica.background->heartbeat() << "; leader: "
         << replica.leader->describe() << "; background: " << replica.background->describe()
         << "; apply: " << replica.apply->describe();
     return out.str();

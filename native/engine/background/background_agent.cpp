@@ -159,6 +159,10 @@ int BackgroundAgent::do_work() {
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   now_ns_ = clock_.now_ns();  // one clock read per round: they cost tens of ns each here
+  if (leader_.progress_count() != seen_progress_count_) {
+    seen_progress_count_ = leader_.progress_count();
+    leader_progress_ns_ = now_ns_;
+  }
   beat();
   read_heartbeats();
   // Permission requests and elections are rare: look at them every few microseconds, not
@@ -213,7 +217,7 @@ int BackgroundAgent::beat() {
   }
   // Fate sharing: a leader that cannot make progress must not look healthy.
   if (leader_.role() == LeaderAgent::Role::steady && leader_.has_work_in_flight() &&
-      now - leader_.last_progress_ns() > config_.fate_sharing_timeout_ns) {
+      now - leader_progress_ns_ > config_.fate_sharing_timeout_ns) {
     ++beats_withheld_;
     return 0;
   }

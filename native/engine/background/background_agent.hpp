@@ -92,6 +92,8 @@ class BackgroundAgent final : public Agent {
   bool log_closed();
   Candidacy candidacy() const { return candidacy_; }
   std::uint64_t heartbeat() const { return heartbeat_; }
+  // When this agent last saw the leader agent make progress (fate sharing; diagnostics).
+  std::uint64_t leader_progress_ns() const { return leader_progress_ns_; }
   // Grants this replica served (for tests and status).
   std::uint64_t grants_served() const { return grants_served_; }
   // One line of state for diagnostics (mu-sim traces, status).
@@ -155,6 +157,9 @@ class BackgroundAgent final : public Agent {
   std::unique_ptr<fabric::LocalRegion> scratch_;  // one heartbeat cell per replica
 
   std::uint64_t now_ns_ = 0;  // read once per round
+  // The leader agent's progress, stamped by the round that first saw it (fate sharing).
+  std::uint64_t seen_progress_count_ = 0;
+  std::uint64_t leader_progress_ns_ = 0;
   std::uint64_t next_housekeeping_ns_ = 0;
   std::uint64_t heartbeat_ = 0;
   std::uint64_t beats_withheld_ = 0;  // by fate sharing

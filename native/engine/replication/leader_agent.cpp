@@ -166,7 +166,7 @@ void LeaderAgent::lead(std::span<const fabric::NodeId> confirmed) {
   joining_.clear();
   join_started_ = false;
   join_operations_ = 0;
-  last_progress_ns_ = clock_.now_ns();
+  ++progress_count_;
   role_ = Role::recovering;
   recovery_step_ = RecoveryStep::read_cursors;
   // One READ covers the three cursors that say how far a log is decided.
@@ -253,10 +253,11 @@ int LeaderAgent::do_work() {
     work += advance_prepare();
   }
   if (role_ == Role::steady) {
+    int entries = 0;
     work += advance_join();
     work += start_recycling_round();
     if (joining_.empty()) {  // a join waits for a drained pipeline
-      const int entries = propose_entries() + write_no_ops();
+      entries = propose_entries() + write_no_ops();
       work += entries;
       // Completions may be ready at once (shm completes at post): take them in the same
       // round rather than the next, which saves a round of every agent on the thread.
@@ -265,7 +266,7 @@ int LeaderAgent::do_work() {
         for (std::size_t i = 0; i < again; ++i) handle_completion(completions[i]);
       }
     }
-    work += publish_commit_point();
+    work += publish_commit_point(entries > 0);
   }
   notice_reign_end();
   return work;
@@ -648,13 +649,16 @@ void LeaderAgent::advance_commit() {
   while (!in_flight_.empty() && in_flight_.front().index <= chosen_through) {
     committed_ = LogCursor{in_flight_.front().index + 1, in_flight_.front().next_position};
     in_flight_.pop_front();
-    last_progress_ns_ = clock_.now_ns();
+    ++progress_count_;
   }
 }
 
-int LeaderAgent::publish_commit_point() {
-  // Only when idle: while entries flow, each one carries the commit point.
-  if (!in_flight_.empty() || !pending_.empty()) {
+int LeaderAgent::publish_commit_point(bool wrote_entries) {
+  // Only when idle: while entries flow, each one carries the commit point. Idle means no
+  // entry written for a while, not a drained pipeline: on shm an entry commits in the round
+  // that writes it, so the pipeline is empty after every round, and a commit-point write
+  // per entry would cost each command a second WRITE to every acceptor.
+  if (wrote_entries || !in_flight_.empty() || !pending_.empty()) {
     idle_since_ns_.reset();
     return 0;
   }
@@ -664,6 +668,7 @@ int LeaderAgent::publish_commit_point() {
   if (now - *idle_since_ns_ < config_.commit_publish_delay_ns) return 0;
   write_cursor_to_confirmed(Operation::write_commit, log_layout::committed_offset, committed_);
   published_ = committed_;
+  ++commit_points_published_;
   return 1;
 }
 

@@ -163,8 +163,12 @@ class LeaderAgent final : public Agent {
   // Confirmed acceptors left out by recovery because their log could not be brought up to
   // date from this one (they need a state transfer).
   std::uint32_t acceptors_left_behind() const { return acceptors_left_behind_; }
-  // The clock time of the last commit-point advance or role change (for fate sharing).
-  std::uint64_t last_progress_ns() const { return last_progress_ns_; }
+  // Counts commit-point advances and reigns begun. The background agent stamps each change
+  // with its once-per-round clock read (fate sharing), which keeps clock reads, tens of ns
+  // each, off the replication path.
+  std::uint64_t progress_count() const { return progress_count_; }
+  // Commit points written on their own, when idle (entries carry it while they flow).
+  std::uint64_t commit_points_published() const { return commit_points_published_; }
   // True while entries or commands wait on this leader.
   bool has_work_in_flight() const { return !in_flight_.empty() || !pending_.empty() || role_ == Role::recovering || role_ == Role::preparing; }
   // Log space below this position may be overwritten: a majority has applied it.
@@ -238,7 +242,7 @@ class LeaderAgent final : public Agent {
   bool pipeline_has_room() const;
   bool write_entry(EntryKind kind, std::span<const std::byte> payload);
   void advance_commit();
-  int publish_commit_point();
+  int publish_commit_point(bool wrote_entries);
   int start_recycling_round();
   void finish_recycling_round();
   void finish_recycling_round_up_to(std::uint64_t decided_position);
@@ -291,7 +295,8 @@ class LeaderAgent final : public Agent {
   EntryHeader catch_up_header_{};
   std::uint64_t caught_up_entries_ = 0;
   std::uint32_t acceptors_left_behind_ = 0;
-  std::uint64_t last_progress_ns_ = 0;
+  std::uint64_t progress_count_ = 0;
+  std::uint64_t commit_points_published_ = 0;
   std::deque<std::size_t> joining_;      // acceptors waiting to be admitted
   bool join_started_ = false;            // the front one is being brought up to date
   std::uint32_t join_operations_ = 0;    // its operations in flight
@@ -302,7 +307,7 @@ class LeaderAgent final : public Agent {
   LogCursor tail_;       // where the next entry goes
   LogCursor committed_;  // the first uncommitted entry
   LogCursor published_;  // the commit point last published
-  std::optional<std::uint64_t> idle_since_ns_;  // when the pipeline last drained
+  std::optional<std::uint64_t> idle_since_ns_;  // the first round that wrote no entry, in the latest such run
   std::uint64_t recycled_position_ = 0;
   std::deque<InFlightEntry> in_flight_;
   std::uint64_t adopted_index_ = 0;  // the entry the prepare step is re-accepting, 0 = none

@@ -137,6 +137,7 @@ class NetworkImpl final : public SimNetwork, public std::enable_shared_from_this
   }
 
   bool auto_step() const { return auto_step_; }
+  bool event_due_now() const { return !events_.empty() && events_.top().due_step <= now_; }
   NodeState& node(NodeId node_id) { return nodes_[node_id]; }
   std::uint64_t random_delay() {
     return std::uniform_int_distribution<std::uint64_t>(faults_.min_delay_steps, faults_.max_delay_steps)(random_);
@@ -165,6 +166,10 @@ class NetworkImpl final : public SimNetwork, public std::enable_shared_from_this
 std::size_t SimCompletionQueue::poll(std::span<Completion> out) {
   if (entries_.empty() && network_->auto_step()) {
     while (entries_.empty() && network_->step()) {
+    }
+    // And whatever else is due at that step: with equal delays, every completion of the
+    // operations posted together (as shm has them all ready at post).
+    while (network_->event_due_now() && network_->step()) {
     }
   }
   std::size_t count = 0;

@@ -17,7 +17,8 @@
 // revoke is final, as the contract demands.
 //
 // For code written against real backends (the conformance suite), `auto_step` makes a
-// completion queue's poll() step the network while it has nothing to return.
+// completion queue's poll() step the network while it has nothing to return, and then
+// through every event due at that same step.
 #pragma once
 
 #include <cstdint>

@@ -88,6 +88,39 @@ TEST(CommitPublication, TheLastEntryIsAppliedOnFollowersWhenTheLeaderGoesIdle) {
   expect_same_history(cluster);
 }
 
+// While commands flow, each entry carries the commit point and none is written on its own,
+// even where an entry commits in the round that wrote it (shm): there the pipeline is empty
+// after every round, and a leader that took that for idleness wrote the commit point to
+// every acceptor after each entry, doubling the writes of a command.
+TEST(CommitPublication, AStreamOfCommandsWritesNoCommitPointUntilTheLeaderGoesIdle) {
+  SimClusterOptions options = options_with(3);
+  options.completes_in_round = true;
+  options.faults.max_delay_steps = options.faults.min_delay_steps;  // every write completes in the same poll
+  SimCluster cluster(options);
+  cluster.grant_all_to(0);
+  auto& leader = *cluster.replica(0).leader;
+  ASSERT_TRUE(leader.propose(bytes_of("warm up")));
+  ASSERT_TRUE(cluster.run_until([&] { return all_applied(cluster, 1); }, 2000));
+  const std::uint64_t published_before = leader.commit_points_published();
+  const std::uint64_t started_ns = cluster.clock().now_ns();
+  int same_round_commits = 0;
+  for (std::size_t i = 2; i <= 1000; ++i) {
+    ASSERT_TRUE(leader.propose(bytes_of("set k" + std::to_string(i))));
+    const std::uint64_t uncommitted = leader.first_uncommitted_index();
+    cluster.run_round();
+    same_round_commits += leader.first_uncommitted_index() > uncommitted ? 1 : 0;
+    ASSERT_TRUE(cluster.run_until([&] { return cluster.replica(0).applied.size() >= i; }, 2000));
+  }
+  // The stream is what the test means: long past the idle delay, one entry per round.
+  ASSERT_GT(cluster.clock().now_ns() - started_ns, 4 * options.leader.commit_publish_delay_ns);
+  ASSERT_GT(same_round_commits, 900);
+  EXPECT_EQ(leader.commit_points_published(), published_before);
+  // Idle now: the commit point goes out, and the followers apply the last command too.
+  ASSERT_TRUE(cluster.run_until([&] { return all_applied(cluster, 1000); }, 2000));
+  EXPECT_GT(leader.commit_points_published(), published_before);
+  expect_same_history(cluster);
+}
+
 // Quorum arithmetic for an even count: 4 replicas need 3. With one crashed the leader
 // keeps committing; with two it cannot and is deposed.
 TEST(Quorum, FourReplicasCommitWithThreeAndStopAtTwo) {
