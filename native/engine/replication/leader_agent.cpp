@@ -216,7 +216,7 @@ void LeaderAgent::notice_reign_end() {
     if (submissions_ != nullptr) {
       // Never written anywhere: the submitter learns now rather than at the next reign,
       // which may never come (a front end forwards to the new leader instead).
-      for (const auto& record : pending_) drop_command(record);
+      pending_.for_each_record([this](std::span<const std::byte> record) { drop_command(record); });
       pending_.clear();
     }
     if (submission_events_.reign_ended) submission_events_.reign_ended(tail_.index, last_taken_sequence_);
@@ -230,12 +230,10 @@ void LeaderAgent::drop_command(std::span<const std::byte> record) {
 }
 
 std::optional<CommandTag> LeaderAgent::propose(std::span<const std::byte> command) {
-  if (pending_.size() >= config_.max_pending_commands) return std::nullopt;
+  if (pending_.record_count() >= config_.max_pending_commands) return std::nullopt;
   if (command_record_header_bytes + command.size() > config_.max_payload_bytes) return std::nullopt;
   const CommandTag tag{config_.self, next_sequence_++};
-  std::vector<std::byte> record;
-  append_command(record, tag, command);
-  pending_.push_back(std::move(record));
+  pending_.push_command(tag, command);
   return tag;
 }
 
@@ -523,7 +521,8 @@ void LeaderAgent::write_adopted() {
 // --- the fast path -------------------------------------------------------------------
 
 int LeaderAgent::take_submissions() {
-  const std::size_t room = config_.max_pending_commands - std::min<std::size_t>(pending_.size(), config_.max_pending_commands);
+  const std::size_t room =
+      config_.max_pending_commands - std::min<std::size_t>(pending_.record_count(), config_.max_pending_commands);
   return static_cast<int>(submissions_->drain(
       [this](std::span<const std::byte> record) {
         // A record the producer encoded with append_command(); one too large for an entry
@@ -532,7 +531,7 @@ int LeaderAgent::take_submissions() {
         if (record.size() > config_.max_payload_bytes) return drop_command(record);
         // Only a leader proposes; a follower's front end forwards to the leader.
         if (!leading()) return drop_command(record);
-        pending_.emplace_back(record.begin(), record.end());
+        pending_.push_record(record);
       },
       room));
 }
@@ -541,23 +540,14 @@ int LeaderAgent::propose_entries() {
   int entries = 0;
   while (!pending_.empty() && role_ == Role::steady && pipeline_has_room()) {
     // As many queued commands as fit in one entry, in order.
-    std::size_t count = 0;
-    std::size_t bytes = 0;
-    for (const auto& record : pending_) {
-      if (bytes + record.size() > config_.max_payload_bytes) break;
-      bytes += record.size();
-      ++count;
-    }
-    assert(count > 0);  // propose() refuses a command larger than an entry
-    if (!geometry_.place_entry(tail_.position, static_cast<std::uint32_t>(bytes), recycled_position_)) break;  // full
-    batch_.clear();
-    for (std::size_t i = 0; i < count; ++i) {
-      batch_.insert(batch_.end(), pending_.front().begin(), pending_.front().end());
-      pending_.pop_front();
-    }
-    const bool written = write_entry(EntryKind::commands, batch_);
+    const PendingCommands::Prefix batch = pending_.prefix_within(config_.max_payload_bytes);
+    assert(batch.records > 0);  // propose() and take_submissions() refuse a record larger than an entry
+    const auto bytes = static_cast<std::uint32_t>(batch.payload.size());
+    if (!geometry_.place_entry(tail_.position, bytes, recycled_position_)) break;  // full
+    const bool written = write_entry(EntryKind::commands, batch.payload);
     assert(written);
     static_cast<void>(written);
+    pending_.pop(batch.records);
     ++entries;
   }
   return entries;
@@ -977,7 +967,7 @@ std::string LeaderAgent::describe() const {
                     " tail " + std::to_string(tail_.index) + "@" + std::to_string(tail_.position) + " committed " +
                     std::to_string(committed_.index) + "@" + std::to_string(committed_.position) + " recycled " +
                     std::to_string(recycled_position_) + " in flight " + std::to_string(in_flight_.size()) +
-                    " pending " + std::to_string(pending_.size()) + " joining " + std::to_string(joining_.size()) +
+                    " pending " + std::to_string(pending_.record_count()) + " joining " + std::to_string(joining_.size()) +
                     " acceptors";
   for (const Acceptor& acceptor : acceptors_) {
     out += " [" + std::to_string(acceptor.link.node_id) + (acceptor.confirmed ? " confirmed" : "") + " acked " +

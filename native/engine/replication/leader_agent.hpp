@@ -46,6 +46,7 @@
 #include "engine/log_entry.hpp"
 #include "engine/log_layout.hpp"
 #include "engine/replica_log.hpp"
+#include "engine/replication/pending_commands.hpp"
 #include "engine/runtime/agent.hpp"
 #include "engine/runtime/clock.hpp"
 #include "engine/runtime/spsc_ring.hpp"
@@ -154,7 +155,7 @@ class LeaderAgent final : public Agent {
   std::uint64_t proposal() const { return proposal_; }
   // Every index below this is committed (chosen by a majority).
   std::uint64_t first_uncommitted_index() const { return committed_.index; }
-  std::size_t pending_commands() const { return pending_.size(); }
+  std::size_t pending_commands() const { return pending_.record_count(); }
   std::uint32_t confirmed_count() const;
   // Entries adopted from earlier leaders by the prepare step (for tests and status).
   std::uint64_t adopted_entries() const { return adopted_entries_; }
@@ -316,14 +317,13 @@ class LeaderAgent final : public Agent {
   EntryKind adopted_kind_ = EntryKind::commands;
   bool adopted_written_ = false;
 
-  std::deque<std::vector<std::byte>> pending_;  // encoded command records
+  PendingCommands pending_;
   SpscRing* submissions_ = nullptr;
   SubmissionEvents submission_events_;
   std::uint64_t last_taken_sequence_ = 0;  // of the commands taken from the ring
   bool was_leading_ = false;  // as of the last notice_reign_end()
   std::uint64_t decide_through_index_ = 0;  // this reign writes no-ops up to here while idle
   std::uint64_t next_sequence_ = 1;
-  std::vector<std::byte> batch_;
 };
 
 }  // namespace mu::engine
