@@ -109,7 +109,8 @@ void EngineHost::start() {
   agents.push_back(bridge_.get());
   runner_ = std::make_unique<engine::AgentRunner>(
       agents, engine::make_idle_strategy(config_.idle_strategy,
-                                         engine::backoff_limits_for(config_.replica.background.detector.heartbeat_interval_ns)));
+                                         engine::backoff_limits_for(config_.replica.background.detector.read_interval_ns,
+                                                                    config_.replica.background.detector.heartbeat_interval_ns)));
   runner_->start();
 }
 

@@ -119,7 +119,8 @@ namespace {
   for (engine::Agent* agent : hooks->agents()) agents.push_back(agent);
   engine::AgentRunner runner(
       agents, engine::make_idle_strategy(options.idle_strategy,
-                                         engine::backoff_limits_for(config.background.detector.heartbeat_interval_ns)));
+                                         engine::backoff_limits_for(config.background.detector.read_interval_ns,
+                                                                    config.background.detector.heartbeat_interval_ns)));
   runner.start();
   from_parent.receive(&signal_byte, 1);  // the parent says when to stop
   runner.stop();

@@ -86,9 +86,10 @@ void BackoffIdle::reset() {
   park_ns_ = limits_.min_park_ns;
 }
 
-BackoffLimits backoff_limits_for(std::uint64_t heartbeat_interval_ns) {
+BackoffLimits backoff_limits_for(std::uint64_t read_interval_ns, std::uint64_t heartbeat_interval_ns) {
   BackoffLimits limits;
-  limits.max_park_ns = std::clamp<std::uint64_t>(heartbeat_interval_ns / 4, 5'000, 1'000'000);
+  const std::uint64_t spare_ns = read_interval_ns > heartbeat_interval_ns ? read_interval_ns - heartbeat_interval_ns : 0;
+  limits.max_park_ns = std::clamp<std::uint64_t>(std::min(read_interval_ns / 4, spare_ns / 2), 5'000, 1'000'000);
   return limits;
 }
 

@@ -33,7 +33,7 @@ struct BackoffLimits {
   std::uint32_t spins = 100;
   std::uint32_t yields = 50;
   std::uint64_t min_park_ns = 1'000;
-  std::uint64_t max_park_ns = 5'000;  // sleeps ~40 us in practice (timer granularity)
+  std::uint64_t max_park_ns = 5'000;  // replicas size it from their detector: backoff_limits_for()
   // After a wake() (a submission), yield instead of parking for this long: a client that
   // just sent a request usually sends the next one soon, and waking a parked thread costs
   // tens of microseconds on a virtual machine (an idle vCPU halts). Heartbeats and other
@@ -77,15 +77,20 @@ class BackoffIdle final : public IdleStrategy {
   std::atomic<std::uint64_t> last_wake_ns_{0};
 };
 
-// Backoff limits for a replica whose heartbeat counter moves every `heartbeat_interval_ns`:
-// it may park up to a quarter of that (at least 5 us, at most 1 ms). A park is not free:
-// on a virtual machine each sleep and wake-up costs tens of microseconds of CPU whatever
-// its length (measured: 5 us sleeps took 43% of a core, 200 us ones 15%), so an idle
-// engine with short parks burns most of a core; the heartbeat bounds how long it may
-// sleep. Longer parks also delay a follower's reaction (measured with bench:redis on the
-// 2-core VM: 50-client throughput up by about a quarter, single-client p50 no better);
-// see docs/PERFORMANCE.md.
-BackoffLimits backoff_limits_for(std::uint64_t heartbeat_interval_ns);
+// Backoff limits for a replica whose peers read its heartbeat every `read_interval_ns` and
+// which moves it every `heartbeat_interval_ns`. What a park must not break is that every
+// read sees the counter moved: a bump is due every heartbeat interval and comes at most a
+// park late, so a park may take half of what the read interval leaves over the heartbeat
+// interval, and at most a quarter of the read interval (at least 5 us, at most 1 ms; with
+// the defaults, 100 and 20 us, 25 us). A park is not free: on a virtual machine each
+// sleep and wake-up costs tens of microseconds of CPU whatever its length (measured: 5 us
+// sleeps took 43% of a core, 200 us ones 15%). Bounded by a quarter of the heartbeat
+// interval instead (5 us by default), three idle replicas kept both cores of the 2-core VM
+// busy, and their own scheduling gaps made the idle cluster change leader 130 times a
+// second (docs/PERFORMANCE.md). Longer parks delay only an idle replica's reaction
+// (serving a permission request, applying at a follower): a submission wakes a parked
+// leader at once.
+BackoffLimits backoff_limits_for(std::uint64_t read_interval_ns, std::uint64_t heartbeat_interval_ns);
 
 // "spin", "yield" or "backoff"; throws std::invalid_argument for anything else.
 std::unique_ptr<IdleStrategy> make_idle_strategy(std::string_view name, BackoffLimits limits = {});

@@ -55,11 +55,13 @@ TEST(BackoffIdle, YieldsInsteadOfParkingForAWhileAfterAWake) {
   EXPECT_EQ(off.phase(), 2);
 }
 
-TEST(BackoffIdle, ParksUpToAQuarterOfAHeartbeatWithinBounds) {
-  EXPECT_EQ(backoff_limits_for(40'000).max_park_ns, 10'000u);
-  EXPECT_EQ(backoff_limits_for(400'000).max_park_ns, 100'000u);
-  EXPECT_EQ(backoff_limits_for(2'000).max_park_ns, 5'000u) << "at least 5 us";
-  EXPECT_EQ(backoff_limits_for(60'000'000).max_park_ns, 1'000'000u) << "at most 1 ms";
+TEST(BackoffIdle, ParksSoThatEveryHeartbeatReadSeesTheCounterMove) {
+  EXPECT_EQ(backoff_limits_for(100'000, 20'000).max_park_ns, 25'000u) << "the defaults: a quarter of the read interval";
+  EXPECT_EQ(backoff_limits_for(2'000'000, 500'000).max_park_ns, 500'000u);
+  EXPECT_EQ(backoff_limits_for(100'000, 80'000).max_park_ns, 10'000u)
+      << "a heartbeat close to the read interval leaves less room: half of what is left";
+  EXPECT_EQ(backoff_limits_for(8'000, 2'000).max_park_ns, 5'000u) << "at least 5 us";
+  EXPECT_EQ(backoff_limits_for(60'000'000, 1'000'000).max_park_ns, 1'000'000u) << "at most 1 ms";
 }
 
 TEST(IdleStrategy, UnknownNamesAndBadLimitsAreRefused) {
