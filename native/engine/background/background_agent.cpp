@@ -232,7 +232,14 @@ int BackgroundAgent::beat() {
 int BackgroundAgent::read_heartbeats() {
   const std::uint64_t now = now_ns_;
   if (now < next_read_ns_) return 0;
-  next_read_ns_ = now + config_.detector.read_interval_ns;
+  // Reads keep to a grid: each is due an interval after the previous one was due, not
+  // after it ran, so a runner that wakes a little late (a park, a long round) does not
+  // stretch the detection window by that lateness at every one of its reads. A reader that
+  // fell more than half an interval behind (its own thread stalled) starts the grid afresh
+  // instead of firing reads back to back, faster than a healthy peer's heartbeat moves.
+  const std::uint64_t interval = config_.detector.read_interval_ns;
+  next_read_ns_ = std::max(next_read_ns_ + interval, now + interval / 2);
+  ++heartbeat_read_rounds_;
   for (fabric::NodeId peer = 0; peer < config_.replica_count; ++peer) {
     if (peer == config_.self) continue;
     if (link_broken_[peer]) {

@@ -96,6 +96,8 @@ class BackgroundAgent final : public Agent {
   std::uint64_t leader_progress_ns() const { return leader_progress_ns_; }
   // Grants this replica served (for tests and status).
   std::uint64_t grants_served() const { return grants_served_; }
+  // Rounds of heartbeat reads started (one READ per reachable peer each).
+  std::uint64_t heartbeat_read_rounds() const { return heartbeat_read_rounds_; }
   // One line of state for diagnostics (mu-sim traces, status).
   std::string describe() const;
   // Replica `peer` restarted: its connection (already reset and reconnected by the
@@ -169,6 +171,7 @@ class BackgroundAgent final : public Agent {
   std::uint64_t reads_overdue_ = 0;
   std::uint64_t last_beat_ns_ = 0;
   std::uint64_t next_read_ns_ = 0;
+  std::uint64_t heartbeat_read_rounds_ = 0;
   std::vector<bool> read_outstanding_;
   std::vector<std::uint64_t> read_posted_ns_;
   // Per replica: whom its log was granted to, as last read, and when that read was posted.

@@ -145,6 +145,26 @@ TEST(Failover, ALeaderWhoseReplicationPlaneIsStuckStopsItsHeartbeatAndIsReplaced
   EXPECT_EQ(cluster.replica(1).applied, cluster.replica(2).applied);
 }
 
+// A runner wakes a little after a read falls due (a park, a long round). Reads keep to
+// their grid regardless; timed from when each one ran, every read would come that much
+// later, and six of them make the detection window.
+TEST(FailureDetector, ReadsKeepTheirPaceWhenRoundsRunLate) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  const auto& background = *cluster.replica(1).background;
+  const std::uint64_t read_interval_ns = DetectorConfig{}.read_interval_ns;
+  const std::uint64_t reads_before = background.heartbeat_read_rounds();
+  const std::uint64_t started_ns = cluster.clock().now_ns();
+  // Rounds 30 us apart: a read due at 100 us runs at 120 us.
+  while (cluster.clock().now_ns() - started_ns < 100 * read_interval_ns) {
+    cluster.clock().advance_ns(30'000 - 100);
+    cluster.run_round();
+  }
+  const std::uint64_t reads = background.heartbeat_read_rounds() - reads_before;
+  EXPECT_GE(reads, 98u) << "100 read intervals went by";
+  EXPECT_LE(reads, 101u);
+}
+
 TEST(Election, AHealthyIdleClusterNeverFailsOver) {
   SimCluster cluster(automatic(3));
   ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
