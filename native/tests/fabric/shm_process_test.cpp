@@ -1,6 +1,7 @@
 // The shm backend with real processes: files and permissions on disk, restarts, revokes
 // racing writes from several processes, and peers that stop or die.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -150,6 +151,44 @@ TEST(ShmFiles, RegionsArePrivateFilesInAPrivatePerClusterDirectory) {
   }
   EXPECT_FALSE(exists(directory + "/node-3.control"));
   EXPECT_FALSE(exists(directory)) << "the last node of a cluster removes its directory";
+}
+
+// How many pages of a mapping this process's page table maps now (/proc/self/pagemap:
+// bit 63 of each page's entry), without touching them.
+std::size_t pages_mapped(const std::byte* data, std::size_t bytes) {
+  const long page_bytes = ::sysconf(_SC_PAGESIZE);
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
+  std::size_t mapped = 0;
+  const auto first_page = reinterpret_cast<std::uintptr_t>(data) / static_cast<std::uintptr_t>(page_bytes);
+  for (std::size_t page = 0; page < bytes / static_cast<std::size_t>(page_bytes); ++page) {
+    std::uint64_t entry = 0;
+    const auto offset = static_cast<off_t>((first_page + page) * sizeof entry);
+    if (::pread(fd, &entry, sizeof entry, offset) != static_cast<ssize_t>(sizeof entry)) break;
+    mapped += (entry >> 63) & 1u;
+  }
+  ::close(fd);
+  return mapped;
+}
+
+// Registering memory with an RDMA NIC pins it; shm maps its files populated for the same
+// reason: the first write to each page would otherwise take a page fault in the writer
+// (several microseconds here, measured as the p99 of replication on a fresh log) and the
+// first prepare after a failover one per page of its scratch window.
+TEST(ShmFiles, RegionsAreMappedWithEveryPagePresentOnBothSides) {
+  const ScopedCluster scoped_cluster("populated");
+  const std::string directory = shm::prepare_cluster_directory("/dev/shm", scoped_cluster.name);
+  const std::string path = directory + "/populated-region";
+  constexpr std::size_t region_bytes = 1 << 20;
+  const std::size_t pages = region_bytes / static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  {
+    const shm::MappedFile created = shm::MappedFile::create(path, region_bytes);
+    EXPECT_EQ(pages_mapped(created.data(), created.size_bytes()), pages) << "the owner's mapping";
+    const shm::MappedFile attached = shm::MappedFile::open(path, region_bytes);
+    EXPECT_EQ(pages_mapped(attached.data(), attached.size_bytes()), pages) << "a peer's mapping of it";
+  }
+  std::filesystem::remove(path);
+  std::filesystem::remove(directory);
 }
 
 TEST(ShmFiles, ASecondLiveInstanceOfANodeIsRefused) {
