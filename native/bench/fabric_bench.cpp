@@ -187,7 +187,7 @@ int run_backend(Backend backend, const Options& options) {
   TargetInfo info;
   receive_all(to_initiator[0], &info, sizeof info);
   connection->connect(EndpointInfo::decode(info.endpoint), access_none);
-  auto remote = fabric->attach_remote_region(RegionDescriptor::decode(info.region));
+  auto remote = fabric->attach_remote_region(RegionDescriptor::decode(info.region), Fabric::AttachTiming::at_startup);
 
   std::printf("backend %s: target in process %d, %d iterations per row, busy-polling initiator\n",
               std::string(backend_name(backend)).c_str(), target, options.iterations);

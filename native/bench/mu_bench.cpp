@@ -345,7 +345,7 @@ class BenchHooks final : public harness::ReplicaHooks {
       std::memcpy(&theirs, cards[peer].data(), sizeof theirs);
       from_peer_[peer]->connect(theirs.to_peer[id_], fabric::access_remote_all);
       to_peer_[peer]->connect(theirs.from_peer[id_], fabric::access_none);
-      remote_.push_back(fabric_.attach_remote_region(theirs.region));
+      remote_.push_back(fabric_.attach_remote_region(theirs.region, fabric::Fabric::AttachTiming::at_startup));
       connections.push_back(to_peer_[peer].get());
       regions.push_back(remote_.back().get());
     }

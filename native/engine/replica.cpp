@@ -165,8 +165,8 @@ void Replica::connect(std::span<const std::optional<ReplicaCard>> cards) {
     const ReplicaCard& card = *cards[peer];
     if (card.node_id != peer || card.to_log.size() != n) throw std::invalid_argument("replica: cards out of order");
     connect_ends(peer, card);
-    remote_logs_.push_back(fabric_->attach_remote_region(card.log));
-    remote_backgrounds_.push_back(fabric_->attach_remote_region(card.background));
+    remote_logs_.push_back(fabric_->attach_remote_region(card.log, fabric::Fabric::AttachTiming::at_startup));
+    remote_backgrounds_.push_back(fabric_->attach_remote_region(card.background, fabric::Fabric::AttachTiming::at_startup));
   }
   std::vector<AcceptorLink> acceptors;
   std::vector<BackgroundLink> background_links;
@@ -202,8 +202,9 @@ void Replica::reconnect_peer(const ReplicaCard& card, bool hold) {
     throw std::invalid_argument("replica: a restarted peer's card must name another replica of this cluster");
   }
   // Attach first: a card whose regions cannot be attached changes nothing.
-  auto log = fabric_->attach_remote_region(card.log);
-  auto background = fabric_->attach_remote_region(card.background);
+  // On the engine thread, while it runs: the attach must not stall it (see AttachTiming).
+  auto log = fabric_->attach_remote_region(card.log, fabric::Fabric::AttachTiming::while_running);
+  auto background = fabric_->attach_remote_region(card.background, fabric::Fabric::AttachTiming::while_running);
   held_cards_[peer].reset();
   if (hold) {
     reset_ends(peer);

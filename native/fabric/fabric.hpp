@@ -271,8 +271,15 @@ class Fabric {
   virtual std::unique_ptr<LocalRegion> register_region(std::size_t size_bytes) = 0;
   virtual std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) = 0;
   virtual std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) = 0;
+  // When an attach happens, which bounds what it may cost. At start-up, before the engine
+  // runs, shm maps every page of the region, so no write to it ever takes a page fault;
+  // while running (on an engine thread, a restarted peer's card), populating a large
+  // region would stall the thread for milliseconds, longer than a failure detector's
+  // window, so its pages fault in at first touch instead. RDMA backends resolve a
+  // descriptor without touching memory either way.
+  enum class AttachTiming { at_startup, while_running };
   // Resolves a peer's region; throws FabricError if the descriptor cannot be attached.
-  virtual std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) = 0;
+  virtual std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region, AttachTiming timing) = 0;
 };
 
 // Creates the backend named in config; throws FabricError with a clear message when it is

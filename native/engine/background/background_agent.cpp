@@ -159,7 +159,9 @@ int BackgroundAgent::do_work() {
   const std::size_t polled = queue_->poll(completions);
   for (std::size_t i = 0; i < polled; ++i) handle_completion(completions[i]);
   now_ns_ = clock_.now_ns();  // one clock read per round: they cost tens of ns each here
-  if (leader_.progress_count() != seen_progress_count_) {
+  // Fate sharing measures how long work has waited without progress: from the last
+  // progress, or from when work appeared after an idle spell, not from a commit long ago.
+  if (leader_.progress_count() != seen_progress_count_ || !leader_.has_work_in_flight()) {
     seen_progress_count_ = leader_.progress_count();
     leader_progress_ns_ = now_ns_;
   }
@@ -248,6 +250,9 @@ int BackgroundAgent::read_heartbeats() {
       continue;
     }
     if (read_outstanding_[peer]) {
+      // Reads come at least half an interval apart (see above): one younger than a whole
+      // interval is not late yet, and this round's read of the peer is skipped.
+      if (now - read_posted_ns_[peer] < config_.detector.read_interval_ns) continue;
       ++reads_overdue_;
       // The previous read has not come back within a whole interval: that says as much as
       // a counter that did not move.

@@ -92,8 +92,11 @@ class BackgroundAgent final : public Agent {
   bool log_closed();
   Candidacy candidacy() const { return candidacy_; }
   std::uint64_t heartbeat() const { return heartbeat_; }
-  // When this agent last saw the leader agent make progress (fate sharing; diagnostics).
+  // When this agent last saw the leader agent make progress or have nothing to do (fate
+  // sharing; diagnostics).
   std::uint64_t leader_progress_ns() const { return leader_progress_ns_; }
+  // Heartbeats not given: by fate sharing, or while out for a state transfer.
+  std::uint64_t beats_withheld() const { return beats_withheld_; }
   // Grants this replica served (for tests and status).
   std::uint64_t grants_served() const { return grants_served_; }
   // Rounds of heartbeat reads started (one READ per reachable peer each).

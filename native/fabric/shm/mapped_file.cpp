@@ -36,15 +36,24 @@ class FileDescriptor {
 MappedFile MappedFile::create(const std::string& path, std::size_t size_bytes) {
   FileDescriptor fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (fd.get() < 0) fail("cannot create", path);
-  // The umask may have narrowed the mode further; never let it be wider than 0600.
-  if (::fchmod(fd.get(), 0600) != 0) fail("cannot chmod", path);
-  if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) fail("cannot size", path);
-  struct stat status{};
-  if (::fstat(fd.get(), &status) != 0) fail("cannot stat", path);
-  return map(fd.get(), size_bytes, status, path);
+  try {
+    // The umask may have narrowed the mode further; never let it be wider than 0600.
+    if (::fchmod(fd.get(), 0600) != 0) fail("cannot chmod", path);
+    if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) fail("cannot size", path);
+    if (const int error = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size_bytes)); error != 0) {
+      errno = error;
+      fail("cannot allocate " + std::to_string(size_bytes) + " bytes (is its file system large enough?) for", path);
+    }
+    struct stat status{};
+    if (::fstat(fd.get(), &status) != 0) fail("cannot stat", path);
+    return map(fd.get(), size_bytes, status, path, Populate::all_pages);
+  } catch (const FabricError&) {
+    ::unlink(path.c_str());  // created here and unusable: leave nothing behind
+    throw;
+  }
 }
 
-MappedFile MappedFile::open(const std::string& path, std::size_t minimum_bytes) {
+MappedFile MappedFile::open(const std::string& path, std::size_t minimum_bytes, Populate populate) {
   FileDescriptor fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
   if (fd.get() < 0) fail("cannot open", path);
   struct stat status{};
@@ -58,16 +67,18 @@ MappedFile MappedFile::open(const std::string& path, std::size_t minimum_bytes) 
     errno = EINVAL;
     fail("file is smaller than expected", path);
   }
-  return map(fd.get(), size_bytes, status, path);
+  return map(fd.get(), size_bytes, status, path, populate);
 }
 
-MappedFile MappedFile::map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path) {
-  // Populated, as registering memory with a NIC pins it: otherwise the first write to each
-  // page faults in the writer, several microseconds each on a VM. That was the p99 of
-  // replication over a fresh log (a page fault every ~25 small entries, in the leader and
-  // again in each follower's apply), and most of a new leader's recovery time (the first
-  // reads into its scratch windows).
-  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+MappedFile MappedFile::map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path,
+                           Populate populate) {
+  // Populated where the caller can afford it, as registering memory with a NIC pins it:
+  // otherwise the first write to each page faults in the writer, several microseconds
+  // each on a VM. That was the p99 of replication over a fresh log (a page fault every ~25
+  // small entries, in the leader and again in each follower's apply), and most of a new
+  // leader's recovery time (the first reads into its scratch windows).
+  const int flags = MAP_SHARED | (populate == Populate::all_pages ? MAP_POPULATE : 0);
+  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, flags, fd, 0);
   if (memory == MAP_FAILED) fail("cannot map", path);
   MappedFile file;
   file.data_ = static_cast<std::byte*>(memory);

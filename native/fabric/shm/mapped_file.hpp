@@ -13,10 +13,17 @@ namespace mu::fabric::shm {
 
 class MappedFile {
  public:
-  // Creates `path` exclusively (mode 0600), sizes it and maps it; the memory is zeroed.
+  // Whether mapping installs every page at once (as a NIC pins registered memory: no
+  // write to it ever takes a page fault) or lets each page fault in at its first touch
+  // (mapping returns at once: populating a 64 MiB region takes milliseconds).
+  enum class Populate { all_pages, on_first_touch };
+
+  // Creates `path` exclusively (mode 0600), allocates its memory, zeroed, and maps every
+  // page: a tmpfs too small for it fails here, with a clear error, not with SIGBUS at the
+  // first write to a page it could not hold.
   static MappedFile create(const std::string& path, std::size_t size_bytes);
   // Opens and maps an existing file; its size must be at least `minimum_bytes`.
-  static MappedFile open(const std::string& path, std::size_t minimum_bytes);
+  static MappedFile open(const std::string& path, std::size_t minimum_bytes, Populate populate);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;
@@ -32,7 +39,8 @@ class MappedFile {
   ino_t inode() const { return inode_; }
 
  private:
-  static MappedFile map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path);
+  static MappedFile map(int fd, std::size_t size_bytes, const struct stat& status, const std::string& path,
+                        Populate populate);
 
   std::byte* data_ = nullptr;
   std::size_t size_bytes_ = 0;

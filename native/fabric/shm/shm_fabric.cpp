@@ -29,8 +29,10 @@ std::unique_ptr<Connection> ShmFabric::create_connection(std::shared_ptr<Complet
   return std::make_unique<ShmConnection>(node_, std::static_pointer_cast<ShmCompletionQueue>(queue));
 }
 
-std::unique_ptr<RemoteRegion> ShmFabric::attach_remote_region(const RegionDescriptor& region) {
-  return std::make_unique<ShmRemoteRegion>(node_, region);
+std::unique_ptr<RemoteRegion> ShmFabric::attach_remote_region(const RegionDescriptor& region, AttachTiming timing) {
+  return std::make_unique<ShmRemoteRegion>(node_, region,
+                                           timing == AttachTiming::at_startup ? MappedFile::Populate::all_pages
+                                                                              : MappedFile::Populate::on_first_touch);
 }
 
 // --- local regions -----------------------------------------------------------------
@@ -70,7 +72,8 @@ RegionDescriptor ShmLocalRegion::descriptor() const {
 
 // --- remote regions ----------------------------------------------------------------
 
-ShmRemoteRegion::ShmRemoteRegion(std::shared_ptr<NodeContext> node, const RegionDescriptor& descriptor)
+ShmRemoteRegion::ShmRemoteRegion(std::shared_ptr<NodeContext> node, const RegionDescriptor& descriptor,
+                                 MappedFile::Populate populate)
     : node_(std::move(node)), descriptor_(descriptor), owner_(node_->peer(descriptor.node_id)) {
   const std::uint32_t slot = region_key_slot(descriptor.key);
   const std::uint32_t generation = region_key_generation(descriptor.key);
@@ -84,7 +87,7 @@ ShmRemoteRegion::ShmRemoteRegion(std::shared_ptr<NodeContext> node, const Region
       entry.size_bytes.load() != descriptor.length_bytes) {
     throw FabricError("shm: node " + std::to_string(descriptor.node_id) + " has no region matching the descriptor");
   }
-  file_ = MappedFile::open(node_->region_path(descriptor.node_id, slot, generation), descriptor.length_bytes);
+  file_ = MappedFile::open(node_->region_path(descriptor.node_id, slot, generation), descriptor.length_bytes, populate);
 }
 
 // --- completion queues -------------------------------------------------------------

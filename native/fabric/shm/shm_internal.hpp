@@ -103,7 +103,7 @@ class ShmLocalRegion final : public LocalRegion {
 
 class ShmRemoteRegion final : public RemoteRegion {
  public:
-  ShmRemoteRegion(std::shared_ptr<NodeContext> node, const RegionDescriptor& descriptor);
+  ShmRemoteRegion(std::shared_ptr<NodeContext> node, const RegionDescriptor& descriptor, MappedFile::Populate populate);
   const RegionDescriptor& descriptor() const override { return descriptor_; }
 
   // Data-path view, used by ShmConnection.
@@ -208,7 +208,7 @@ class ShmFabric final : public Fabric {
   std::unique_ptr<LocalRegion> register_region(std::size_t size_bytes) override;
   std::shared_ptr<CompletionQueue> create_completion_queue(std::uint32_t depth) override;
   std::unique_ptr<Connection> create_connection(std::shared_ptr<CompletionQueue> queue) override;
-  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) override;
+  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region, AttachTiming timing) override;
 
  private:
   std::shared_ptr<NodeContext> node_;

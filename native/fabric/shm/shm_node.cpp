@@ -67,7 +67,7 @@ void NodeContext::remove_stale_files_or_throw() {
   const std::string control = control_path(config_.node_id);
   if (::access(control.c_str(), F_OK) == 0) {
     try {
-      MappedFile existing = MappedFile::open(control, sizeof(ControlBlock));
+      MappedFile existing = MappedFile::open(control, sizeof(ControlBlock), MappedFile::Populate::all_pages);
       const auto* block = reinterpret_cast<const ControlBlock*>(existing.data());
       if (load_magic(*block) == control_magic && is_alive(&block->liveness)) {
         throw FabricError("shm: node " + std::to_string(config_.node_id) + " of cluster '" +
@@ -95,7 +95,7 @@ std::shared_ptr<PeerControl> NodeContext::peer(NodeId node_id) {
   std::lock_guard guard(mutex_);
   auto mapped = std::make_shared<PeerControl>();
   mapped->node_id = node_id;
-  mapped->file = MappedFile::open(control_path(node_id), sizeof(ControlBlock));
+  mapped->file = MappedFile::open(control_path(node_id), sizeof(ControlBlock), MappedFile::Populate::all_pages);
   auto& cached = peers_[node_id];
   if (cached && cached->file.inode() == mapped->file.inode() && cached->file.device() == mapped->file.device()) {
     return cached;  // same incarnation: share one mapping

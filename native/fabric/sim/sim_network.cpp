@@ -354,7 +354,7 @@ class SimFabric final : public Fabric {
     return std::make_unique<SimConnection>(network_, node_id_, std::static_pointer_cast<SimCompletionQueue>(queue),
                                            max_outstanding_);
   }
-  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) override {
+  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region, AttachTiming) override {
     if (region.node_id >= max_node_count) throw FabricError("sim: region descriptor names a node out of range");
     return std::make_unique<SimRemoteRegion>(region);  // checked at delivery, as by a NIC
   }

@@ -755,7 +755,7 @@ class VerbsFabric final : public Fabric {
     return std::make_unique<VerbsConnection>(device_, verbs_queue->core());
   }
 
-  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region) override {
+  std::unique_ptr<RemoteRegion> attach_remote_region(const RegionDescriptor& region, AttachTiming) override {
     if (region.node_id >= max_node_count) {
       throw FabricError("verbs: region descriptor names node " + std::to_string(region.node_id) + ", out of range");
     }

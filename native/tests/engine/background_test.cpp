@@ -163,6 +163,47 @@ TEST(FailureDetector, ReadsKeepTheirPaceWhenRoundsRunLate) {
   const std::uint64_t reads = background.heartbeat_read_rounds() - reads_before;
   EXPECT_GE(reads, 98u) << "100 read intervals went by";
   EXPECT_LE(reads, 101u);
+
+  // A reader whose thread stalled for ten intervals does not catch up with a burst of
+  // reads, faster than a healthy peer's heartbeat moves: the grid starts afresh.
+  cluster.clock().advance_ns(10 * read_interval_ns);
+  const std::uint64_t after_stall = background.heartbeat_read_rounds();
+  const std::uint64_t resumed_ns = cluster.clock().now_ns();
+  while (cluster.clock().now_ns() - resumed_ns < read_interval_ns * 2 / 5) {
+    cluster.clock().advance_ns(1'000 - 100);
+    cluster.run_round();
+  }
+  EXPECT_EQ(background.heartbeat_read_rounds() - after_stall, 1u) << "one read on waking, the next half an interval on";
+}
+
+// Fate sharing counts how long work has waited, not how long since the last commit: a
+// healthy leader that was idle for longer than the fate-sharing timeout keeps beating
+// while it commits the next command.
+TEST(Failover, AHealthyLeaderKeepsBeatingWhenWorkArrivesAfterALongIdleSpell) {
+  SimCluster cluster(automatic(3));
+  ASSERT_TRUE(cluster.run_until([&] { return cluster.steady_leader() == fabric::NodeId{0}; }, 100000));
+  auto& leader = cluster.replica(0);
+  const std::uint64_t timeout_ns = BackgroundConfig{}.fate_sharing_timeout_ns;
+  const std::uint64_t withheld = leader.background->beats_withheld();
+  for (int command = 0; command < 5; ++command) {
+    // Idle for one and a half timeouts, in 10 us rounds.
+    const std::uint64_t idle_from_ns = cluster.clock().now_ns();
+    while (cluster.clock().now_ns() - idle_from_ns < timeout_ns * 3 / 2) {
+      cluster.clock().advance_ns(10'000 - 100);
+      cluster.run_round();
+    }
+    ASSERT_TRUE(leader.leader->propose(bytes_of("after a pause " + std::to_string(command))));
+    const std::size_t applied = leader.applied.size();
+    // Committing takes a few rounds; rounds 5 us apart make heartbeats fall due meanwhile.
+    ASSERT_TRUE(cluster.run_until(
+        [&] {
+          cluster.clock().advance_ns(5'000 - 100);
+          return leader.applied.size() > applied;
+        },
+        100000));
+  }
+  EXPECT_EQ(leader.background->beats_withheld(), withheld) << "no beat withheld from a leader that commits";
+  EXPECT_EQ(cluster.steady_leader(), fabric::NodeId{0});
 }
 
 TEST(Election, AHealthyIdleClusterNeverFailsOver) {

@@ -33,7 +33,7 @@ class Conformance : public ::testing::TestWithParam<Backend> {
     from_initiator_ = target_->create_connection(target_queue_);
     source_ = initiator_->register_region(region_bytes);
     memory_ = target_->register_region(region_bytes);
-    remote_memory_ = initiator_->attach_remote_region(memory_->descriptor());
+    remote_memory_ = initiator_->attach_remote_region(memory_->descriptor(), Fabric::AttachTiming::at_startup);
     connect(access_remote_all);
   }
 
@@ -221,7 +221,7 @@ TEST_P(Conformance, LocalRangeOutsideTheLocalRegionIsRejectedAtPost) {
 }
 
 TEST_P(Conformance, RemoteRegionOfAnotherNodeIsRejectedAtPost) {
-  auto own_region = initiator_->attach_remote_region(source_->descriptor());
+  auto own_region = initiator_->attach_remote_region(source_->descriptor(), Fabric::AttachTiming::at_startup);
   WriteRequest request;
   request.remote = own_region.get();
   request.local_region = source_.get();
@@ -375,7 +375,7 @@ TEST_P(Conformance, WriteToAPeerWhoseEndIsGoneReportsItUnreachable) {
 
 TEST_P(Conformance, DeregisteredRegionIsRefused) {
   auto doomed = target_->register_region(4096);
-  auto remote_doomed = initiator_->attach_remote_region(doomed->descriptor());
+  auto remote_doomed = initiator_->attach_remote_region(doomed->descriptor(), Fabric::AttachTiming::at_startup);
   doomed.reset();
   WriteRequest request;
   request.work_id = 1;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,8 +175,9 @@ std::size_t pages_mapped(const std::byte* data, std::size_t bytes) {
 // Registering memory with an RDMA NIC pins it; shm maps its files populated for the same
 // reason: the first write to each page would otherwise take a page fault in the writer
 // (several microseconds here, measured as the p99 of replication on a fresh log) and the
-// first prepare after a failover one per page of its scratch window.
-TEST(ShmFiles, RegionsAreMappedWithEveryPagePresentOnBothSides) {
+// first prepare after a failover one per page of its scratch window. A peer's region
+// attached while the engine runs is not populated: that would stall the engine thread.
+TEST(ShmFiles, RegionsAreMappedWithEveryPagePresentExceptWhereAttachedWhileRunning) {
   const ScopedCluster scoped_cluster("populated");
   const std::string directory = shm::prepare_cluster_directory("/dev/shm", scoped_cluster.name);
   const std::string path = directory + "/populated-region";
@@ -184,10 +186,34 @@ TEST(ShmFiles, RegionsAreMappedWithEveryPagePresentOnBothSides) {
   {
     const shm::MappedFile created = shm::MappedFile::create(path, region_bytes);
     EXPECT_EQ(pages_mapped(created.data(), created.size_bytes()), pages) << "the owner's mapping";
-    const shm::MappedFile attached = shm::MappedFile::open(path, region_bytes);
-    EXPECT_EQ(pages_mapped(attached.data(), attached.size_bytes()), pages) << "a peer's mapping of it";
+    const shm::MappedFile attached = shm::MappedFile::open(path, region_bytes, shm::MappedFile::Populate::all_pages);
+    EXPECT_EQ(pages_mapped(attached.data(), attached.size_bytes()), pages) << "a peer's mapping of it, at start-up";
+    const shm::MappedFile lazily =
+        shm::MappedFile::open(path, region_bytes, shm::MappedFile::Populate::on_first_touch);
+    EXPECT_EQ(pages_mapped(lazily.data(), lazily.size_bytes()), 0u) << "a peer's mapping of it, while running";
   }
   std::filesystem::remove(path);
+  std::filesystem::remove(directory);
+}
+
+// A region its file system cannot hold is refused when it is created, with the reason,
+// and leaves no file behind, instead of SIGBUS at the first write to a page the file
+// system has no room for. Twice the size of the whole tmpfs: refused before any page is
+// allocated.
+TEST(ShmFiles, ARegionLargerThanItsFileSystemIsRefusedAtCreation) {
+  const ScopedCluster scoped_cluster("allocate");
+  const std::string directory = shm::prepare_cluster_directory("/dev/shm", scoped_cluster.name);
+  const std::string path = directory + "/too-large";
+  struct statvfs file_system{};
+  ASSERT_EQ(::statvfs("/dev/shm", &file_system), 0);
+  const std::size_t too_large = 2 * static_cast<std::size_t>(file_system.f_blocks) * file_system.f_frsize;
+  try {
+    shm::MappedFile::create(path, too_large);
+    FAIL() << "a region of " << too_large << " bytes was created on a tmpfs of half that";
+  } catch (const FabricError& error) {
+    EXPECT_NE(std::string(error.what()).find("cannot allocate"), std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
   std::filesystem::remove(directory);
 }
 
@@ -265,7 +291,7 @@ TEST(ShmRevoke, NothingLandsAfterARevokeSettlesWhileSeveralProcessesHammer) {
       TargetInfo target_info;
       std::memcpy(&target_info, info.data(), sizeof target_info);
       const auto target_endpoint = EndpointInfo::decode(target_info.endpoint);
-      auto region = fabric->attach_remote_region(RegionDescriptor::decode(target_info.region));
+      auto region = fabric->attach_remote_region(RegionDescriptor::decode(target_info.region), Fabric::AttachTiming::at_startup);
       connection->connect(target_endpoint, access_none);
       for (std::uint64_t counter = 1; !shared->stop.load(); ++counter) {
         for (std::size_t i = 0; i < cell_bytes; i += 8) std::memcpy(source->data() + i, &counter, 8);
@@ -381,7 +407,8 @@ class PeerStoppedInsideAnOperation {
     const std::uint32_t slot_index = connection->id();
     endpoint_pipe_.send(connection->local_endpoint().encode());
     go_.receive<1>();
-    const auto control = shm::MappedFile::open(cluster_directory(cluster) + "/node-1.control", sizeof(shm::ControlBlock));
+    const auto control = shm::MappedFile::open(cluster_directory(cluster) + "/node-1.control", sizeof(shm::ControlBlock),
+                                                shm::MappedFile::Populate::all_pages);
     auto& slot = reinterpret_cast<shm::ControlBlock*>(control.data())->connections[slot_index];
     const std::uint64_t sequence = slot.operation_sequence.load();
     slot.operation_sequence.store(sequence + 1);
@@ -515,7 +542,7 @@ TEST(ShmRestart, ARestartedInitiatorDoesNotInheritTheGrantOfItsPredecessor) {
   auto connection = successor->create_connection(queue);
   ASSERT_EQ(connection->id(), predecessor_slot) << "the test needs the successor to reuse the slot";
   connection->connect(target_connection->local_endpoint(), access_none);
-  auto remote = successor->attach_remote_region(memory->descriptor());
+  auto remote = successor->attach_remote_region(memory->descriptor(), Fabric::AttachTiming::at_startup);
   const std::array<std::byte, 8> payload{std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a},
                                          std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}, std::byte{0x5a}};
   WriteRequest request;
@@ -543,8 +570,8 @@ TEST(ShmRestart, ARegionDescriptorFromAnEarlierIncarnationIsRefused) {
   auto owner = create_fabric(shm_config(1, cluster));
   auto region = owner->register_region(4096);
   ASSERT_EQ(region->descriptor().key, stale.key) << "the test needs the same slot and generation";
-  EXPECT_THROW(initiator->attach_remote_region(stale), FabricError);
-  EXPECT_NO_THROW(initiator->attach_remote_region(region->descriptor()));
+  EXPECT_THROW(initiator->attach_remote_region(stale, Fabric::AttachTiming::at_startup), FabricError);
+  EXPECT_NO_THROW(initiator->attach_remote_region(region->descriptor(), Fabric::AttachTiming::at_startup));
 }
 
 // A write into a dead target must not report success: the leader would count an
@@ -577,7 +604,7 @@ TEST(ShmPeerDeath, WritesToADeadTargetReportItUnreachable) {
   TargetInfo info;
   std::memcpy(&info, bytes.data(), sizeof info);
   connection->connect(EndpointInfo::decode(info.endpoint), access_none);
-  auto remote = initiator->attach_remote_region(RegionDescriptor::decode(info.region));
+  auto remote = initiator->attach_remote_region(RegionDescriptor::decode(info.region), Fabric::AttachTiming::at_startup);
 
   WriteRequest request;
   request.work_id = 1;

@@ -26,7 +26,7 @@ struct Star {
       to.push_back(writer->create_connection(queue));
       from.push_back(targets.back()->create_connection(target_queues.back()));
       memory.push_back(targets.back()->register_region(4096));
-      remote.push_back(writer->attach_remote_region(memory.back()->descriptor()));
+      remote.push_back(writer->attach_remote_region(memory.back()->descriptor(), Fabric::AttachTiming::at_startup));
       from.back()->connect(to.back()->local_endpoint(), access_remote_all);
       to.back()->connect(from.back()->local_endpoint(), access_none);
     }
