@@ -2,7 +2,10 @@
 # Every benchmark the performance targets name, one after another in one run on one
 # machine, each under its own time limit so one that hangs costs only its own figures.
 # Run on a host prepared by unpack.sh (or one where `npm install` ran):
-#   bash scripts/bench-bundle/run-all.sh <results-folder> [quick]
+#   bash scripts/bench-bundle/run-all.sh <results-folder> [engine]
+# With `engine`, only the engine's targets (issue 3), as its done-when list states them:
+# latency three times, failover after SIGSTOP and SIGKILL 20 times each, a 60-second idle
+# run, and the host's own scheduling gaps for context (about 2 minutes).
 # Each benchmark's output goes to <results-folder>/<name>.txt and to stdout.
 set -uo pipefail
 out=${1:?results folder}
@@ -26,6 +29,14 @@ step() {
 }
 
 bench=./build/Release/mu-bench
+if [ "${2:-}" = engine ]; then
+  for run in 1 2 3; do step "engine-latency-$run" 40 "$bench" latency --iterations 20000; done
+  step engine-failover-stop 120 "$bench" failover --runs 20
+  step engine-failover-kill 120 "$bench" failover --runs 20 --signal kill
+  step engine-idle 75 "$bench" idle --seconds 60
+  step host-stalls 20 "$bench" stalls --seconds 10
+  exit 0
+fi
 # The front ends first (their targets are ratios within one run), then the engine, then
 # the front ends again to show the spread between runs.
 step memcached 90 node --import tsx proxy/testing/bench_memcached.ts
