@@ -4,7 +4,7 @@ import net from 'node:net';
 
 import { expect } from 'chai';
 
-import { createNonce } from './auth.js';
+import { type ChannelCiphers, createNonce } from './auth.js';
 import { ControlPlane, type ControlPlaneOptions } from './control_plane.js';
 import { FrameDecoder, type FrameMessage, encodeFrame } from './frame.js';
 import { cardAssociatedData } from './messages.js';
@@ -41,11 +41,17 @@ describe('control plane: refusals', function () {
     return peer;
   }
 
-  /** A legitimate replica `id` can still complete the protocol with replica 0 and get its card. */
-  async function expectStillServes(id = 2): Promise<void> {
+  /** A connection authenticated as replica `id` with the cluster secret, and its ciphers. */
+  async function welcomed(id: number): Promise<{ peer: RawPeer; ciphers: ChannelCiphers }> {
     const peer = await connect();
     const ciphers = await peer.authenticateAs(id, SECRET);
-    if (ciphers === undefined) throw new Error('a legitimate peer was not welcomed');
+    if (ciphers === undefined) throw new Error(`a legitimate replica ${id} was not welcomed`);
+    return { peer, ciphers };
+  }
+
+  /** A legitimate replica `id` can still complete the protocol with replica 0 and get its card. */
+  async function expectStillServes(id = 2): Promise<void> {
+    const { peer, ciphers } = await welcomed(id);
     peer.sendCard(ciphers, id, `${7000 + id}`, cardOf(id, 7));
     const reply = await peer.next();
     expect(reply).to.include({ type: 'card', id: 0, incarnation: '1000' });
@@ -163,9 +169,7 @@ describe('control plane: refusals', function () {
 
   it('refuses a card for another replica id from an authenticated peer', async () => {
     await startZero();
-    const peer = await connect();
-    const ciphers = await peer.authenticateAs(1, SECRET);
-    if (ciphers === undefined) throw new Error('not welcomed');
+    const { peer, ciphers } = await welcomed(1);
     const refused = nextRefusal(zero, /replica 1 sent a card for replica 2/);
     peer.sendCard(ciphers, 2, '99', cardOf(2, 9));
     await refused;
@@ -178,9 +182,7 @@ describe('control plane: refusals', function () {
 
   it('refuses a sealed card that was altered on the wire', async () => {
     await startZero();
-    const peer = await connect();
-    const ciphers = await peer.authenticateAs(1, SECRET);
-    if (ciphers === undefined) throw new Error('not welcomed');
+    const { peer, ciphers } = await welcomed(1);
     const sealed = ciphers.send.seal(cardAssociatedData(1, '5', ['', '', '']), cardOf(1));
     sealed[0] = (sealed[0] ?? 0) ^ 1;
     const refused = nextRefusal(zero, /card from replica 1 failed to open/);
@@ -192,9 +194,7 @@ describe('control plane: refusals', function () {
 
   it('refuses a card whose links were altered on the wire, or that has not one link per replica', async () => {
     await startZero();
-    const peer = await connect();
-    const ciphers = await peer.authenticateAs(1, SECRET);
-    if (ciphers === undefined) throw new Error('not welcomed');
+    const { peer, ciphers } = await welcomed(1);
     const sealed = ciphers.send.seal(cardAssociatedData(1, '5', ['', '', '']), cardOf(1));
     const refused = nextRefusal(zero, /card from replica 1 failed to open/);
     peer.send({ type: 'card', id: 1, incarnation: '5', links: ['1000/0/0', '', ''], card: sealed.toString('base64') });
@@ -202,9 +202,7 @@ describe('control plane: refusals', function () {
     expect(await peer.closesWithin(1000)).to.equal(true);
     expect(zero.cards().has(1)).to.equal(false);
 
-    const short = await connect();
-    const shortCiphers = await short.authenticateAs(1, SECRET);
-    if (shortCiphers === undefined) throw new Error('not welcomed');
+    const { peer: short, ciphers: shortCiphers } = await welcomed(1);
     const refusedShort = nextRefusal(zero, /card from replica 1 has 2 links, not one per replica/);
     short.sendCard(shortCiphers, 1, '5', cardOf(1), ['', '']);
     await refusedShort;
@@ -214,9 +212,7 @@ describe('control plane: refusals', function () {
 
   it('pings an open connection, and closes one that falls silent: that peer stops counting as reachable', async () => {
     await startZero({ pingIntervalMs: 50, silenceTimeoutMs: 300 });
-    const peer = await connect();
-    const ciphers = await peer.authenticateAs(1, SECRET);
-    if (ciphers === undefined) throw new Error('not welcomed');
+    const { peer, ciphers } = await welcomed(1);
     peer.sendCard(ciphers, 1, '5', cardOf(1));
     expect((await peer.next())?.['type']).to.equal('card');
     expect((await peer.next())?.['type']).to.equal('ping');
@@ -235,15 +231,11 @@ describe('control plane: refusals', function () {
 
   it('refuses a different card under an incarnation it already knows', async () => {
     await startZero();
-    const first = await connect();
-    const firstCiphers = await first.authenticateAs(1, SECRET);
-    if (firstCiphers === undefined) throw new Error('not welcomed');
+    const { peer: first, ciphers: firstCiphers } = await welcomed(1);
     first.sendCard(firstCiphers, 1, '42', cardOf(1, 0));
     expect(await first.next()).to.include({ type: 'card', id: 0 });
 
-    const second = await connect();
-    const secondCiphers = await second.authenticateAs(1, SECRET);
-    if (secondCiphers === undefined) throw new Error('not welcomed');
+    const { peer: second, ciphers: secondCiphers } = await welcomed(1);
     const refused = nextRefusal(zero, /replica 1 sent a different card under the same incarnation 42/);
     second.sendCard(secondCiphers, 1, '42', cardOf(1, 1));
     await refused;
